@@ -1,0 +1,340 @@
+"""Hooked-model factory: the one module that touches TransformerLens model classes.
+
+TransformerLens 3.9 builds a ``HookedTransformer`` from a ``HookedTransformerConfig``; 4.x removed
+both and builds the same architecture with ``TransformerBridge.boot_native``. Both expose the hook
+names the analyzers use (``hook_embed``, ``blocks.{l}.hook_resid_pre/mid/post``,
+``blocks.{l}.mlp.hook_pre/hook_post``, ``ln_final.hook_normalized``), so everything outside this
+module depends only on that shared surface (:class:`HookedModel`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_CONFIG = "model_config.json"
+TOKENIZER_SUBDIR = "tokenizer"
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "solu_ln")
+NORMALIZATIONS = ("LN", "RMS")
+POSITIONAL = ("standard", "rotary")
+
+
+def tl_major_version() -> int:
+    """Major version of the installed transformer-lens (3 or 4)."""
+    return int(importlib.metadata.version("transformer-lens").split(".")[0])
+
+
+@runtime_checkable
+class HookedModel(Protocol):
+    """The surface of a TransformerLens hooked model that analyzers may rely on.
+
+    ``HookedTransformer`` (TL 3.x), ``TransformerBridge`` (TL 4.x) and a user's own pretrained
+    ``HookedTransformer`` all satisfy it.
+    """
+
+    cfg: Any
+    ln_final: Any
+
+    def run_with_hooks(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def run_with_cache(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def hooks(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass
+class ModelConfig:
+    """Shape and initialization of a GPT-2-style decoder. ``d_vocab=-1`` takes the tokenizer's."""
+
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    n_ctx: int = 128
+    d_vocab: int = -1
+    act_fn: str = "gelu"
+    normalization: str = "LN"
+    positional_embedding: str = "standard"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "n_ctx"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.d_vocab, int) or (self.d_vocab <= 0 and self.d_vocab != -1):
+            raise ValueError(
+                f"ModelConfig.d_vocab must be a positive int or -1 (from tokenizer), "
+                f"got {self.d_vocab!r}"
+            )
+        if self.act_fn not in ACTIVATIONS:
+            raise ValueError(
+                f"ModelConfig.act_fn must be one of {ACTIVATIONS}, got {self.act_fn!r}"
+            )
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"ModelConfig.normalization must be one of {NORMALIZATIONS}, "
+                f"got {self.normalization!r}"
+            )
+        if self.positional_embedding not in POSITIONAL:
+            raise ValueError(
+                f"ModelConfig.positional_embedding must be one of {POSITIONAL}, "
+                f"got {self.positional_embedding!r}"
+            )
+        if not isinstance(self.seed, int):
+            raise ValueError(f"ModelConfig.seed must be an int, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def with_vocab(self, d_vocab: int) -> ModelConfig:
+        return replace(self, d_vocab=d_vocab)
+
+    def n_params(self) -> int:
+        """Parameter count (weights and biases, embeddings and unembedding included)."""
+        if self.d_vocab <= 0:
+            raise ValueError("ModelConfig.d_vocab is unset (-1): set it or pass a tokenizer")
+        attn = 4 * self.d_model * self.n_heads * self.d_head + 3 * self.n_heads * self.d_head
+        attn += self.d_model
+        mlp = 2 * self.d_model * self.d_mlp + self.d_mlp + self.d_model
+        norms = 4 * self.d_model
+        block = attn + mlp + norms
+        emb = self.d_vocab * self.d_model * 2 + self.d_vocab + 2 * self.d_model
+        if self.positional_embedding == "standard":
+            emb += self.n_ctx * self.d_model
+        return self.n_layers * block + emb
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Trains at thousands of tokens/s on 2 CPU cores: the default for tests and the demo.
+    "tiny": ModelConfig(n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=128),
+    # ~7M with an 8k vocabulary: the CPU pilot's scale.
+    "pilot": ModelConfig(n_layers=4, d_model=256, n_heads=4, d_head=64, d_mlp=1024, n_ctx=256),
+    # 10-30M parameters depending on the vocabulary (~17M at 8k).
+    "small": ModelConfig(n_layers=6, d_model=384, n_heads=6, d_head=64, d_mlp=1536, n_ctx=256),
+    # The GPU pilot's 34M shape (with an 8k vocabulary).
+    "medium": ModelConfig(n_layers=8, d_model=512, n_heads=8, d_head=64, d_mlp=2048, n_ctx=256),
+    "gpt2-small": ModelConfig(
+        n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024
+    ),
+    # The paper's analysis size (GPT-2 style, 1.3B with a 50k vocabulary).
+    "1.3b": ModelConfig(n_layers=24, d_model=2048, n_heads=16, d_head=128, d_mlp=8192, n_ctx=2048),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """A copy of the named preset (``tiny``, ``pilot``, ``small``, ``medium``, ``gpt2-small``,
+    ``1.3b``)."""
+    try:
+        return replace(PRESETS[name])
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None
+
+
+def prepare_tokenizer(tokenizer: Any) -> Any:
+    """Return a tokenizer TransformerLens accepts.
+
+    Both TL lines read ``tokenizer.init_kwargs['name_or_path']`` and raise ``KeyError`` for a
+    ``PreTrainedTokenizerFast`` built in memory; a round trip through a directory gives it one.
+    A path is loaded with ``AutoTokenizer``.
+    """
+    from transformers import AutoTokenizer
+
+    if tokenizer is None:
+        return None
+    if isinstance(tokenizer, (str, os.PathLike)):
+        return AutoTokenizer.from_pretrained(str(tokenizer))
+    if "name_or_path" in getattr(tokenizer, "init_kwargs", {}):
+        return tokenizer
+    with tempfile.TemporaryDirectory(prefix="babel-tok-") as tmp:
+        tokenizer.save_pretrained(tmp)
+        return AutoTokenizer.from_pretrained(tmp)
+
+
+def _tl_config_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    return dict(
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp,
+        n_ctx=cfg.n_ctx,
+        d_vocab=cfg.d_vocab,
+        act_fn=cfg.act_fn,
+        normalization_type=cfg.normalization,
+        positional_embedding_type=cfg.positional_embedding,
+        seed=cfg.seed,
+    )
+
+
+def build_model(
+    cfg: ModelConfig,
+    tokenizer: Any = None,
+    device: str | torch.device | None = None,
+) -> HookedModel:
+    """A freshly initialized hooked model of shape ``cfg`` on the installed TL line.
+
+    ``HookedTransformer`` on TransformerLens 3.x, ``TransformerBridge.boot_native`` on 4.x.
+    With ``cfg.d_vocab == -1`` the vocabulary size comes from ``tokenizer``.
+    """
+    tok = prepare_tokenizer(tokenizer)
+    if cfg.d_vocab == -1:
+        if tok is None:
+            raise ValueError("ModelConfig.d_vocab is -1 (from tokenizer) but no tokenizer given")
+        cfg = cfg.with_vocab(len(tok))
+    kwargs = _tl_config_kwargs(cfg)
+    if tl_major_version() >= 4:
+        from transformer_lens.config import TransformerBridgeConfig
+        from transformer_lens.model_bridge import TransformerBridge
+
+        tl_cfg = TransformerBridgeConfig(**kwargs, tokenizer_prepends_bos=False)
+        model = TransformerBridge.boot_native(tl_cfg, tokenizer=tok, device=device)
+    else:
+        import warnings
+
+        from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+        tl_cfg = HookedTransformerConfig(**kwargs, default_prepend_bos=False, device=device)
+        with warnings.catch_warnings():
+            # 3.9 warns that HookedTransformer goes away in 4.0; this module handles both lines.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = HookedTransformer(tl_cfg, tokenizer=tok)
+    return model
+
+
+def model_config_of(model: HookedModel) -> ModelConfig:
+    """Recover a :class:`ModelConfig` from any hooked model's ``cfg``."""
+    c = model.cfg
+    return ModelConfig(
+        n_layers=c.n_layers,
+        d_model=c.d_model,
+        n_heads=c.n_heads,
+        d_head=c.d_head,
+        d_mlp=c.d_mlp,
+        n_ctx=c.n_ctx,
+        d_vocab=c.d_vocab,
+        act_fn=c.act_fn,
+        normalization=c.normalization_type,
+        positional_embedding=c.positional_embedding_type,
+        seed=c.seed if isinstance(c.seed, int) else 0,
+    )
+
+
+def save_model(
+    model: HookedModel,
+    directory: str | os.PathLike,
+    cfg: ModelConfig | None = None,
+    tokenizer: Any = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``model_config.json`` (and ``tokenizer/``) to a directory."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = cfg or model_config_of(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(_dedupe_shared(state), d / MODEL_WEIGHTS)
+    meta = {"model": cfg.to_dict(), "tl_major": tl_major_version()}
+    (d / MODEL_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if tokenizer is not None:
+        prepare_tokenizer(tokenizer).save_pretrained(d / TOKENIZER_SUBDIR)
+    return d
+
+
+def _dedupe_shared(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    # safetensors refuses tensors that share storage; clone the later aliases.
+    seen: set[int] = set()
+    out = {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.clone() if ptr in seen and v.numel() > 0 else v
+        seen.add(ptr)
+    return out
+
+
+def load_model(
+    directory: str | os.PathLike,
+    device: str | torch.device | None = None,
+    with_tokenizer: bool = True,
+) -> tuple[HookedModel, ModelConfig]:
+    """Load a model written by :func:`save_model`; the logits match the saved model's exactly.
+
+    Weights saved on TL 3.x load on TL 4.x (converted with TL's own checkpoint converter).
+    """
+    d = Path(directory)
+    if not (d / MODEL_CONFIG).is_file() or not (d / MODEL_WEIGHTS).is_file():
+        raise FileNotFoundError(f"{d} holds no saved model ({MODEL_CONFIG} + {MODEL_WEIGHTS})")
+    meta = json.loads((d / MODEL_CONFIG).read_text(encoding="utf-8"))
+    cfg = ModelConfig.from_dict(meta["model"])
+    tok = None
+    if with_tokenizer and (d / TOKENIZER_SUBDIR).is_dir():
+        tok = prepare_tokenizer(d / TOKENIZER_SUBDIR)
+    model = build_model(cfg, tokenizer=tok, device=device)
+    state = load_file(d / MODEL_WEIGHTS, device="cpu")
+    saved_major, here = int(meta.get("tl_major", 3)), tl_major_version()
+    if saved_major < 4 <= here:
+        from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
+
+        state = convert_tl_checkpoint(state, model.cfg)
+    elif saved_major >= 4 > here:
+        raise ValueError(
+            f"{d} was saved with TransformerLens {saved_major}.x; loading it on 3.x is not "
+            "supported (install transformer-lens>=4 or re-save from 3.x)"
+        )
+    load_into(model, state)
+    return model, cfg
+
+
+def load_into(model: HookedModel, state: dict[str, Tensor]) -> None:
+    """Load a state dict strictly, ignoring only non-parameter buffers TL recomputes."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    params = {n for n, _ in model.named_parameters()}
+    missing = [k for k in missing if k in params]
+    if missing or unexpected:
+        raise ValueError(
+            f"state dict does not match the model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+
+
+def unembed_resid(
+    model: HookedModel, resid: Float[Tensor, "batch pos d_model"]
+) -> Float[Tensor, "batch pos d_vocab"]:
+    """Logit lens: the final LayerNorm recomputed on ``resid``, then the unembedding."""
+    normed = model.ln_final(resid)
+    return normed @ model.W_U + model.b_U
+
+
+def resid_hook_names(n_layers: int, include_mid: bool = False) -> list[str]:
+    """``blocks.{l}.hook_resid_pre`` for each layer (plus ``_mid``) and the last ``_post``."""
+    names: list[str] = []
+    for layer in range(n_layers):
+        names.append(f"blocks.{layer}.hook_resid_pre")
+        if include_mid:
+            names.append(f"blocks.{layer}.hook_resid_mid")
+    names.append(f"blocks.{n_layers - 1}.hook_resid_post")
+    return names
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Trainable parameter count of a built model."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
