@@ -296,3 +296,34 @@ class CorpusReader:
         )
         self._splits[name] = shard
         return shard
+
+
+def write_manifest(
+    corpus_dir: str | os.PathLike,
+    languages: Sequence[str],
+    splits: dict[str, dict],
+    tokenizer_info: dict,
+    per_language: dict[str, dict] | None = None,
+    **extra: object,
+) -> Path:
+    """Write ``manifest.json`` last, atomically: the corpus becomes readable only now.
+
+    ``splits`` maps split names to :meth:`ShardWriter.close` entries; ``tokenizer_info`` holds at
+    least ``vocab_size``, ``eos_id`` and ``hash``; ``per_language`` holds per-language totals
+    (documents, bytes, tokens, bytes_per_token, sources, skipped) for the summary table.
+    """
+    for key in ("vocab_size", "eos_id", "hash"):
+        if key not in tokenizer_info:
+            raise ValueError(f"tokenizer_info lacks {key!r}")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "languages": list(languages),
+        "dtype": token_dtype(int(tokenizer_info["vocab_size"])).name,
+        "tokenizer": {"dir": TOKENIZER_DIR, **tokenizer_info},
+        "splits": splits,
+        "per_language": per_language or {},
+        **extra,
+    }
+    path = Path(corpus_dir) / MANIFEST
+    write_json_atomic(path, manifest)
+    return path
