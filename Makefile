@@ -1,0 +1,47 @@
+# Set-up and checks. `make test` and `make demo` create the environment when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+VENV_TL4 ?= .venv-tl4
+CONSTRAINTS ?= constraints/tl3.txt
+CONSTRAINTS_TL4 ?= constraints/tl4.txt
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: install install-tl4 lint test test-tl4 demo bench clean
+
+# TransformerLens 3.9 (HookedTransformer): the default, pinned environment.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	touch $@
+
+# TransformerLens 4.x (TransformerBridge.boot_native): the same suite on the new line.
+$(VENV_TL4)/.installed: pyproject.toml $(CONSTRAINTS_TL4)
+	test -x $(VENV_TL4)/bin/python || $(PYTHON) -m venv $(VENV_TL4)
+	$(VENV_TL4)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_TL4)/bin/python -m pip install --quiet -c $(CONSTRAINTS_TL4) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-tl4: $(VENV_TL4)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install lint
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+test-tl4: install-tl4
+	$(VENV_TL4)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/python -m experiments.babel_tower --profile quick --out runs/demo
+
+bench: install
+	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(VENV_TL4) .pytest_cache .ruff_cache

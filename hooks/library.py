@@ -1,0 +1,261 @@
+"""Reusable TransformerLens hooks, registered by name.
+
+Every class here follows :class:`hooks.registry.BabelHook`: ``fwd_hooks(model)`` returns the
+``(hook_name, fn)`` pairs for ``run_with_hooks`` / ``model.hooks(...)``. Hooks that record keep
+only bounded state (running sums or one row per sequence), never a full activation cache.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from hooks.registry import FwdHooks, register_hook, resolve_hook_points
+
+
+def _layers(model: Any, layers: list[int] | None) -> list[int]:
+    n = model.cfg.n_layers
+    chosen = list(range(n)) if layers is None else list(layers)
+    bad = [layer for layer in chosen if not 0 <= layer < n]
+    if bad:
+        raise ValueError(f"layers {bad} out of range for a {n}-layer model")
+    return chosen
+
+
+@register_hook("residual-recorder")
+class ResidualRecorder:
+    """Records the residual stream at the last position (or the mean over positions).
+
+    ``records[name]`` is a list of ``[batch, d_model]`` CPU tensors, one per forward pass; it
+    grows with the number of sequences, not with their length.
+    """
+
+    def __init__(
+        self,
+        points: str | list[str] = "blocks.*.hook_resid_post",
+        reduce: str = "last",
+        name: str = "residual-recorder",
+    ) -> None:
+        if reduce not in ("last", "mean"):
+            raise ValueError(f"reduce must be 'last' or 'mean', got {reduce!r}")
+        self.points = [points] if isinstance(points, str) else list(points)
+        self.reduce = reduce
+        self.name = name
+        self.records: dict[str, list[Tensor]] = {}
+
+    def _record(self, act: Float[Tensor, "batch pos d_model"], hook: Any, *, key: str) -> None:
+        row = act[:, -1] if self.reduce == "last" else act.mean(dim=1)
+        self.records.setdefault(key, []).append(row.detach().float().cpu())
+
+    def fwd_hooks(self, model: Any) -> FwdHooks:
+        names = resolve_hook_points(model, self.points)
+        # Bind the registered name: on TL 4.x hook.name is the canonical, not the alias.
+        return [(n, partial(self._record, key=n)) for n in names]
+
+    def stacked(self) -> dict[str, Tensor]:
+        """``{hook name: [sequences, d_model]}``."""
+        return {k: torch.cat(v) for k, v in self.records.items()}
+
+    def reset(self) -> None:
+        self.records.clear()
+
+    def summary(self) -> dict:
+        stacked = self.stacked()
+        return {
+            "name": self.name,
+            "sequences": {k: int(v.shape[0]) for k, v in stacked.items()},
+            "mean_norm": {k: float(v.norm(dim=-1).mean()) for k, v in stacked.items()},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(str(path) + ".safetensors") if Path(path).suffix == "" else Path(path)
+        save_file({k: v.contiguous() for k, v in self.stacked().items()}, path)
+        return path
+
+
+def _neuron_mask(
+    model: Any, neurons: dict[int, list[int]] | list[tuple[int, int]]
+) -> dict[int, Tensor]:
+    pairs = (neurons if isinstance(neurons, dict) else _group_pairs(neurons)).items()
+    d_mlp = model.cfg.d_mlp
+    out: dict[int, Tensor] = {}
+    for layer, idx in pairs:
+        _layers(model, [int(layer)])
+        idx_t = torch.as_tensor(list(idx), dtype=torch.long)
+        if idx_t.numel() and (idx_t.min() < 0 or idx_t.max() >= d_mlp):
+            raise ValueError(f"neuron index out of range [0, {d_mlp}) in layer {layer}")
+        out[int(layer)] = idx_t
+    return out
+
+
+def _group_pairs(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for layer, j in pairs:
+        grouped.setdefault(int(layer), []).append(int(j))
+    return grouped
+
+
+@register_hook("zero-ablation")
+class ZeroAblation:
+    """Sets chosen MLP neurons (``blocks.{l}.mlp.hook_post``) to zero."""
+
+    def __init__(self, neurons: dict[int, list[int]] | list[tuple[int, int]]) -> None:
+        self.neurons = neurons
+        self.name = "zero-ablation"
+
+    def _ablate(self, act: Float[Tensor, "batch pos d_mlp"], hook: Any, *, idx: Tensor) -> Tensor:
+        act = act.clone()
+        act[..., idx.to(act.device)] = 0.0
+        return act
+
+    def fwd_hooks(self, model: Any) -> FwdHooks:
+        masks = _neuron_mask(model, self.neurons)
+        return [
+            (f"blocks.{layer}.mlp.hook_post", partial(self._ablate, idx=idx))
+            for layer, idx in masks.items()
+            if idx.numel()
+        ]
+
+
+@register_hook("mean-ablation")
+class MeanAblation:
+    """Replaces chosen MLP neurons by their mean activation (``means[layer]``: ``[d_mlp]``)."""
+
+    def __init__(
+        self,
+        neurons: dict[int, list[int]] | list[tuple[int, int]],
+        means: dict[int, Tensor] | Tensor,
+    ) -> None:
+        self.neurons = neurons
+        self.means = means
+        self.name = "mean-ablation"
+
+    def _ablate(
+        self, act: Float[Tensor, "batch pos d_mlp"], hook: Any, *, idx: Tensor, mean: Tensor
+    ) -> Tensor:
+        act = act.clone()
+        act[..., idx.to(act.device)] = mean.to(act.device, act.dtype)[idx.to(act.device)]
+        return act
+
+    def fwd_hooks(self, model: Any) -> FwdHooks:
+        masks = _neuron_mask(model, self.neurons)
+        out = []
+        for layer, idx in masks.items():
+            mean = torch.as_tensor(self.means[layer])
+            if mean.shape != (model.cfg.d_mlp,):
+                raise ValueError(
+                    f"means[{layer}] has shape {tuple(mean.shape)}, expected ({model.cfg.d_mlp},)"
+                )
+            if idx.numel():
+                out.append(
+                    (f"blocks.{layer}.mlp.hook_post", partial(self._ablate, idx=idx, mean=mean))
+                )
+        return out
+
+
+@register_hook("activation-patch")
+class ActivationPatch:
+    """Overwrites an activation with one recorded from another (source) run.
+
+    ``source[name]`` is a ``[batch, pos, ...]`` tensor (e.g. from ``run_with_cache`` on the
+    source prompt, with ``names_filter``); ``positions`` limits the patch to some positions.
+    """
+
+    def __init__(self, source: dict[str, Tensor], positions: list[int] | None = None) -> None:
+        if not source:
+            raise ValueError("activation-patch needs at least one source activation")
+        self.source = source
+        self.positions = positions
+        self.name = "activation-patch"
+
+    def _patch(self, act: Tensor, hook: Any, *, key: str) -> Tensor:
+        src = self.source[key].to(act.device, act.dtype)
+        if src.shape[0] != act.shape[0] and src.shape[0] != 1:
+            raise ValueError(f"{key}: source batch {src.shape[0]} != target batch {act.shape[0]}")
+        act = act.clone()
+        pos = slice(None) if self.positions is None else torch.as_tensor(self.positions)
+        n = min(src.shape[1], act.shape[1])
+        if self.positions is None:
+            act[:, :n] = src[:, :n].expand(act.shape[0], -1, *src.shape[2:])
+        else:
+            act[:, pos] = src[:, pos].expand(act.shape[0], -1, *src.shape[2:])
+        return act
+
+    def fwd_hooks(self, model: Any) -> FwdHooks:
+        names = resolve_hook_points(model, list(self.source))
+        return [(n, partial(self._patch, key=n)) for n in names]
+
+
+@register_hook("steering-vector")
+class SteeringVector:
+    """Adds ``alpha * vector`` to the residual stream at one hook point (all positions)."""
+
+    def __init__(
+        self,
+        vector: Tensor | list[float],
+        point: str = "blocks.0.hook_resid_post",
+        alpha: float = 1.0,
+    ) -> None:
+        self.vector = torch.as_tensor(vector, dtype=torch.float32)
+        if self.vector.ndim != 1:
+            raise ValueError(f"steering vector must be 1-D, got shape {tuple(self.vector.shape)}")
+        self.point = point
+        self.alpha = float(alpha)
+        self.name = "steering-vector"
+
+    def _steer(self, act: Float[Tensor, "batch pos d_model"], hook: Any) -> Tensor:
+        return act + self.alpha * self.vector.to(act.device, act.dtype)
+
+    def fwd_hooks(self, model: Any) -> FwdHooks:
+        if self.vector.shape[0] != model.cfg.d_model:
+            raise ValueError(
+                f"steering vector has {self.vector.shape[0]} dims, model d_model is "
+                f"{model.cfg.d_model}"
+            )
+        return [(n, self._steer) for n in resolve_hook_points(model, [self.point])]
+
+
+@register_hook("activation-norms")
+class ActivationNorms:
+    """Running mean L2 norm of activations at hook points (default: every residual stream).
+
+    A small, cheap diagnostic that is safe to run at every checkpoint of a training run.
+    """
+
+    def __init__(self, points: str | list[str] = "blocks.*.hook_resid_post") -> None:
+        self.points = [points] if isinstance(points, str) else list(points)
+        self.name = "activation-norms"
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def _acc(self, act: Tensor, hook: Any, *, key: str) -> None:
+        norms = act.detach().float().norm(dim=-1)
+        self.sums[key] = self.sums.get(key, 0.0) + float(norms.sum())
+        self.counts[key] = self.counts.get(key, 0) + int(norms.numel())
+
+    def fwd_hooks(self, model: Any) -> FwdHooks:
+        return [(n, partial(self._acc, key=n)) for n in resolve_hook_points(model, self.points)]
+
+    def reset(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "mean_norm": {k: self.sums[k] / self.counts[k] for k in self.sums},
+            "positions": dict(self.counts),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(str(path) + ".json") if Path(path).suffix == "" else Path(path)
+        path.write_text(json.dumps(self.summary(), indent=2), encoding="utf-8")
+        return path
