@@ -1,0 +1,174 @@
+"""Bootstrap confidence intervals shared by the analyzers.
+
+Every helper takes plain arrays, ignores NaN entries (a probe without a matched control, a layer
+an analyzer skipped), and returns a :class:`CI`. The percentile bootstrap is used throughout: it
+needs no distributional assumption, and the quantities here (shares, mean log-ratios, mean
+differences) are bounded or close to symmetric, where it behaves well.
+
+Resampling is vectorized for statistics that accept ``axis=`` (``np.mean``, ``np.median``, ...);
+any other callable is applied one resample at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+Stat = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class CI:
+    """A point estimate with a two-sided bootstrap interval over ``n`` observations."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the whole interval lies strictly on one side of zero."""
+        return bool(self.low > 0 or self.high < 0)
+
+
+_NAN_CI = CI(math.nan, math.nan, math.nan, 0)
+
+
+def _check(n_boot: int, ci: float) -> None:
+    if not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+
+
+def _as_1d(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _apply(stat: Stat, samples: np.ndarray) -> np.ndarray:
+    """``stat`` over the last axis of ``samples`` ([n_boot, n]); vectorized when possible."""
+    try:
+        out = np.asarray(stat(samples, axis=1), dtype=np.float64)
+        if out.shape == (samples.shape[0],):
+            return out
+    except TypeError:
+        pass
+    return np.array([float(stat(row)) for row in samples], dtype=np.float64)
+
+
+def _interval(estimate: float, boots: np.ndarray, ci: float, n: int) -> CI:
+    alpha = (1.0 - ci) / 2.0
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0:
+        return CI(float(estimate), math.nan, math.nan, n)
+    low, high = np.quantile(boots, [alpha, 1.0 - alpha])
+    return CI(float(estimate), float(low), float(high), n)
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    stat: Stat = np.mean,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> CI:
+    """Percentile bootstrap interval of ``stat(values)``, resampling observations.
+
+    NaN entries are dropped first; with no observations left the result is all-NaN with ``n=0``.
+    """
+    _check(n_boot, ci)
+    arr = _as_1d(values, "values")
+    arr = arr[~np.isnan(arr)]
+    n = arr.size
+    if n == 0:
+        return _NAN_CI
+    estimate = float(stat(arr))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    return _interval(estimate, _apply(stat, arr[idx]), ci, n)
+
+
+def paired_bootstrap_ci(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    stat: Stat = np.mean,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> CI:
+    """Interval of ``stat(x) - stat(y)`` where ``x[i]`` and ``y[i]`` are resampled together.
+
+    Use it for a probe and its matched control: pairing removes the between-probe variance that
+    both share. Pairs where either side is NaN are dropped.
+    """
+    _check(n_boot, ci)
+    a, b = _as_1d(x, "x"), _as_1d(y, "y")
+    if a.shape != b.shape:
+        raise ValueError(f"x and y must have the same length, got {a.size} and {b.size}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    n = a.size
+    if n == 0:
+        return _NAN_CI
+    estimate = float(stat(a)) - float(stat(b))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boots = _apply(stat, a[idx]) - _apply(stat, b[idx])
+    return _interval(estimate, boots, ci, n)
+
+
+def grouped_bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray,
+    stat: Stat = np.mean,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> CI:
+    """Cluster bootstrap: resample whole groups (e.g. built-in pairs, documents) with replacement.
+
+    Observations inside a group are correlated (ten prompts for one built-in share its token
+    set), so resampling observations alone understates the uncertainty; this resamples groups and
+    applies ``stat`` to the pooled values of the drawn groups. ``n`` in the result counts
+    observations; the interval is only as good as the number of groups allows.
+    """
+    _check(n_boot, ci)
+    arr = _as_1d(values, "values")
+    grp = np.asarray(groups)
+    if grp.shape != arr.shape:
+        raise ValueError(
+            f"groups must be parallel to values: got {grp.shape} groups for {arr.shape} values"
+        )
+    keep = ~np.isnan(arr)
+    arr, grp = arr[keep], grp[keep]
+    n = arr.size
+    if n == 0:
+        return _NAN_CI
+    estimate = float(stat(arr))
+    labels, inverse = np.unique(grp, return_inverse=True)
+    n_groups = labels.size
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    if stat is np.mean or stat is np.nanmean:
+        # The mean of pooled groups is sum-weighted: no need to materialize each resample.
+        sums = np.bincount(inverse, weights=arr, minlength=n_groups)
+        counts = np.bincount(inverse, minlength=n_groups).astype(np.float64)
+        boots = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    else:
+        members = [arr[inverse == g] for g in range(n_groups)]
+        boots = np.array(
+            [float(stat(np.concatenate([members[g] for g in row]))) for row in draws],
+            dtype=np.float64,
+        )
+    return _interval(estimate, boots, ci, n)

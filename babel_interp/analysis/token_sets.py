@@ -1,0 +1,255 @@
+"""Tokenizer-aware token sets for working-language probes.
+
+Under the logit lens, "the model thinks ``strlen``" is measured as the probability mass on every
+token that could *begin* ``strlen``: a multi-token identifier is emitted one piece at a time, and
+whether the first piece is ``s``, ``str`` or `` strlen`` depends on the tokenizer and the context
+(Wendler et al. 2024). So the set for an identifier is prefix-closed: every vocabulary token whose
+text, with one leading space (or the tokenizer's space marker, ``Ġ`` / ``▁``) removed, is a
+non-empty prefix of the identifier. A token whose text runs past the identifier (``len(`` in a
+tokenizer that merges punctuation, ``lenient`` for ``len``) is not counted: it begins a different
+string.
+
+Tokens in both sets of a pair (``p``/``pr``/``print`` for ``print`` vs ``printf``) cannot say
+which language the model uses; they are removed from both and listed. A pair whose set becomes
+empty is dropped with the reason. ``min_chars`` drops the shortest pieces, which a pilot found to
+carry a spurious base-rate lean (one- and two-character tokens are frequent everywhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+SPACE_MARKERS = ("Ġ", "▁")
+
+
+@dataclass(frozen=True)
+class TokenText:
+    """One vocabulary token: its decoded surface and its text without the leading space."""
+
+    token_id: int
+    surface: str
+    text: str
+    leading_space: bool
+
+
+class TokenVocabulary:
+    """The decoded vocabulary of a tokenizer, indexed by text for prefix look-ups.
+
+    Built once per tokenizer and reused for every pair and checkpoint (decoding a 50k vocabulary
+    takes about a second). Special tokens (EOS, padding) belong to no identifier.
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int | None = None) -> None:
+        if tokenizer is None:
+            raise ValueError("a tokenizer is required to build token sets")
+        n = len(tokenizer) if vocab_size is None else min(int(vocab_size), len(tokenizer))
+        if n <= 0:
+            raise ValueError(f"tokenizer has an empty vocabulary (size {n})")
+        self.size = n
+        ids = list(range(n))
+        surfaces = tokenizer.batch_decode(
+            [[i] for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+        raws = tokenizer.convert_ids_to_tokens(ids)
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        self.entries: list[TokenText] = []
+        self._by_text: dict[str, list[int]] = {}
+        for i, surface, raw in zip(ids, surfaces, raws, strict=True):
+            raw = raw or ""
+            if surface.startswith(" "):
+                text, space = surface[1:], True
+            elif raw[:1] in SPACE_MARKERS:
+                # SentencePiece decoders drop the marker of a lone token: the surface is the text.
+                text, space = surface.lstrip(" "), True
+            else:
+                text, space = surface, False
+            entry = TokenText(i, surface, text, space)
+            self.entries.append(entry)
+            if i in special or not text:
+                continue
+            self._by_text.setdefault(text, []).append(i)
+
+    def text(self, token_id: int) -> str:
+        """The decoded surface of ``token_id`` (``""`` outside the tokenizer's vocabulary)."""
+        if 0 <= token_id < self.size:
+            return self.entries[token_id].surface
+        return ""
+
+    def prefix_tokens(self, identifier: str, min_chars: int = 1) -> list[int]:
+        """Ids of every token whose text is a prefix of ``identifier`` of ``min_chars`` or more."""
+        if not identifier:
+            raise ValueError("identifier must be a non-empty string")
+        out: list[int] = []
+        for k in range(max(1, min_chars), len(identifier) + 1):
+            out.extend(self._by_text.get(identifier[:k], ()))
+        return sorted(out)
+
+
+@dataclass(frozen=True)
+class PairTokenSets:
+    """The token sets of one (primary, target) identifier pair after shared tokens are removed."""
+
+    concept: str
+    primary: str
+    target: str
+    primary_ids: tuple[int, ...]
+    target_ids: tuple[int, ...]
+    shared_ids: tuple[int, ...]
+    # Character length of each kept token's text: the short-token mass share is read from it.
+    token_chars: dict[int, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.primary, self.target)
+
+    def short_ids(self, side: str, max_chars: int) -> tuple[int, ...]:
+        """The ``side`` ("primary" | "target") tokens whose text has at most ``max_chars``."""
+        if side not in ("primary", "target"):
+            raise ValueError(f"side must be 'primary' or 'target', got {side!r}")
+        ids = self.primary_ids if side == "primary" else self.target_ids
+        return tuple(i for i in ids if self.token_chars.get(i, 0) <= max_chars)
+
+
+@dataclass(frozen=True)
+class DroppedPair:
+    """A pair that cannot be probed with this tokenizer, and why."""
+
+    concept: str
+    primary: str
+    target: str
+    reason: str
+    shared_ids: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TokenSetReport:
+    """Token sets of every kept pair, the dropped pairs, and the shared tokens that were removed."""
+
+    pairs: dict[tuple[str, str], PairTokenSets]
+    dropped: list[DroppedPair]
+    min_chars: int
+    vocabulary: TokenVocabulary | None = field(default=None, repr=False, compare=False)
+
+    def get(self, primary: str, target: str) -> PairTokenSets | None:
+        """The sets of pair (``primary``, ``target``), or None when it was dropped or unknown."""
+        return self.pairs.get((primary, target))
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per (pair, side, token), sides "primary", "target" and "shared" (removed),
+        plus one row per dropped pair (side "dropped", with the reason)."""
+        rows: list[dict[str, Any]] = []
+        text = self.vocabulary.text if self.vocabulary is not None else (lambda i: "")
+        for s in self.pairs.values():
+            for side, ids in (
+                ("primary", s.primary_ids),
+                ("target", s.target_ids),
+                ("shared", s.shared_ids),
+            ):
+                for i in ids:
+                    rows.append(
+                        dict(
+                            concept=s.concept,
+                            primary=s.primary,
+                            target=s.target,
+                            side=side,
+                            token_id=i,
+                            token=text(i),
+                            reason="",
+                        )
+                    )
+        for d in self.dropped:
+            rows.append(
+                dict(
+                    concept=d.concept,
+                    primary=d.primary,
+                    target=d.target,
+                    side="dropped",
+                    token_id=-1,
+                    token="",
+                    reason=d.reason,
+                )
+            )
+        cols = ["concept", "primary", "target", "side", "token_id", "token", "reason"]
+        return pd.DataFrame(rows, columns=cols)
+
+
+def build_token_sets(
+    tokenizer_or_vocab: Any,
+    pairs: Iterable[tuple[str, str, str]],
+    min_chars: int = 1,
+    vocab_size: int | None = None,
+) -> TokenSetReport:
+    """Prefix-closed token sets for each ``(concept, primary_identifier, target_identifier)``.
+
+    Tokens that begin both identifiers are removed from both sets and listed as shared; a pair
+    whose primary or target set is then empty (or was empty to begin with) is dropped with the
+    reason. ``vocab_size`` limits ids to the model's vocabulary when it is smaller than the
+    tokenizer's.
+    """
+    if not isinstance(min_chars, int) or min_chars < 1:
+        raise ValueError(f"min_chars must be an int >= 1, got {min_chars!r}")
+    vocab = (
+        tokenizer_or_vocab
+        if isinstance(tokenizer_or_vocab, TokenVocabulary)
+        else TokenVocabulary(tokenizer_or_vocab, vocab_size=vocab_size)
+    )
+    kept: dict[tuple[str, str], PairTokenSets] = {}
+    dropped: list[DroppedPair] = []
+    seen: set[tuple[str, str]] = set()
+    for concept, primary, target in pairs:
+        if (primary, target) in seen:
+            continue
+        seen.add((primary, target))
+        if primary == target:
+            dropped.append(
+                DroppedPair(concept, primary, target, "primary and target identifiers are equal")
+            )
+            continue
+        p_all = set(vocab.prefix_tokens(primary, min_chars))
+        t_all = set(vocab.prefix_tokens(target, min_chars))
+        shared = tuple(sorted(p_all & t_all))
+        p_ids = tuple(sorted(p_all - t_all))
+        t_ids = tuple(sorted(t_all - p_all))
+        reason = _empty_reason(primary, target, p_all, t_all, p_ids, t_ids, shared, min_chars)
+        if reason:
+            dropped.append(DroppedPair(concept, primary, target, reason, shared))
+            continue
+        chars = {i: len(vocab.entries[i].text) for i in p_ids + t_ids}
+        kept[(primary, target)] = PairTokenSets(
+            concept, primary, target, p_ids, t_ids, shared, chars
+        )
+    return TokenSetReport(kept, dropped, min_chars, vocab)
+
+
+def _empty_reason(
+    primary: str,
+    target: str,
+    p_all: set[int],
+    t_all: set[int],
+    p_ids: Sequence[int],
+    t_ids: Sequence[int],
+    shared: Sequence[int],
+    min_chars: int,
+) -> str:
+    for side, ident, full, kept in (
+        ("primary", primary, p_all, p_ids),
+        ("target", target, t_all, t_ids),
+    ):
+        if not full:
+            return (
+                f"no vocabulary token begins {side} identifier {ident!r} "
+                f"with at least {min_chars} character(s)"
+            )
+        if not kept:
+            return (
+                f"{side} set of {ident!r} is empty after removing {len(shared)} token(s) "
+                f"shared with the other identifier"
+            )
+    return ""
