@@ -1,0 +1,38 @@
+"""The README's examples run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from babel_interp.model import ModelConfig, build_model
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _python_block_after(heading: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, f"no python block after {heading!r} in README"
+    return match.group(1)
+
+
+def test_custom_hook_example_runs():
+    code = _python_block_after("## Custom hooks")
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=32, d_vocab=50)
+    model = build_model(cfg)
+    tokens = torch.randint(0, 50, (2, 12))
+    namespace = {"model": model, "tokens": tokens}
+    from hooks.registry import _REGISTRY
+
+    _REGISTRY.pop("max-mlp", None)  # the example registers itself; allow re-running the test
+    exec(compile(code, "README.md", "exec"), namespace)
+    hook = namespace["hook"]
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("mlp.hook_post"))
+    assert set(hook.summary()["max"]) == {0, 1}
+    for layer in range(2):
+        expected = float(cache[f"blocks.{layer}.mlp.hook_post"].max())
+        assert abs(hook.summary()["max"][layer] - expected) < 1e-6
