@@ -1,0 +1,317 @@
+"""The stage detector on synthetic series whose stages are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from babel_interp.analysis.stages import (
+    STAGES,
+    UNDETERMINED,
+    UNINFORMATIVE,
+    StageConfig,
+    align_series,
+    detect_stages,
+    estimate_noise,
+    mann_kendall,
+    max_drawdown,
+    smooth,
+)
+
+# The trainer checkpoints log-spaced: dense early, sparse late.
+STEPS = np.unique(np.geomspace(10, 20_000, 40).astype(int))
+N = len(STEPS)
+PEAK, BOTTOM = 12, 22
+
+
+def three_stage(sigma: float, seed: int, depth: float = 0.4, n: int = N) -> np.ndarray:
+    """Rise 0 -> 1 until PEAK, fall by ``depth`` until BOTTOM, then level; Gaussian noise."""
+    i = np.arange(n)
+    y = np.where(
+        i <= PEAK,
+        i / PEAK,
+        np.where(i <= BOTTOM, 1 - depth * (i - PEAK) / (BOTTOM - PEAK), 1 - depth),
+    )
+    return y + sigma * np.random.default_rng(seed).standard_normal(n)
+
+
+def index_of(step: int) -> int:
+    return int(np.flatnonzero(STEPS == step)[0])
+
+
+def test_config_round_trip_and_validation():
+    cfg = StageConfig(performance="val_loss", performance_direction=-1, smoothing="mean")
+    assert StageConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad, field in [
+        (dict(performance_direction=0), "performance_direction"),
+        (dict(smoothing_window=4), "smoothing_window"),
+        (dict(smoothing="loess"), "smoothing"),
+        (dict(alpha=0.7), "alpha"),
+        (dict(corroborating={"transfer_ratio": 2}), "corroborating"),
+        (dict(n_boot=5), "n_boot"),
+        (dict(noise_sigma=-1.0), "noise_sigma"),
+        (dict(rise_shape="cubic"), "rise_shape"),
+        (dict(competence_threshold=float("nan")), "competence_threshold"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            StageConfig(**bad)
+    with pytest.raises(ValueError, match="unknown field"):
+        StageConfig.from_dict({"smoothing_windw": 3})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
+def test_three_stages_found_within_one_checkpoint(seed):
+    y = three_stage(sigma=0.03, seed=seed)
+    res = detect_stages({"performance": pd.Series(y, index=STEPS)})
+    assert res.verdict == "three stages"
+    assert abs(index_of(res.translation_end) - PEAK) <= 1
+    assert abs(index_of(res.transition_end) - BOTTOM) <= 1
+    lo, hi = res.translation_end_interval
+    assert lo <= res.translation_end <= hi
+    lo, hi = res.transition_end_interval
+    assert lo <= res.transition_end <= hi
+    assert 0.5 <= res.confidence <= 1.0
+    assert res.dip_p_value < 0.05
+    labels = np.asarray(res.labels)
+    assert set(labels) == set(STAGES)
+    # Labels are contiguous and in order, and the boundaries are the last step of each stage.
+    order = [STAGES.index(x) for x in labels]
+    assert order == sorted(order)
+    assert STEPS[labels == "translation"][-1] == res.translation_end
+    assert STEPS[labels == "transition"][-1] == res.transition_end
+
+
+def test_loss_series_with_direction_gives_same_boundaries():
+    y = three_stage(sigma=0.03, seed=7)
+    acc = detect_stages({"performance": (STEPS, y)})
+    loss = detect_stages(
+        {"val_loss": (STEPS, 5.0 - 2.0 * y)},
+        StageConfig(performance="val_loss", performance_direction=-1),
+    )
+    assert loss.verdict == acc.verdict == "three stages"
+    assert loss.boundaries == acc.boundaries
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda i: 1 - np.exp(-i / 8),
+        lambda i: i / 40,
+        lambda i: 1 / (1 + np.exp(-(i - 15) / 3)),
+        lambda i: np.log1p(i),
+        lambda i: 1 - np.exp(-i / 2),
+    ],
+)
+def test_monotone_series_give_no_transition(shape):
+    y = shape(np.arange(N).astype(float))
+    res = detect_stages({"performance": (STEPS, y)})
+    assert res.verdict == "no transition: monotone improvement"
+    assert res.boundaries == {}
+    assert set(res.labels) == {UNDETERMINED}
+    assert res.confidence is None
+    # A loss falling monotonically is the same improvement.
+    loss = detect_stages({"performance": (STEPS, 8.0 - y)}, StageConfig(performance_direction=-1))
+    assert loss.verdict == "no transition: monotone improvement"
+
+
+def test_noisy_monotone_rarely_invents_stages():
+    i = np.arange(N)
+    cfg = StageConfig(n_null=400, n_boot=20)
+    invented = 0
+    for seed in range(30):
+        y = 1 - np.exp(-i / 8) + 0.05 * np.random.default_rng(seed).standard_normal(N)
+        res = detect_stages({"performance": (STEPS, y)}, cfg)
+        invented += res.verdict != "no transition: monotone improvement"
+    # The dip test is at 5%; allow sampling error over 30 series.
+    assert invented <= 3
+
+
+def test_flat_series_has_no_stages():
+    res = detect_stages({"performance": (STEPS, np.full(N, 0.3))})
+    assert res.verdict == "no stages: flat"
+    assert res.boundaries == {}
+    cfg = StageConfig(n_null=400, n_boot=20)
+    staged = 0
+    for seed in range(30):
+        y = 0.3 + 0.05 * np.random.default_rng(100 + seed).standard_normal(N)
+        res = detect_stages({"performance": (STEPS, y)}, cfg)
+        staged += bool(res.stages_found)
+    assert staged <= 3
+
+
+def test_dip_smaller_than_the_noise_is_not_a_transition():
+    for seed in range(8):
+        # A dip of 0.8 noise sd after a clear rise.
+        y = three_stage(sigma=0.05, seed=seed, depth=0.04)
+        res = detect_stages({"performance": (STEPS, y)})
+        assert res.verdict == "no transition: monotone improvement", res.reason
+        assert res.stages_found == []
+    # 200 checkpoints and a known noise level: the effect-size floor holds whatever the p-value.
+    n = 200
+    i = np.arange(n)
+    y = np.where(i <= 60, i / 60, np.where(i <= 110, 1 - 0.03 * (i - 60) / 50, 0.97))
+    y = y + 0.05 * np.random.default_rng(0).standard_normal(n)
+    res = detect_stages(
+        {"performance": (i * 10, y)},
+        StageConfig(noise_sigma=0.05, smoothing="mean", smoothing_window=9, n_boot=20),
+    )
+    assert res.verdict == "no transition: monotone improvement", res.reason
+
+
+def test_min_dip_sigma_is_an_effect_size_floor():
+    y = three_stage(sigma=0.05, seed=1, depth=0.2)  # a 4 sd dip
+    assert detect_stages({"performance": (STEPS, y)}).verdict == "three stages"
+    res = detect_stages({"performance": (STEPS, y)}, StageConfig(min_dip_sigma=6.0))
+    assert res.dip_p_value < 0.05
+    assert res.verdict == "no transition: monotone improvement"
+    assert "below 6 noise sd" in res.reason
+
+
+def test_still_falling_at_the_end_has_no_stabilization():
+    i = np.arange(N)
+    y = np.where(i <= 15, i / 15, 1 - 0.6 * (i - 15) / (N - 1 - 15))
+    y = y + 0.02 * np.random.default_rng(3).standard_normal(N)
+    res = detect_stages({"performance": (STEPS, y)})
+    assert res.verdict == "two stages: translation and transition (no stabilization yet)"
+    assert res.transition_end is None
+    assert abs(index_of(res.translation_end) - 15) <= 1
+    assert "stabilization" not in res.labels
+
+
+def test_decline_then_level_has_no_translation():
+    i = np.arange(N)
+    y = np.where(i <= 14, 1 - 0.5 * i / 14, 0.5) + 0.02 * np.random.default_rng(4).standard_normal(
+        N
+    )
+    res = detect_stages({"performance": (STEPS, y)})
+    assert res.verdict == "two stages: transition and stabilization (no translation rise observed)"
+    assert res.translation_end is None
+    assert abs(index_of(res.transition_end) - 14) <= 1
+    assert "translation" not in res.labels
+
+
+def test_competence_gate_marks_checkpoints_uninformative():
+    y = three_stage(sigma=0.03, seed=11)
+    n_gate = 8
+    # Garbage before the model is competent: a spike that alone would look like a peak and a dip.
+    y_gated = np.concatenate([[0.0, 2.0, 2.0, -1.0, 2.0, -1.0, 0.5, 0.1], y])
+    steps = np.concatenate([np.arange(1, n_gate + 1), STEPS + 100])
+    competence = np.concatenate([np.linspace(0.0, 0.09, n_gate), np.full(N, 0.5)])
+    res = detect_stages(
+        {"performance": (steps, y_gated), "competence": (steps, competence)},
+        StageConfig(competence_threshold=0.1),
+    )
+    assert res.labels[:n_gate] == [UNINFORMATIVE] * n_gate
+    assert UNINFORMATIVE not in res.labels[n_gate:]
+    assert not res.informative[:n_gate].any()
+    alone = detect_stages({"performance": (STEPS + 100, y)})
+    assert res.verdict == alone.verdict == "three stages"
+    assert res.boundaries == alone.boundaries
+    d = res.to_dict()
+    assert d["uninformative_steps"] == list(range(1, n_gate + 1))
+    assert d["n_informative"] == N
+    assert any("competence" in note for note in res.notes)
+    df = res.to_dataframe()
+    assert df["performance_fitted"].iloc[:n_gate].isna().all()
+    # A checkpoint with no competence measurement is not interpreted either.
+    competence[n_gate + 30] = np.nan
+    res = detect_stages({"performance": (steps, y_gated), "competence": (steps, competence)})
+    assert res.labels[n_gate + 30] == UNINFORMATIVE
+
+
+def test_everything_gated_is_insufficient_data():
+    y = three_stage(sigma=0.03, seed=0)
+    res = detect_stages({"performance": (STEPS, y), "competence": (STEPS, np.zeros(N))})
+    assert res.verdict == "insufficient data"
+    assert set(res.labels) == {UNINFORMATIVE}
+
+
+def test_corroboration_reports_agreement():
+    y = three_stage(sigma=0.03, seed=2)
+    i = np.arange(N)
+    rng = np.random.default_rng(9)
+    # Share of probes leaning Python: high in Translation, falls during Transition.
+    share = np.where(i <= PEAK, 0.8, np.where(i <= BOTTOM, 0.8 - 0.6 * (i - PEAK) / 10, 0.2))
+    share = share + 0.02 * rng.standard_normal(N)
+    neurons = 300 + 400 * (i > PEAK) + 5 * rng.standard_normal(N)  # rises: against expectation
+    flat_ratio = 0.5 + 0.02 * rng.standard_normal(N)
+    res = detect_stages(
+        {
+            "performance": (STEPS, y),
+            "working_language_share": (STEPS, share),
+            "transferring_neurons": (STEPS, neurons),
+            "transfer_ratio": (STEPS[::2], flat_ratio[::2]),  # measured at every other checkpoint
+        }
+    )
+    by = {c["series"]: c for c in res.corroboration}
+    assert by["working_language_share"]["verdict"] == "agrees"
+    assert by["working_language_share"]["change_in_transition"]
+    assert res.translation_end <= by["working_language_share"]["change_step"]
+    assert by["transferring_neurons"]["verdict"] == "disagrees"
+    assert by["transfer_ratio"]["verdict"] == "inconclusive"
+    assert by["transfer_ratio"]["n"] == len(STEPS[::2])
+    assert res.agreement == pytest.approx(1 / 3)
+    assert res.missing_series == []
+    # The boundaries come from performance alone.
+    alone = detect_stages({"performance": (STEPS, y)})
+    assert alone.boundaries == res.boundaries
+    assert sorted(alone.missing_series) == sorted(StageConfig().corroborating)
+
+
+def test_short_series_is_insufficient_data():
+    res = detect_stages({"performance": [0.1, 0.5, 0.3, 0.3]})
+    assert res.verdict == "insufficient data"
+    assert res.boundaries == {}
+
+
+def test_result_serializes():
+    res = detect_stages(
+        {"performance": (STEPS, three_stage(0.03, 1)), "transfer_ratio": (STEPS, np.ones(N))}
+    )
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["verdict"] == "three stages"
+    assert d["boundaries"]["translation_end"] == res.translation_end
+    assert d["config"]["performance"] == "performance"
+    df = res.to_dataframe()
+    assert list(df["step"]) == list(STEPS)
+    assert {"stage", "performance", "performance_smoothed", "transfer_ratio"} <= set(df.columns)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(KeyError, match="performance"):
+        detect_stages({"accuracy": [1, 2, 3]})
+    with pytest.raises(ValueError, match="duplicate steps"):
+        detect_stages({"performance": ([1, 1, 2], [0.1, 0.2, 0.3])})
+    with pytest.raises(ValueError, match="3 steps but 2 values"):
+        detect_stages({"performance": ([1, 2, 3], [0.1, 0.2])})
+    with pytest.raises(ValueError, match="'transfer_ratio' must be indexed by training step"):
+        detect_stages({"performance": [0.0] * 9, "transfer_ratio": pd.Series([1.0], index=["a"])})
+    with pytest.raises(ValueError, match="no finite values"):
+        detect_stages({"performance": [np.nan, np.nan]})
+
+
+def test_align_series_matches_steps_exactly():
+    steps, values = align_series(
+        {"performance": {10: 1.0, 20: np.nan, 30: 2.0}, "x": {30: 5.0, 40: 6.0}}, on="performance"
+    )
+    assert list(steps) == [10, 30]
+    assert np.isnan(values["x"][0]) and values["x"][1] == 5.0
+
+
+def test_helpers():
+    depth, start, end = max_drawdown(np.array([0.0, 2.0, 1.0, 3.0, 0.5, 1.0]))
+    assert (float(depth), int(start), int(end)) == (2.5, 3, 4)
+    z, p = mann_kendall(np.arange(20.0))
+    assert z > 5 and p < 1e-6
+    assert mann_kendall(np.ones(10)) == (0.0, 1.0)
+    y = np.array([0.0, 5.0, 1.0, 2.0, 3.0])
+    assert list(smooth(y, "median", 3)) == [0.0, 1.0, 2.0, 2.0, 3.0]
+    assert list(smooth(y, "none")) == list(y)
+    noise = np.random.default_rng(0).standard_normal(5000) * 0.2
+    trend = np.linspace(0, 10, 5000) ** 1.5 / 10
+    assert estimate_noise(trend + noise) == pytest.approx(0.2, rel=0.05)
+    batch = estimate_noise(np.stack([noise, 2 * noise]))
+    assert batch.shape == (2,) and batch[1] == pytest.approx(2 * batch[0])
