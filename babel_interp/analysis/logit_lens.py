@@ -1,0 +1,1250 @@
+"""The working-language analyzer: which language do a model's intermediate layers "think" in?
+
+For each probe (a target-language prompt where a built-in is due, see
+:mod:`babel_interp.analysis.probes`), each layer's residual stream at the last prompt position is
+decoded with a lens (the logit lens: the final LayerNorm recomputed on that residual, then the
+unembedding; or a tuned lens, :mod:`babel_interp.analysis.tuned_lens`). The probability mass on
+the primary identifier's token set is compared with the mass on the target identifier's set
+(:mod:`babel_interp.analysis.token_sets`). The same is measured at two controls from the same
+document, because a raw primary-vs-target comparison is mostly a base rate: a random-init model
+already "prefers" whichever set has more short, frequent tokens. The *excess* (mean
+``log(P_primary / P_target)`` at probes minus at their controls) removes that.
+
+A competence gate reports, per checkpoint, how often the model's own output predicts the
+identifier (top-1 / top-5 on its first token) and the absolute masses: a probe says little about
+a model that cannot yet produce the built-ins.
+
+Memory is bounded by design: hooks keep only the last prompt position of each residual
+([layers, batch, d_model]); the forward stops after the last hook (no [batch, pos, vocab]
+logits); and the unembedding streams over vocabulary chunks with a running log-sum-exp, so no
+[layers, batch, pos, vocab] tensor (nor even a full [batch, vocab] softmax) is ever built.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from babel_interp.analysis.probes import Probe, check_coverage
+from babel_interp.analysis.stats import bootstrap_ci, grouped_bootstrap_ci, paired_bootstrap_ci
+from babel_interp.analysis.token_sets import (
+    DroppedPair,
+    TokenSetReport,
+    TokenVocabulary,
+    build_token_sets,
+)
+from babel_interp.model import HookedModel, resid_hook_names
+
+LENS_KINDS = ("logit", "tuned", "both")
+SITES = ("probe", "matched", "random")
+PREPEND = ("auto", "bos", "eos", "none")
+CI_UNITS = ("probe", "pair")
+COMPETENCE_METRICS = ("top1", "top5")
+TOP_K = 5
+ANALYZER = "working_language"
+_HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|mid|post)$")
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkingLanguageConfig:
+    """What to probe and how.
+
+    ``layers`` lists residual hook names to decode (default: every block's ``hook_resid_pre``,
+    plus ``hook_resid_mid`` with ``include_mid``, plus the last block's ``hook_resid_post``, which
+    is always added: the competence gate reads the output there). ``vocab_chunk`` bounds the
+    [layers, batch, chunk] logits held at once. ``min_token_chars`` drops shorter tokens from the
+    identifier sets; ``short_token_chars`` only sets which tokens count as "short" in the report.
+    ``prepend`` puts the tokenizer's BOS (or EOS, the document separator of this project's corpora)
+    before every prompt; ``auto`` uses BOS when the tokenizer has one, else EOS. Prompts longer
+    than ``max_prompt_tokens`` (default: the model's context) keep their last tokens.
+    ``ci_unit="pair"`` resamples built-in pairs rather than probes for the confidence intervals
+    (prompts of one pair share a token set, so they are not independent). A checkpoint is
+    *competent* when its output ``competence_metric`` accuracy on the probes' first identifier
+    token reaches ``competence_threshold``.
+    """
+
+    primary: str = "python"
+    target: str = "php"
+    include_mid: bool = False
+    layers: tuple[str, ...] | None = None
+    batch_size: int = 16
+    vocab_chunk: int = 8192
+    lens: str = "logit"
+    min_token_chars: int = 1
+    short_token_chars: int = 2
+    n_per_pair: int = 10
+    max_prompt_tokens: int | None = None
+    prepend: str = "auto"
+    n_boot: int = 1000
+    ci: float = 0.95
+    ci_unit: str = "probe"
+    competence_metric: str = "top1"
+    competence_threshold: float = 0.10
+    seed: int = 0
+    tuned: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("primary", "target"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"WorkingLanguageConfig.{name} must be a language name")
+        if _canon(self.primary) == _canon(self.target):
+            raise ValueError(
+                f"WorkingLanguageConfig.target must differ from primary, both are {self.primary!r}"
+            )
+        if self.layers is not None:
+            if isinstance(self.layers, str) or not all(isinstance(x, str) for x in self.layers):
+                raise ValueError(
+                    "WorkingLanguageConfig.layers must be a list of hook names, "
+                    f"got {self.layers!r}"
+                )
+            bad = [x for x in self.layers if not _HOOK_RE.match(x)]
+            if bad or not self.layers:
+                raise ValueError(
+                    f"WorkingLanguageConfig.layers must name residual hooks "
+                    f"(blocks.L.hook_resid_pre|mid|post), got {bad or self.layers!r}"
+                )
+            self.layers = tuple(self.layers)
+        for name, low in (
+            ("batch_size", 1),
+            ("vocab_chunk", 1),
+            ("min_token_chars", 1),
+            ("short_token_chars", 0),
+            ("n_per_pair", 1),
+            ("n_boot", 1),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(
+                    f"WorkingLanguageConfig.{name} must be an int >= {low}, got {value!r}"
+                )
+        if self.max_prompt_tokens is not None and (
+            not isinstance(self.max_prompt_tokens, int) or self.max_prompt_tokens < 1
+        ):
+            raise ValueError(
+                f"WorkingLanguageConfig.max_prompt_tokens must be None or an int >= 1, "
+                f"got {self.max_prompt_tokens!r}"
+            )
+        for name, allowed in (
+            ("lens", LENS_KINDS),
+            ("prepend", PREPEND),
+            ("ci_unit", CI_UNITS),
+            ("competence_metric", COMPETENCE_METRICS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"WorkingLanguageConfig.{name} must be one of {allowed}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if not 0.0 < self.ci < 1.0:
+            raise ValueError(f"WorkingLanguageConfig.ci must lie in (0, 1), got {self.ci!r}")
+        if not 0.0 <= self.competence_threshold <= 1.0:
+            raise ValueError(
+                f"WorkingLanguageConfig.competence_threshold must lie in [0, 1], "
+                f"got {self.competence_threshold!r}"
+            )
+        if not isinstance(self.seed, int):
+            raise ValueError(f"WorkingLanguageConfig.seed must be an int, got {self.seed!r}")
+        if not isinstance(self.tuned, dict):
+            raise ValueError(
+                "WorkingLanguageConfig.tuned must be a dict of TunedLensConfig fields, "
+                f"got {type(self.tuned).__name__}"
+            )
+
+    @property
+    def lenses(self) -> list[str]:
+        """The lens names this config computes."""
+        return ["logit", "tuned"] if self.lens == "both" else [self.lens]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["layers"] = list(self.layers) if self.layers is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WorkingLanguageConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"WorkingLanguageConfig: unknown field(s) {unknown}; known: {sorted(known)}"
+            )
+        d = dict(d)
+        if d.get("layers") is not None:
+            d["layers"] = tuple(d["layers"])
+        return cls(**d)
+
+
+def _canon(name: str) -> str:
+    """The registry's canonical name of a language, or the lowercased name if unregistered."""
+    from babel_interp.languages import UnknownLanguageError, get_language
+
+    try:
+        return get_language(name).name
+    except UnknownLanguageError:
+        return name.strip().lower()
+
+
+# ------------------------------------------------------------------------------------------------
+# Lenses and layers
+# ------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Lens(Protocol):
+    """Maps a layer's residual to the residual the unembedding should decode."""
+
+    name: str
+
+    def transform(
+        self, h: Float[Tensor, "... d_model"], layer: str
+    ) -> Float[Tensor, "... d_model"]: ...
+
+
+class LogitLens:
+    """The logit lens: the residual itself (the final LayerNorm and unembedding follow)."""
+
+    name = "logit"
+
+    def transform(
+        self, h: Float[Tensor, "... d_model"], layer: str
+    ) -> Float[Tensor, "... d_model"]:
+        return h
+
+
+def layer_position(hook_name: str) -> float:
+    """Depth of a residual hook: ``blocks.L.hook_resid_pre`` is L, ``_mid`` L + 0.5, ``_post``
+    L + 1."""
+    m = _HOOK_RE.match(hook_name)
+    if m is None:
+        raise ValueError(f"{hook_name!r} is not a residual hook name (blocks.L.hook_resid_*)")
+    layer, kind = int(m.group(1)), m.group(2)
+    return layer + {"pre": 0.0, "mid": 0.5, "post": 1.0}[kind]
+
+
+def _forward_order(hook_name: str) -> tuple[float, int]:
+    # blocks.L.hook_resid_post fires before blocks.(L+1).hook_resid_pre at the same depth.
+    return (layer_position(hook_name), 0 if hook_name.endswith("post") else 1)
+
+
+def select_hooks(n_layers: int, cfg: WorkingLanguageConfig) -> list[str]:
+    """The hook names ``cfg`` decodes on an ``n_layers`` model, in forward order, final included."""
+    final = f"blocks.{n_layers - 1}.hook_resid_post"
+    names = (
+        list(cfg.layers) if cfg.layers is not None else resid_hook_names(n_layers, cfg.include_mid)
+    )
+    bad = [n for n in names if int(_HOOK_RE.match(n).group(1)) >= n_layers]
+    if bad:
+        raise ValueError(
+            f"WorkingLanguageConfig.layers {bad} do not exist: the model has {n_layers} layers"
+        )
+    if final not in names:
+        names.append(final)
+    return sorted(dict.fromkeys(names), key=_forward_order)
+
+
+# ------------------------------------------------------------------------------------------------
+# Residual capture and streaming unembedding
+# ------------------------------------------------------------------------------------------------
+
+
+class _StopForward(Exception):
+    """Raised by the last capture hook: nothing after it (final norm, unembedding) is needed."""
+
+
+def collect_last_residuals(
+    model: HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    last: Int[Tensor, " batch"],
+    hook_names: Sequence[str],
+) -> Float[Tensor, "layer batch d_model"]:
+    """The residual at position ``last[b]`` of row ``b`` at each hook, in ``hook_names`` order.
+
+    Hooks copy out one position per row as the forward pass runs, so memory holds
+    [layers, batch, d_model] rather than a cache of [layers, batch, pos, d_model]; the forward
+    stops at the last hook. Results are keyed by the names asked for (on TransformerLens 4.x,
+    ``hook.name`` inside a callback is the canonical name, not the alias).
+    """
+    if tokens.ndim != 2 or last.shape != (tokens.shape[0],):
+        raise ValueError(
+            f"tokens must be [batch, pos] and last [batch], got {tokens.shape}, {last.shape}"
+        )
+    names = list(hook_names)
+    stop = max(names, key=_forward_order)
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    store: dict[str, Tensor] = {}
+
+    def capture(act: Tensor, hook: Any, name: str) -> None:
+        store[name] = act[rows, last.to(act.device)].detach().clone()
+        if name == stop and len(store) == len(names):
+            raise _StopForward
+
+    with (
+        torch.no_grad(),
+        model.hooks(fwd_hooks=[(n, functools.partial(capture, name=n)) for n in names]),
+    ):
+        try:
+            model(tokens, return_type=None)
+        except _StopForward:
+            pass
+    missing = [n for n in names if n not in store]
+    if missing:
+        raise ValueError(f"the model never ran hook(s) {missing}: are they residual hooks of it?")
+    return torch.stack([store[n] for n in names])
+
+
+def _softcap(model: HookedModel) -> float:
+    cap = getattr(model.cfg, "output_logits_soft_cap", 0.0)
+    return float(cap) if cap and cap > 0 else 0.0
+
+
+def _unembed(
+    normed: Float[Tensor, "layer batch d_model"],
+    w: Float[Tensor, "d_model n"],
+    b: Float[Tensor, " n"] | None,
+    cap: float,
+) -> Float[Tensor, "layer batch n"]:
+    logits = normed @ w.float()
+    if b is not None:
+        logits = logits + b.float()
+    if cap:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
+
+
+def final_norm(model: HookedModel, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+    """The model's final LayerNorm (identity for a model without one), recomputed on ``x``."""
+    ln = getattr(model, "ln_final", None)
+    return x if ln is None else ln(x)
+
+
+@dataclass
+class VocabStats:
+    """Streaming statistics of the lens distribution over the whole vocabulary."""
+
+    log_z: Float[Tensor, "layer batch"]
+    entropy: Float[Tensor, "layer batch"]
+    kl_to_final: Float[Tensor, "layer batch"]
+    top_values: Float[Tensor, "layer batch k"]
+    top_ids: Int[Tensor, "layer batch k"]
+
+
+def stream_vocab_stats(
+    normed: Float[Tensor, "layer batch d_model"],
+    w_u: Float[Tensor, "d_model d_vocab"],
+    b_u: Float[Tensor, " d_vocab"] | None,
+    chunk: int,
+    softcap: float = 0.0,
+    top_k: int = TOP_K,
+) -> VocabStats:
+    """Log-normalizer, entropy, KL to the last layer's distribution and top-k, one vocabulary
+    chunk at a time (online softmax: running max, rescaled sums).
+
+    The last entry along ``layer`` is the reference for ``kl_to_final`` (its own KL is 0).
+    """
+    n_layer, batch, _ = normed.shape
+    d_vocab = w_u.shape[1]
+    dev = normed.device
+    m = torch.full((n_layer, batch), -math.inf, device=dev)
+    s = torch.zeros((n_layer, batch), device=dev)
+    t = torch.zeros((n_layer, batch), device=dev)
+    cross = torch.zeros((n_layer, batch), device=dev)
+    top_v = torch.empty((n_layer, batch, 0), device=dev)
+    top_i = torch.empty((n_layer, batch, 0), dtype=torch.long, device=dev)
+    for c0 in range(0, d_vocab, chunk):
+        c1 = min(d_vocab, c0 + chunk)
+        logits = _unembed(normed, w_u[:, c0:c1], None if b_u is None else b_u[c0:c1], softcap)
+        new_m = torch.maximum(m, logits.amax(-1))
+        scale = torch.exp(m - new_m)
+        e = torch.exp(logits - new_m[..., None])
+        s = s * scale + e.sum(-1)
+        t = t * scale + (e * logits).sum(-1)
+        # sum_v exp(l_final_v - m_final) * l_v: the cross term of KL(final || layer).
+        cross = cross * scale[-1] + (e[-1][None] * logits).sum(-1)
+        m = new_m
+        k = min(top_k, c1 - c0)
+        v, i = logits.topk(k, dim=-1)
+        top_v = torch.cat([top_v, v], dim=-1)
+        top_i = torch.cat([top_i, i + c0], dim=-1)
+        if top_v.shape[-1] > top_k:
+            top_v, sel = top_v.topk(top_k, dim=-1)
+            top_i = top_i.gather(-1, sel)
+        del logits, e
+    log_z = m + torch.log(s)
+    mean_logit = t / s
+    entropy = log_z - mean_logit
+    e_final_logit = cross / s[-1]
+    kl = (mean_logit[-1] - log_z[-1])[None] - e_final_logit + log_z
+    return VocabStats(log_z, entropy, kl.clamp_min(0.0), top_v, top_i)
+
+
+def set_log_masses(
+    normed: Float[Tensor, "layer batch d_model"],
+    w_u: Float[Tensor, "d_model d_vocab"],
+    b_u: Float[Tensor, " d_vocab"] | None,
+    union_ids: Int[Tensor, " n_union"],
+    masks: Mapping[str, Bool[Tensor, "batch n_union"]],
+    log_z: Float[Tensor, "layer batch"],
+    softcap: float = 0.0,
+) -> dict[str, Float[Tensor, "layer batch"]]:
+    """``log P(set)`` per row for each named set; a row's set is its mask over ``union_ids``.
+
+    An empty set gives ``-inf`` (mass 0).
+    """
+    logits = _unembed(normed, w_u[:, union_ids], None if b_u is None else b_u[union_ids], softcap)
+    out = {}
+    for name, mask in masks.items():
+        masked = logits.masked_fill(~mask[None], -math.inf)
+        out[name] = torch.logsumexp(masked, dim=-1) - log_z
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Result
+# ------------------------------------------------------------------------------------------------
+
+RECORD_COLUMNS = [
+    "step", "target_tokens", "lens", "site", "probe", "concept", "primary", "target", "doc_id",
+    "layer", "layer_pos", "p_primary", "p_target", "log_ratio", "mass_diff", "primary_wins",
+    "entropy", "kl_to_final", "top1_id", "top1_token", "top1_lang", "short_share_primary",
+    "short_share_target", "p_first", "top1_hit", "top5_hit",
+]  # fmt: skip
+_STRING_COLUMNS = (
+    "lens",
+    "site",
+    "concept",
+    "primary",
+    "target",
+    "doc_id",
+    "layer",
+    "top1_token",
+    "top1_lang",
+)
+
+
+@dataclass
+class WorkingLanguageResult:
+    """Per-probe, per-site, per-layer records of one or more checkpoints, and their summaries.
+
+    ``records`` has one row per (step, lens, site, probe, layer); ``site`` is "probe", "matched"
+    (the matched control) or "random" (the random-position control). ``p_first``, ``top1_hit``
+    and ``top5_hit`` refer to the first token of the probe's identifier (NaN at controls).
+    """
+
+    records: pd.DataFrame
+    config: WorkingLanguageConfig
+    token_sets: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dropped_pairs: list[DroppedPair] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    coverage_issues: list[str] = field(default_factory=list)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The per-probe records (a copy)."""
+        return self.records.copy()
+
+    @property
+    def layers(self) -> list[str]:
+        order = self.records.drop_duplicates("layer").sort_values("layer_pos")
+        return order["layer"].tolist()
+
+    def aggregate(self) -> pd.DataFrame:
+        """Per (step, lens, layer): shares, masses, excess over controls, with bootstrap CIs."""
+        return aggregate_records(self.records, self.config)
+
+    def competence(self) -> pd.DataFrame:
+        """Per step: output-level top-1/top-5 accuracy on the probe identifiers, masses, gate."""
+        return competence_table(self.records, self.config)
+
+    def lens_comparison(self) -> pd.DataFrame:
+        """Per (step, layer): the logit and tuned lens side by side (empty with one lens)."""
+        return lens_comparison(self.records, self.aggregate())
+
+    def dropped_pairs_frame(self) -> pd.DataFrame:
+        cols = ["concept", "primary", "target", "reason", "n_shared"]
+        rows = [
+            dict(
+                concept=d.concept,
+                primary=d.primary,
+                target=d.target,
+                reason=d.reason,
+                n_shared=len(d.shared_ids),
+            )
+            for d in self.dropped_pairs
+        ]
+        return pd.DataFrame(rows, columns=cols)
+
+    @classmethod
+    def concat(cls, results: Sequence[WorkingLanguageResult]) -> WorkingLanguageResult:
+        """Results of several checkpoints (same config and probes) as one."""
+        if not results:
+            raise ValueError("no results to concatenate")
+        first = results[0]
+        skipped = [s for r in results for s in r.skipped]
+        return cls(
+            records=pd.concat([r.records for r in results], ignore_index=True),
+            config=first.config,
+            token_sets=first.token_sets,
+            dropped_pairs=first.dropped_pairs,
+            skipped=skipped,
+            coverage_issues=first.coverage_issues,
+        )
+
+    def save(self, out_dir: str | os.PathLike, fmt: str = "csv") -> dict[str, Path]:
+        """Write every table under ``out_dir`` (``records`` as CSV or Parquet, summaries as CSV).
+
+        Each file is written under a temporary name and renamed, so a crash leaves either the
+        previous file or the new one, never half of one.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"records": write_table(self.records, out / "records", fmt)}
+        paths["aggregate"] = write_table(self.aggregate(), out / "aggregate", "csv")
+        paths["competence"] = write_table(self.competence(), out / "competence", "csv")
+        paths["token_sets"] = write_table(self.token_sets, out / "token_sets", "csv")
+        paths["dropped_pairs"] = write_table(
+            self.dropped_pairs_frame(), out / "dropped_pairs", "csv"
+        )
+        comparison = self.lens_comparison()
+        if not comparison.empty:
+            paths["lens_comparison"] = write_table(comparison, out / "lens_comparison", "csv")
+        meta = dict(
+            config=self.config.to_dict(),
+            skipped=self.skipped,
+            coverage_issues=self.coverage_issues,
+        )
+        paths["summary"] = _write_json(out / "summary.json", meta)
+        return paths
+
+
+def write_table(df: pd.DataFrame, stem: Path, fmt: str) -> Path:
+    """Write ``df`` to ``stem.csv`` or ``stem.parquet`` atomically."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"table format must be 'csv' or 'parquet', got {fmt!r}")
+    path = stem.with_name(f"{stem.name}.{fmt}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    if fmt == "csv":
+        df.to_csv(tmp, index=False)
+    else:
+        df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_records(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a records table written by :meth:`WorkingLanguageResult.save` (CSV or Parquet)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    # Token strings such as "nan" or "" must stay strings, while empty numeric cells are NaN.
+    df = pd.read_csv(
+        path,
+        keep_default_na=False,
+        na_values={c: ["", "nan", "NaN"] for c in RECORD_COLUMNS if c not in _STRING_COLUMNS},
+    )
+    for c in _STRING_COLUMNS:
+        if c in df:
+            df[c] = df[c].astype(str)
+    return df
+
+
+def _write_json(path: Path, obj: Any) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# The analyzer
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    probe: int
+    site: int
+    ids: list[int]
+    first_id: int
+
+
+def _prepend_id(tokenizer: Any, how: str) -> int | None:
+    bos = getattr(tokenizer, "bos_token_id", None)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if how == "none":
+        return None
+    if how == "bos":
+        if bos is None:
+            raise ValueError(
+                "WorkingLanguageConfig.prepend='bos' but the tokenizer has no BOS token"
+            )
+        return int(bos)
+    if how == "eos":
+        if eos is None:
+            raise ValueError(
+                "WorkingLanguageConfig.prepend='eos' but the tokenizer has no EOS token"
+            )
+        return int(eos)
+    for tid in (bos, eos):
+        if tid is not None:
+            return int(tid)
+    return None
+
+
+def _encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    if not texts:
+        return []
+    return [list(x) for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def _first_token(prompt_ids: list[int], full_ids: list[int], cont_ids: list[int]) -> int:
+    """The first token of the continuation as the model sees it after the prompt."""
+    n = len(prompt_ids)
+    if len(full_ids) > n and full_ids[:n] == prompt_ids:
+        return full_ids[n]
+    # The tokenizer merged across the boundary: the continuation's own first token is the
+    # best stand-in for what the model must produce.
+    return cont_ids[0] if cont_ids else -1
+
+
+def _build_items(
+    tokenizer: Any, probes: Sequence[Probe], prepend: int | None, max_len: int
+) -> tuple[list[_Item], list[dict[str, Any]]]:
+    texts: list[tuple[int, int, str]] = []
+    for i, p in enumerate(probes):
+        for site, prompt in enumerate((p.prompt, p.control_prompt, p.random_prompt)):
+            if prompt is not None:
+                texts.append((i, site, prompt))
+    encoded = _encode(tokenizer, [t for _, _, t in texts])
+    probe_ids = {i: ids for (i, site, _), ids in zip(texts, encoded, strict=True) if site == 0}
+    full = _encode(tokenizer, [p.prompt + p.continuation for p in probes])
+    conts = _encode(tokenizer, [p.continuation for p in probes])
+    first = [_first_token(probe_ids[i], full[i], conts[i]) for i in range(len(probes))]
+    items, skipped = [], []
+    keep = max_len - (1 if prepend is not None else 0)
+    for (i, site, _), ids in zip(texts, encoded, strict=True):
+        ids = ids[-keep:] if keep > 0 else []
+        if prepend is not None:
+            ids = [prepend] + ids
+        if not ids:
+            skipped.append(dict(probe=i, site=SITES[site], reason="prompt encodes to no tokens"))
+            continue
+        items.append(_Item(i, site, ids, first[i] if site == 0 else -1))
+    return items, skipped
+
+
+def analyze_working_language(
+    model: HookedModel,
+    tokenizer: Any,
+    probes: Sequence[Probe],
+    cfg: WorkingLanguageConfig | None = None,
+    *,
+    tuned_lens: Lens | None = None,
+    token_sets: TokenSetReport | None = None,
+    step: int | None = None,
+    target_tokens: int | None = None,
+    progress: bool = True,
+) -> WorkingLanguageResult:
+    """Decode every probe and control at every selected layer; see the module docstring.
+
+    ``tokenizer`` must be the model's (``model.tokenizer`` for this project's checkpoints).
+    ``tuned_lens`` is required when ``cfg.lens`` is "tuned" or "both". ``token_sets`` may be
+    passed to reuse the sets across checkpoints of one run (they depend only on the tokenizer).
+    Probes whose pair was dropped (empty token set) are skipped and listed in the result.
+    """
+    cfg = cfg or WorkingLanguageConfig()
+    if tokenizer is None:
+        raise ValueError("a tokenizer is required (pass model.tokenizer for a saved checkpoint)")
+    if not probes:
+        raise ValueError("no probes given")
+    _check_languages(probes, cfg)
+    lenses: list[Lens] = []
+    for name in cfg.lenses:
+        if name == "logit":
+            lenses.append(LogitLens())
+        elif tuned_lens is None:
+            raise ValueError(
+                f"WorkingLanguageConfig.lens={cfg.lens!r} needs a tuned lens: train one with "
+                "babel_interp.analysis.tuned_lens.train_tuned_lens and pass tuned_lens="
+            )
+        else:
+            lenses.append(tuned_lens)
+    n_layers = int(model.cfg.n_layers)
+    hooks = select_hooks(n_layers, cfg)
+    d_vocab = int(model.cfg.d_vocab)
+    if token_sets is None:
+        pairs = [(p.concept, p.primary, p.target) for p in probes]
+        token_sets = build_token_sets(tokenizer, pairs, cfg.min_token_chars, vocab_size=d_vocab)
+    kept = [p for p in probes if token_sets.get(p.primary, p.target) is not None]
+    skipped = [
+        dict(probe=-1, site="probe", reason=f"pair {p.primary}/{p.target} dropped", doc_id=p.doc_id)
+        for p in probes
+        if token_sets.get(p.primary, p.target) is None
+    ]
+    if not kept:
+        reasons = "; ".join(f"{d.primary}/{d.target}: {d.reason}" for d in token_sets.dropped)
+        raise ValueError(f"every probe's pair was dropped by the token-set filter ({reasons})")
+
+    max_len = cfg.max_prompt_tokens or int(model.cfg.n_ctx)
+    max_len = min(max_len, int(model.cfg.n_ctx))
+    items, bad = _build_items(tokenizer, kept, _prepend_id(tokenizer, cfg.prepend), max_len)
+    skipped.extend(bad)
+
+    # Union of every kept pair's ids, with per-pair membership masks over it.
+    pair_keys = sorted({p.pair for p in kept})
+    pair_index = {k: j for j, k in enumerate(pair_keys)}
+    sets = [token_sets.pairs[k] for k in pair_keys]
+    union = sorted({i for s in sets for i in s.primary_ids + s.target_ids})
+    col = {tid: j for j, tid in enumerate(union)}
+    membership = {
+        name: torch.zeros((len(sets), len(union)), dtype=torch.bool)
+        for name in ("primary", "target", "primary_short", "target_short")
+    }
+    for j, s in enumerate(sets):
+        for name, ids in (
+            ("primary", s.primary_ids),
+            ("target", s.target_ids),
+            ("primary_short", s.short_ids("primary", cfg.short_token_chars)),
+            ("target_short", s.short_ids("target", cfg.short_token_chars)),
+        ):
+            membership[name][j, [col[i] for i in ids]] = True
+    primary_sets = [set(s.primary_ids) for s in sets]
+    target_sets = [set(s.target_ids) for s in sets]
+
+    device = _model_device(model)
+    w_u, b_u = model.W_U, getattr(model, "b_U", None)
+    union_t = torch.tensor(union, dtype=torch.long, device=w_u.device)
+    cap = _softcap(model)
+    n_lens, n_probes, n_layer = len(lenses), len(kept), len(hooks)
+    shape = (n_lens, len(SITES), n_probes, n_layer)
+    arrays = {
+        name: np.full(shape, np.nan)
+        for name in ("p_primary", "p_target", "log_ratio", "entropy", "kl_to_final",
+                     "short_share_primary", "short_share_target", "p_first", "top1_hit", "top5_hit")
+    }  # fmt: skip
+    top1 = np.full(shape, -1, dtype=np.int64)
+    top1_lang = np.full(shape, "", dtype=object)
+
+    order = sorted(range(len(items)), key=lambda k: -len(items[k].ids))
+    batches = [order[k : k + cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
+    bar = tqdm(batches, desc="working language", unit="batch", disable=not progress, leave=False)
+    with torch.no_grad():
+        for batch in bar:
+            its = [items[k] for k in batch]
+            width = max(len(it.ids) for it in its)
+            # Right padding is exact for a causal model: positions before the pad never see it.
+            rows = [it.ids + [it.ids[-1]] * (width - len(it.ids)) for it in its]
+            tokens = torch.tensor(rows, dtype=torch.long, device=device)
+            last = torch.tensor([len(it.ids) - 1 for it in its], dtype=torch.long, device=device)
+            resid = collect_last_residuals(model, tokens, last, hooks)
+            pj = torch.tensor([pair_index[kept[it.probe].pair] for it in its], dtype=torch.long)
+            masks = {k: v[pj].to(w_u.device) for k, v in membership.items()}
+            first = torch.tensor(
+                [max(it.first_id, 0) for it in its], dtype=torch.long, device=w_u.device
+            )
+            is_probe = np.array([it.site == 0 and it.first_id >= 0 for it in its])
+            pi = np.array([it.probe for it in its])
+            si = np.array([it.site for it in its])
+            for li, lens in enumerate(lenses):
+                h = torch.stack([lens.transform(resid[j], name) for j, name in enumerate(hooks)])
+                normed = final_norm(model, h).float().to(w_u.device)
+                vs = stream_vocab_stats(normed, w_u, b_u, cfg.vocab_chunk, cap)
+                lm = set_log_masses(normed, w_u, b_u, union_t, masks, vs.log_z, cap)
+                lp, lt = lm["primary"], lm["target"]
+                f_logit = (normed * w_u[:, first].float().T[None]).sum(-1)
+                if b_u is not None:
+                    f_logit = f_logit + b_u[first].float()[None]
+                if cap:
+                    f_logit = cap * torch.tanh(f_logit / cap)
+                lp_first = f_logit - vs.log_z
+                top = vs.top_ids.cpu().numpy()  # [layer, batch, k]
+                vals = dict(
+                    p_primary=lp.exp(),
+                    p_target=lt.exp(),
+                    log_ratio=lp - lt,
+                    entropy=vs.entropy,
+                    kl_to_final=vs.kl_to_final,
+                    short_share_primary=(lm["primary_short"] - lp).exp(),
+                    short_share_target=(lm["target_short"] - lt).exp(),
+                )
+                for name, v in vals.items():
+                    arrays[name][li, si, pi, :] = v.T.cpu().double().numpy()
+                firsts = first.cpu().numpy()
+                hit1 = (top[..., 0] == firsts[None]).T.astype(float)
+                hit5 = (top == firsts[None, :, None]).any(-1).T.astype(float)
+                pf = lp_first.exp().T.cpu().double().numpy()
+                for name, v in (("p_first", pf), ("top1_hit", hit1), ("top5_hit", hit5)):
+                    v = v.copy()
+                    v[~is_probe] = np.nan
+                    arrays[name][li, si, pi, :] = v
+                top1[li, si, pi, :] = top[..., 0].T
+                for b, it in enumerate(its):
+                    j = pair_index[kept[it.probe].pair]
+                    top1_lang[li, it.site, it.probe, :] = [
+                        "primary"
+                        if t in primary_sets[j]
+                        else "target"
+                        if t in target_sets[j]
+                        else "other"
+                        for t in top[:, b, 0]
+                    ]
+            del resid
+    vocab = token_sets.vocabulary or TokenVocabulary(tokenizer, vocab_size=d_vocab)
+    records = _records(
+        kept,
+        hooks,
+        [lens.name for lens in lenses],
+        arrays,
+        top1,
+        top1_lang,
+        vocab,
+        step,
+        target_tokens,
+    )
+    return WorkingLanguageResult(
+        records=records,
+        config=cfg,
+        token_sets=token_sets.to_dataframe(),
+        dropped_pairs=list(token_sets.dropped),
+        skipped=skipped,
+        coverage_issues=check_coverage(kept, n_per_pair=cfg.n_per_pair),
+    )
+
+
+def _check_languages(probes: Sequence[Probe], cfg: WorkingLanguageConfig) -> None:
+    want = (_canon(cfg.primary), _canon(cfg.target))
+    bad = {
+        (p.primary_language, p.target_language)
+        for p in probes
+        if p.primary_language
+        and p.target_language
+        and (_canon(p.primary_language), _canon(p.target_language)) != want
+    }
+    if bad:
+        raise ValueError(
+            f"probes are for language pair(s) {sorted(bad)}, but the config asks for "
+            f"primary={cfg.primary!r}, target={cfg.target!r}"
+        )
+
+
+def _model_device(model: HookedModel) -> torch.device:
+    try:
+        return next(model.parameters()).device  # type: ignore[attr-defined]
+    except (AttributeError, StopIteration):
+        return torch.device(getattr(model.cfg, "device", None) or "cpu")
+
+
+def _records(
+    probes: Sequence[Probe],
+    hooks: Sequence[str],
+    lens_names: Sequence[str],
+    arrays: dict[str, np.ndarray],
+    top1: np.ndarray,
+    top1_lang: np.ndarray,
+    vocab: TokenVocabulary,
+    step: int | None,
+    target_tokens: int | None,
+) -> pd.DataFrame:
+    n_lens, n_sites, n_probes, n_layer = top1.shape
+    grid = np.meshgrid(
+        np.arange(n_lens),
+        np.arange(n_sites),
+        np.arange(n_probes),
+        np.arange(n_layer),
+        indexing="ij",
+    )
+    li, si, pi, ki = (a.ravel() for a in grid)
+    present = ~np.isnan(arrays["p_primary"].ravel())
+    li, si, pi, ki = li[present], si[present], pi[present], ki[present]
+    flat = {name: a.ravel()[present] for name, a in arrays.items()}
+    ids = top1.ravel()[present]
+    texts = {int(t): vocab.text(int(t)) for t in np.unique(ids)}
+    df = pd.DataFrame(
+        dict(
+            step=pd.array([step] * len(pi), dtype="Int64"),
+            target_tokens=pd.array([target_tokens] * len(pi), dtype="Int64"),
+            lens=np.asarray(lens_names, dtype=object)[li],
+            site=np.asarray(SITES, dtype=object)[si],
+            probe=pi,
+            concept=np.asarray([p.concept for p in probes], dtype=object)[pi],
+            primary=np.asarray([p.primary for p in probes], dtype=object)[pi],
+            target=np.asarray([p.target for p in probes], dtype=object)[pi],
+            doc_id=np.asarray([p.doc_id for p in probes], dtype=object)[pi],
+            layer=np.asarray(hooks, dtype=object)[ki],
+            layer_pos=np.asarray([layer_position(h) for h in hooks])[ki],
+            p_primary=flat["p_primary"],
+            p_target=flat["p_target"],
+            log_ratio=flat["log_ratio"],
+            mass_diff=flat["p_primary"] - flat["p_target"],
+            primary_wins=(flat["p_primary"] > flat["p_target"]).astype(float),
+            entropy=flat["entropy"],
+            kl_to_final=flat["kl_to_final"],
+            top1_id=ids,
+            top1_token=[texts[int(t)] for t in ids],
+            top1_lang=top1_lang.ravel()[present],
+            short_share_primary=flat["short_share_primary"],
+            short_share_target=flat["short_share_target"],
+            p_first=flat["p_first"],
+            top1_hit=flat["top1_hit"],
+            top5_hit=flat["top5_hit"],
+        )
+    )
+    return df[RECORD_COLUMNS]
+
+
+# ------------------------------------------------------------------------------------------------
+# Summaries
+# ------------------------------------------------------------------------------------------------
+
+
+def _ci_fn(cfg: WorkingLanguageConfig) -> Callable[..., Any]:
+    def ci(values: np.ndarray, groups: np.ndarray) -> Any:
+        if cfg.ci_unit == "pair":
+            return grouped_bootstrap_ci(values, groups, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
+        return bootstrap_ci(values, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
+
+    return ci
+
+
+def _paired(cfg: WorkingLanguageConfig, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Any:
+    if cfg.ci_unit == "pair":
+        keep = ~(np.isnan(x) | np.isnan(y))
+        return grouped_bootstrap_ci(
+            (x - y)[keep], groups[keep], n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed
+        )
+    return paired_bootstrap_ci(x, y, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
+
+
+def _step_key(df: pd.DataFrame) -> pd.Series:
+    return df["step"].fillna(-1).astype("int64")
+
+
+def aggregate_records(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.DataFrame:
+    """Per (step, lens, layer) summaries of a records table, with bootstrap CIs.
+
+    ``share_primary``: share of probes where the primary set's mass exceeds the target's;
+    ``mass_diff``: mean ``P_primary - P_target``; ``log_ratio``: mean ``log(P_primary/P_target)``;
+    ``excess_matched`` / ``excess_random``: mean log-ratio at probes minus at their matched /
+    random controls (paired by probe; positive = leaning primary beyond the baseline).
+    """
+    if records.empty:
+        return pd.DataFrame()
+    ci = _ci_fn(cfg)
+    df = records.assign(_step=_step_key(records))
+    rows = []
+    for (step, lens, layer), g in df.groupby(["_step", "lens", "layer"], sort=True):
+        probe = g[g["site"] == "probe"].set_index("probe").sort_index()
+        if probe.empty:
+            continue
+        groups = (probe["primary"] + "/" + probe["target"]).to_numpy()
+        row: dict[str, Any] = dict(
+            step=int(step),
+            target_tokens=probe["target_tokens"].iloc[0],
+            lens=lens,
+            layer=layer,
+            layer_pos=float(probe["layer_pos"].iloc[0]),
+            n_probes=len(probe),
+        )
+        for name, col in (
+            ("share_primary", "primary_wins"),
+            ("mass_diff", "mass_diff"),
+            ("log_ratio", "log_ratio"),
+        ):
+            r = ci(probe[col].to_numpy(float), groups)
+            row.update({name: r.estimate, f"{name}_lo": r.low, f"{name}_hi": r.high})
+        for site in ("matched", "random"):
+            ctrl = g[g["site"] == site].set_index("probe").reindex(probe.index)
+            x = probe["log_ratio"].to_numpy(float)
+            y = ctrl["log_ratio"].to_numpy(float)
+            r = _paired(cfg, x, y, groups)
+            row.update(
+                {
+                    f"excess_{site}": r.estimate,
+                    f"excess_{site}_lo": r.low,
+                    f"excess_{site}_hi": r.high,
+                    f"n_{site}": r.n,
+                    f"{site}_log_ratio": float(np.nanmean(y)) if r.n else math.nan,
+                    f"{site}_share_primary": float(np.nanmean(ctrl["primary_wins"].to_numpy(float)))
+                    if r.n
+                    else math.nan,
+                }
+            )
+        for col in (
+            "p_primary",
+            "p_target",
+            "entropy",
+            "kl_to_final",
+            "short_share_primary",
+            "short_share_target",
+            "p_first",
+            "top1_hit",
+            "top5_hit",
+        ):
+            row[col] = float(np.nanmean(probe[col].to_numpy(float)))
+        for lang in ("primary", "target", "other"):
+            row[f"top1_{lang}"] = float((probe["top1_lang"] == lang).mean())
+        rows.append(row)
+    out = pd.DataFrame(rows).sort_values(["step", "lens", "layer_pos"], kind="stable")
+    out = out.reset_index(drop=True)
+    comp = competence_table(records, cfg)
+    gate = dict(zip(comp["step"].fillna(-1).astype("int64"), comp["competent"], strict=True))
+    out["competent"] = [bool(gate.get(int(s), False)) for s in out["step"]]
+    out["step"] = _nullable_step(out["step"])
+    return out
+
+
+def _nullable_step(steps: pd.Series) -> pd.Series:
+    # -1 stands for "no checkpoint step" (a model analyzed on its own) while grouping.
+    return steps.astype("Int64").mask(steps < 0)
+
+
+def competence_table(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.DataFrame:
+    """Per step, at the output (the last block's ``hook_resid_post``, where every lens is the
+    identity): top-1 / top-5 accuracy on the first token of the probe identifier, the share of
+    probes whose top-1 token begins the target identifier, the absolute masses, and whether the
+    checkpoint passes the gate (``competence_metric >= competence_threshold``)."""
+    if records.empty:
+        return pd.DataFrame()
+    df = records[records["site"] == "probe"].assign(_step=_step_key(records))
+    final_pos = df["layer_pos"].max()
+    df = df[(df["layer_pos"] == final_pos) & (df["lens"] == df["lens"].iloc[0])]
+    rows = []
+    for step, g in df.groupby("_step", sort=True):
+        r1 = bootstrap_ci(
+            g["top1_hit"].to_numpy(float), n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed
+        )
+        r5 = bootstrap_ci(
+            g["top5_hit"].to_numpy(float), n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed
+        )
+        metric = r1.estimate if cfg.competence_metric == "top1" else r5.estimate
+        rows.append(
+            dict(
+                step=int(step),
+                target_tokens=g["target_tokens"].iloc[0],
+                n_probes=len(g),
+                top1_acc=r1.estimate,
+                top1_acc_lo=r1.low,
+                top1_acc_hi=r1.high,
+                top5_acc=r5.estimate,
+                top5_acc_lo=r5.low,
+                top5_acc_hi=r5.high,
+                top1_in_target_set=float((g["top1_lang"] == "target").mean()),
+                p_target=float(g["p_target"].mean()),
+                p_primary=float(g["p_primary"].mean()),
+                p_first=float(g["p_first"].mean()),
+                metric=cfg.competence_metric,
+                threshold=cfg.competence_threshold,
+                competent=bool(metric >= cfg.competence_threshold),
+            )
+        )
+    out = pd.DataFrame(rows)
+    out["step"] = _nullable_step(out["step"])
+    return out
+
+
+def lens_comparison(records: pd.DataFrame, aggregate: pd.DataFrame) -> pd.DataFrame:
+    """Logit vs tuned lens per (step, layer): shares, excess, KL to the output, top-1 agreement.
+
+    ``kl_to_final`` measures how faithfully each lens reads a layer (lower is closer to what the
+    model finally outputs); ``top1_agreement`` is the share of probes whose top-1 token is the
+    same under both lenses.
+    """
+    lenses = sorted(records["lens"].unique()) if not records.empty else []
+    if len(lenses) < 2 or aggregate.empty:
+        return pd.DataFrame()
+    metrics = [
+        "share_primary",
+        "excess_matched",
+        "excess_random",
+        "log_ratio",
+        "kl_to_final",
+        "top1_target",
+    ]
+    agg = aggregate.assign(_step=aggregate["step"].fillna(-1).astype("int64"))
+    wide = agg.pivot_table(index=["_step", "layer", "layer_pos"], columns="lens", values=metrics)
+    wide.columns = [f"{m}_{lens}" for m, lens in wide.columns]
+    wide = wide.reset_index()
+    probe = records[records["site"] == "probe"].assign(_step=_step_key(records))
+    top = probe.pivot_table(index=["_step", "layer", "probe"], columns="lens", values="top1_id")
+    a, b = lenses[0], lenses[1]
+    agree = (top[a] == top[b]).groupby(level=["_step", "layer"]).mean().rename("top1_agreement")
+    out = wide.merge(agree.reset_index(), on=["_step", "layer"], how="left")
+    out = out.rename(columns={"_step": "step"}).sort_values(["step", "layer_pos"])
+    out["step"] = _nullable_step(out["step"])
+    return out.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Whole runs
+# ------------------------------------------------------------------------------------------------
+
+
+def probes_for_run(run_dir: str | os.PathLike, cfg: WorkingLanguageConfig) -> list[Probe]:
+    """Probes for a training run: from the synthetic generator when the run's corpus is
+    synthetic (its manifest has a ``synthetic`` entry), else mined from its validation split."""
+    from babel_interp.analysis.probes import build_probes, probes_from_corpus
+    from babel_interp.corpus.shards import CorpusReader
+
+    reader = CorpusReader(run_corpus_dir(run_dir))
+    synth = reader.manifest.get("synthetic")
+    if synth:
+        synth_cfg = synth.get("config", synth) if isinstance(synth, dict) else None
+        return build_probes(
+            cfg.primary, cfg.target, cfg.n_per_pair, cfg.seed, synthetic_config=synth_cfg
+        )
+    return probes_from_corpus(reader, cfg.primary, cfg.target, cfg.n_per_pair, cfg.seed)
+
+
+def run_corpus_dir(run_dir: str | os.PathLike) -> Path:
+    """The corpus directory a run was trained on (``run_config.json``'s ``corpus``)."""
+    from babel_interp.runs import read_run_config
+
+    conf = read_run_config(run_dir)
+    corpus = conf.get("corpus")
+    if not corpus:
+        raise ValueError(f"{Path(run_dir) / 'run_config.json'} names no corpus")
+    path = Path(corpus)
+    if not path.is_absolute() and not path.exists() and (Path(run_dir) / path).exists():
+        path = Path(run_dir) / path
+    if not path.exists():
+        raise FileNotFoundError(f"the corpus of run {run_dir} ({corpus}) does not exist")
+    return path
+
+
+def _token_sets_of_checkpoint(
+    ckpt_dir: Path, probes: Sequence[Probe], cfg: WorkingLanguageConfig
+) -> TokenSetReport:
+    """Token sets from a checkpoint's tokenizer, without loading its weights."""
+    from babel_interp.model import MODEL_CONFIG, TOKENIZER_SUBDIR, prepare_tokenizer
+
+    tok_dir = Path(ckpt_dir) / TOKENIZER_SUBDIR
+    if not tok_dir.is_dir():
+        raise ValueError(f"checkpoint {ckpt_dir} has no {TOKENIZER_SUBDIR}/ directory")
+    meta = json.loads((Path(ckpt_dir) / MODEL_CONFIG).read_text(encoding="utf-8"))
+    d_vocab = int(meta["model"]["d_vocab"])
+    pairs = [(p.concept, p.primary, p.target) for p in probes]
+    return build_token_sets(
+        prepare_tokenizer(tok_dir),
+        pairs,
+        cfg.min_token_chars,
+        vocab_size=d_vocab if d_vocab > 0 else None,
+    )
+
+
+def _fingerprint(cfg: WorkingLanguageConfig, probes: Sequence[Probe]) -> str:
+    # What changes the records; the bootstrap settings only change summaries.
+    d = cfg.to_dict()
+    for k in ("n_boot", "ci", "ci_unit", "competence_metric", "competence_threshold"):
+        d.pop(k)
+    h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
+    for p in probes:
+        h.update(json.dumps(p.to_dict(), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def analyze_run(
+    run_dir: str | os.PathLike,
+    cfg: WorkingLanguageConfig | None = None,
+    checkpoints: Sequence[int] | None = None,
+    probes: Sequence[Probe] | None = None,
+    fmt: str = "csv",
+    figures: bool = True,
+    device: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> WorkingLanguageResult:
+    """Analyze the checkpoints of a run and write tables and figures under it.
+
+    Tables go to ``RUN/analysis/working_language/`` (``records.csv|parquet``, ``aggregate.csv``,
+    ``competence.csv``, ``token_sets.csv``, ``dropped_pairs.csv``, ``probes.jsonl``, and
+    ``lens_comparison.csv`` with ``lens="both"``), figures to ``RUN/figures/``. Each checkpoint's
+    records are also kept in ``steps/`` as soon as it is done; with ``resume`` a rerun with the
+    same config and probes reuses them, so an interrupted analysis loses at most one checkpoint.
+    With a tuned lens, each checkpoint's lens is loaded from ``<ckpt>/tuned_lens.safetensors``
+    or trained on the corpus's validation tokens and saved there.
+    """
+    from babel_interp.analysis.probes import save_probes_jsonl
+    from babel_interp.model import load_model
+    from babel_interp.runs import analysis_dir, figures_dir, select_checkpoints
+
+    cfg = cfg or WorkingLanguageConfig()
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
+    ckpts = select_checkpoints(run_dir, list(checkpoints) if checkpoints is not None else None)
+    if not ckpts:
+        raise ValueError(f"run {run_dir} has no complete checkpoint")
+    out = analysis_dir(run_dir, ANALYZER)
+    probes = list(probes) if probes is not None else probes_for_run(run_dir, cfg)
+    if not probes:
+        raise ValueError(
+            f"no probes could be built for {cfg.primary}/{cfg.target} in run {run_dir}"
+        )
+    save_probes_jsonl(probes, out / "probes.jsonl")
+    fp = _fingerprint(cfg, probes)
+    steps_dir = out / "steps"
+    steps_dir.mkdir(exist_ok=True)
+    token_sets = _token_sets_of_checkpoint(ckpts[0].path, probes, cfg)
+    kept = [p for p in probes if token_sets.get(p.primary, p.target) is not None]
+    results: list[WorkingLanguageResult] = []
+    target = _canon(cfg.target)
+    for ckpt in tqdm(ckpts, desc="checkpoints", unit="ckpt", disable=not progress):
+        cached = steps_dir / f"{ckpt.name}.{fp}.parquet"
+        if resume and cached.is_file():
+            res = WorkingLanguageResult(
+                records=pd.read_parquet(cached),
+                config=cfg,
+                token_sets=token_sets.to_dataframe(),
+                dropped_pairs=list(token_sets.dropped),
+                coverage_issues=check_coverage(kept, n_per_pair=cfg.n_per_pair),
+            )
+        else:
+            model, _ = load_model(ckpt.path, device=device)
+            if model.tokenizer is None:
+                raise ValueError(f"checkpoint {ckpt.path} has no tokenizer/ directory")
+            tuned = None
+            if "tuned" in cfg.lenses:
+                from babel_interp.analysis.tuned_lens import load_or_train_tuned_lens
+
+                tuned = load_or_train_tuned_lens(
+                    model, ckpt.path, run_corpus_dir(run_dir), cfg, progress=progress
+                )
+            res = analyze_working_language(
+                model,
+                model.tokenizer,
+                probes,
+                cfg,
+                tuned_lens=tuned,
+                token_sets=token_sets,
+                step=ckpt.step,
+                target_tokens=ckpt.tokens_seen.get(target),
+                progress=progress,
+            )
+            write_table(res.records, cached.with_name(cached.name[: -len(".parquet")]), "parquet")
+            del model, tuned
+        results.append(res)
+    result = WorkingLanguageResult.concat(results)
+    result.save(out, fmt)
+    if figures:
+        from babel_interp.report.working_language_plots import plot_working_language
+
+        plot_working_language(result.aggregate(), result.competence(), figures_dir(run_dir))
+    return result

@@ -1,0 +1,599 @@
+"""Working-language probes: completion prompts where a target-language built-in is due next.
+
+A :class:`Probe` is a prefix of a target-language document that ends right before a built-in
+identifier with a primary-language counterpart (PHP ``strlen`` / Python ``len``). It may carry two
+controls from the same document, scored later with the same pair's token sets:
+
+* a *matched* control: the prefix up to a site where some other called identifier is due, so the
+  probe's lean can be measured against what the same model does at an ordinary call site;
+* a *random* control: the prefix up to a random token-like position that is not a built-in site.
+
+Prompt convention (applies to probes and controls alike): a prompt never ends with a space. When
+the identifier follows a space, that one space is cut from the prompt and ``space_before`` is set,
+because byte-level BPE tokenizers attach a space to the word after it (`` strlen`` is one piece);
+the model then predicts the space-prefixed piece, which the token sets contain. Deeper indentation
+keeps all but its last space in the prompt, which is exactly how such tokenizers split it.
+
+Probes come from three places: the synthetic generator's annotated sites
+(:func:`build_probes`), real code in a corpus's validation split (:func:`probes_from_corpus`, a
+regex over decoded documents, which cannot tell code from comments or strings), or a user's JSONL
+file (:func:`load_probes_jsonl`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from babel_interp.languages import builtin_pairs, get_language
+
+MAX_PROMPT_CHARS = 4000
+# Identifiers followed by "(" that are syntax rather than calls: never a matched control.
+_CONTROL_STOPWORDS = frozenset(
+    "if elif else for foreach while switch catch match function fn def return sizeof typeof "
+    "isset unset empty array list print echo new await yield and or not in is lambda assert "
+    "del exec with".split()
+)
+_IDENT_RE = re.compile(r"(?<![\w$])([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(")
+# Starts of token-like pieces (a word, a number, or one punctuation character): the candidate
+# positions of a random control.
+_PIECE_RE = re.compile(r"[A-Za-z_$][\w]*|\d+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One completion prompt where ``target`` (a ``target_language`` built-in) is due next.
+
+    ``primary`` is the ``primary_language`` identifier for the same ``concept``. The optional
+    controls are prefixes of the same document (see the module docstring for the space rule).
+    """
+
+    prompt: str
+    target: str
+    primary: str
+    concept: str = ""
+    target_language: str = ""
+    primary_language: str = ""
+    source: str = "user"
+    doc_id: str = ""
+    space_before: bool = False
+    control_prompt: str | None = None
+    control_space_before: bool = False
+    control_identifier: str | None = None
+    random_prompt: str | None = None
+    random_space_before: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "target", "primary"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"Probe.{name} must be a non-empty string, got {value!r}")
+        if any(c.isspace() for c in self.target + self.primary):
+            raise ValueError(
+                f"Probe.target and Probe.primary must be identifiers without whitespace, got "
+                f"{self.target!r} / {self.primary!r}"
+            )
+        for name in ("control_prompt", "random_prompt"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"Probe.{name} must be None or a non-empty string")
+        if not self.concept:
+            object.__setattr__(self, "concept", self.target)
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """``(primary identifier, target identifier)``: the key of the pair's token sets."""
+        return (self.primary, self.target)
+
+    @property
+    def continuation(self) -> str:
+        """The text the model should produce next: the identifier, with its space if cut."""
+        return (" " if self.space_before else "") + self.target
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Probe:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Probe: unknown field(s) {unknown}; known: {sorted(known)}")
+        missing = [k for k in ("prompt", "target", "primary") if k not in d]
+        if missing:
+            raise ValueError(f"Probe: missing required field(s) {missing}")
+        return cls(**d)
+
+
+def normalize_prompt(text: str) -> tuple[str, bool]:
+    """Cut one trailing space from a prompt: ``(prompt, space_before)``. See the module doc."""
+    if text.endswith(" "):
+        return text[:-1], True
+    return text, False
+
+
+def truncate_prompt(text: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
+    """Keep the last ``max_chars`` characters, starting at a line boundary when one exists.
+
+    The analyzer keeps only the model's context window of tokens anyway; this bounds the size of
+    probe files.
+    """
+    if len(text) <= max_chars:
+        return text
+    tail = text[-max_chars:]
+    nl = tail.find("\n")
+    return tail[nl + 1 :] if 0 <= nl < len(tail) - 1 else tail
+
+
+def _prefix(text: str, offset: int, max_chars: int) -> tuple[str, bool] | None:
+    prompt, space = normalize_prompt(text[:offset])
+    prompt = truncate_prompt(prompt, max_chars)
+    if not prompt.strip():
+        return None
+    return prompt, space
+
+
+# ------------------------------------------------------------------------------------------------
+# JSONL files
+# ------------------------------------------------------------------------------------------------
+
+
+def save_probes_jsonl(probes: Iterable[Probe], path: str | os.PathLike) -> Path:
+    """Write probes as JSON lines, atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for p in probes:
+            f.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_probes_jsonl(
+    path: str | os.PathLike,
+    primary_language: str | None = None,
+    target_language: str | None = None,
+) -> list[Probe]:
+    """Read probes from JSON lines: each object has at least ``prompt``, ``target``, ``primary``.
+
+    Missing ``primary_language`` / ``target_language`` fields are filled from the arguments. A
+    prompt that ends with a space is normalized as :func:`normalize_prompt` describes. Errors name
+    the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"probe file {path} does not exist")
+    probes: list[Probe] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(d, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(d).__name__}")
+            if primary_language is not None:
+                d.setdefault("primary_language", primary_language)
+            if target_language is not None:
+                d.setdefault("target_language", target_language)
+            d.setdefault("source", "jsonl")
+            for key, space_key in (
+                ("prompt", "space_before"),
+                ("control_prompt", "control_space_before"),
+                ("random_prompt", "random_space_before"),
+            ):
+                if isinstance(d.get(key), str) and d[key].endswith(" "):
+                    d[key], space = normalize_prompt(d[key])
+                    d[space_key] = bool(d.get(space_key, False) or space)
+            try:
+                probes.append(Probe.from_dict(d))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{lineno}: {exc}") from None
+    if not probes:
+        raise ValueError(f"probe file {path} holds no probes")
+    return probes
+
+
+def probe_coverage(probes: Sequence[Probe]) -> pd.DataFrame:
+    """Probes per (concept, primary, target) pair, with the counts of each control kind."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for p in probes:
+        key = (p.concept, p.primary, p.target)
+        r = rows.setdefault(
+            key,
+            dict(concept=p.concept, primary=p.primary, target=p.target, n=0, matched=0, random=0),
+        )
+        r["n"] += 1
+        r["matched"] += p.control_prompt is not None
+        r["random"] += p.random_prompt is not None
+    cols = ["concept", "primary", "target", "n", "matched", "random"]
+    return pd.DataFrame(list(rows.values()), columns=cols)
+
+
+def check_coverage(probes: Sequence[Probe], min_pairs: int = 5, n_per_pair: int = 10) -> list[str]:
+    """Shortfalls against the paper's design (``min_pairs`` pairs of ``n_per_pair`` prompts)."""
+    cov = probe_coverage(probes)
+    issues = []
+    short = cov[cov["n"] < n_per_pair]
+    for r in short.itertuples():
+        issues.append(f"pair {r.primary}/{r.target} has {r.n} probe(s), fewer than {n_per_pair}")
+    full = int((cov["n"] >= n_per_pair).sum())
+    if full < min_pairs:
+        issues.append(
+            f"only {full} pair(s) have {n_per_pair} or more probes; the design asks for "
+            f"at least {min_pairs}"
+        )
+    return issues
+
+
+# ------------------------------------------------------------------------------------------------
+# Site selection shared by both builders
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Site:
+    doc_id: str
+    offset: int
+    concept: str
+    primary: str
+    target: str
+
+
+def _random_offset(
+    text: str, exclude: set[int], rng: random.Random, min_offset: int = 1
+) -> int | None:
+    starts = [m.start() for m in _PIECE_RE.finditer(text) if m.start() >= min_offset]
+    starts = [s for s in starts if s not in exclude and text[:s].strip()]
+    return rng.choice(starts) if starts else None
+
+
+def _nearest(offsets: Sequence[int], target: int) -> int | None:
+    best = None
+    for o in offsets:
+        if o == target:
+            continue
+        if best is None or abs(o - target) < abs(best - target):
+            best = o
+    return best
+
+
+def _choose(
+    sites: Sequence[_Site], n_per_pair: int, rng: random.Random
+) -> dict[tuple[str, str], list[_Site]]:
+    """Up to ``n_per_pair`` sites per pair, spread over as many documents as possible."""
+    by_pair: dict[tuple[str, str], list[_Site]] = defaultdict(list)
+    for s in sites:
+        by_pair[(s.primary, s.target)].append(s)
+    chosen: dict[tuple[str, str], list[_Site]] = {}
+    for key, items in by_pair.items():
+        by_doc: dict[str, list[_Site]] = defaultdict(list)
+        for s in items:
+            by_doc[s.doc_id].append(s)
+        docs = sorted(by_doc)
+        rng.shuffle(docs)
+        for d in docs:
+            rng.shuffle(by_doc[d])
+        picked: list[_Site] = []
+        # Round-robin over documents: one site from each before a second from any.
+        while len(picked) < n_per_pair and any(by_doc[d] for d in docs):
+            for d in docs:
+                if by_doc[d] and len(picked) < n_per_pair:
+                    picked.append(by_doc[d].pop())
+        chosen[key] = picked
+    return chosen
+
+
+def _make_probe(
+    text: str,
+    site: _Site,
+    call_sites: Sequence[tuple[int, str]],
+    builtin_offsets: set[int],
+    primary_language: str,
+    target_language: str,
+    source: str,
+    rng: random.Random,
+    max_chars: int,
+) -> Probe | None:
+    pre = _prefix(text, site.offset, max_chars)
+    if pre is None:
+        return None
+    control = control_ident = None
+    control_space = False
+    near = _nearest([o for o, _ in call_sites], site.offset)
+    if near is not None:
+        c = _prefix(text, near, max_chars)
+        if c is not None:
+            control, control_space = c
+            control_ident = dict(call_sites)[near]
+    random_prompt, random_space = None, False
+    r_off = _random_offset(text, builtin_offsets | {site.offset}, rng)
+    if r_off is not None:
+        r = _prefix(text, r_off, max_chars)
+        if r is not None:
+            random_prompt, random_space = r
+    return Probe(
+        prompt=pre[0],
+        target=site.target,
+        primary=site.primary,
+        concept=site.concept,
+        target_language=target_language,
+        primary_language=primary_language,
+        source=source,
+        doc_id=site.doc_id,
+        space_before=pre[1],
+        control_prompt=control,
+        control_space_before=control_space,
+        control_identifier=control_ident,
+        random_prompt=random_prompt,
+        random_space_before=random_space,
+    )
+
+
+def _warn_short(chosen: dict[tuple[str, str], list[_Site]], n_per_pair: int, where: str) -> None:
+    short = {f"{p}/{t}": len(v) for (p, t), v in chosen.items() if len(v) < n_per_pair}
+    if short:
+        warnings.warn(
+            f"{where}: fewer than {n_per_pair} probe sites for pair(s) {short}",
+            stacklevel=3,
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Synthetic generator
+# ------------------------------------------------------------------------------------------------
+
+
+def build_probes(
+    primary: str,
+    target: str,
+    n_per_pair: int = 10,
+    seed: int = 0,
+    synthetic_config: Any = None,
+    max_documents: int = 5000,
+    max_prompt_chars: int = MAX_PROMPT_CHARS,
+) -> list[Probe]:
+    """Probes from the synthetic generator's annotated sites.
+
+    Documents of ``target`` are generated (with ``synthetic_config``, a
+    :class:`babel_interp.corpus.synthetic.SyntheticConfig` or its dict, or the default config)
+    until every built-in pair of (``primary``, ``target``) has ``n_per_pair`` sites of kind
+    "builtin", or ``max_documents`` were read. The matched control is the nearest site of kind
+    "call" in the same document.
+    """
+    from babel_interp.corpus import synthetic
+
+    if n_per_pair < 1:
+        raise ValueError(f"n_per_pair must be >= 1, got {n_per_pair}")
+    p_lang, t_lang = get_language(primary), get_language(target)
+    pairs = {bp.concept: bp for bp in builtin_pairs(p_lang, t_lang)}
+    if not pairs:
+        raise ValueError(f"{p_lang.name} and {t_lang.name} share no differently spelled built-ins")
+    cfg = _synthetic_config(synthetic, synthetic_config, t_lang.name, seed)
+    rng = random.Random(seed)
+    texts: dict[str, str] = {}
+    doc_sites: dict[str, tuple[list[_Site], list[tuple[int, str]], set[int]]] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for i, doc in enumerate(synthetic.generate_documents(cfg)):
+        if i >= max_documents or all(counts[c] >= 3 * n_per_pair for c in pairs):
+            break
+        if doc.language != t_lang.name:
+            continue
+        doc_id = str(getattr(doc, "doc_id", i))
+        probe_sites, calls, builtin_offsets = [], [], set()
+        for s in doc.sites:
+            if s.kind == "builtin":
+                builtin_offsets.add(s.offset)
+                bp = pairs.get(s.concept)
+                if bp is not None and s.identifier == bp.target:
+                    probe_sites.append(_Site(doc_id, s.offset, s.concept, bp.primary, bp.target))
+                    counts[s.concept] += 1
+            elif s.kind == "call":
+                calls.append((s.offset, s.identifier))
+        if probe_sites:
+            texts[doc_id] = doc.text
+            doc_sites[doc_id] = (probe_sites, calls, builtin_offsets)
+    all_sites = [s for sites, _, _ in doc_sites.values() for s in sites]
+    chosen = _choose(all_sites, n_per_pair, rng)
+    _warn_short(chosen, n_per_pair, "synthetic generator")
+    probes = []
+    for key in sorted(chosen):
+        for site in chosen[key]:
+            _, calls, builtin_offsets = doc_sites[site.doc_id]
+            p = _make_probe(
+                texts[site.doc_id],
+                site,
+                calls,
+                builtin_offsets,
+                p_lang.name,
+                t_lang.name,
+                "synthetic",
+                rng,
+                max_prompt_chars,
+            )
+            if p is not None:
+                probes.append(p)
+    return probes
+
+
+def _synthetic_config(module: Any, cfg: Any, language: str, seed: int) -> Any:
+    cls = module.SyntheticConfig
+    if cfg is None:
+        cfg = cls()
+    elif isinstance(cfg, dict):
+        cfg = cls.from_dict(cfg)
+    elif not isinstance(cfg, cls):
+        raise ValueError(
+            f"synthetic_config must be a SyntheticConfig or a dict, got {type(cfg).__name__}"
+        )
+    # Probe documents come from their own seed stream, so they are not the training documents.
+    changes: dict[str, Any] = {}
+    names = {f.name for f in fields(cls)}
+    if "languages" in names:
+        langs = list(cfg.languages)
+        if language not in langs:
+            raise ValueError(f"the synthetic world has no language {language!r}; it has {langs}")
+    if "seed" in names:
+        changes["seed"] = int(cfg.seed) + 1_000_003 + seed
+    if changes:
+        from dataclasses import replace
+
+        cfg = replace(cfg, **changes)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------
+# Real code from a corpus split
+# ------------------------------------------------------------------------------------------------
+
+
+def find_builtin_sites(
+    text: str, identifiers: Iterable[str], call_only: bool = True
+) -> list[tuple[int, str]]:
+    """``(offset, identifier)`` of each whole-word occurrence of ``identifiers`` in ``text``.
+
+    With ``call_only`` an occurrence must be followed by ``(`` (after optional spaces); a receiver
+    or namespace before it is allowed (``$s->strlen(`` would count, ``$strlen(`` would not), since
+    the identifier is the token due at that point either way.
+    """
+    idents = sorted(set(identifiers), key=len, reverse=True)
+    if not idents:
+        return []
+    alt = "|".join(re.escape(i) for i in idents)
+    tail = r"(?=[ \t]*\()" if call_only else r"(?![\w?!])"
+    pattern = re.compile(rf"(?<![\w$])({alt}){tail}")
+    return [(m.start(), m.group(1)) for m in pattern.finditer(text)]
+
+
+def find_call_sites(text: str, exclude: Iterable[str] = ()) -> list[tuple[int, str]]:
+    """``(offset, identifier)`` of each ``name(`` call whose name is not in ``exclude`` and is
+    not syntax (``if (``, ``function (``, ...): the candidates for a matched control."""
+    skip = set(exclude) | _CONTROL_STOPWORDS
+    return [(m.start(1), m.group(1)) for m in _IDENT_RE.finditer(text) if m.group(1) not in skip]
+
+
+def probes_from_texts(
+    documents: Iterable[tuple[str, str]],
+    primary: str,
+    target: str,
+    n_per_pair: int = 10,
+    seed: int = 0,
+    source: str = "text",
+    max_prompt_chars: int = MAX_PROMPT_CHARS,
+) -> list[Probe]:
+    """Probes mined from ``(doc_id, text)`` documents of the ``target`` language.
+
+    A site is a call of a target built-in that has a primary counterpart; an identifier that is
+    never called in the documents (C#'s ``Length`` property, PHP's ``echo``) falls back to its
+    whole-word occurrences. The matched control is the nearest other call in the same document.
+    """
+    if n_per_pair < 1:
+        raise ValueError(f"n_per_pair must be >= 1, got {n_per_pair}")
+    p_lang, t_lang = get_language(primary), get_language(target)
+    bps = builtin_pairs(p_lang, t_lang)
+    if not bps:
+        raise ValueError(f"{p_lang.name} and {t_lang.name} share no differently spelled built-ins")
+    by_target: dict[str, list[Any]] = defaultdict(list)
+    for bp in bps:
+        by_target[bp.target].append(bp)
+    all_builtins = set(t_lang.builtins.values())
+    rng = random.Random(seed)
+    texts: dict[str, str] = {}
+    calls_found: dict[str, list[tuple[int, str]]] = {}
+    words_found: dict[str, list[tuple[int, str]]] = {}
+    for doc_id, text in documents:
+        words = find_builtin_sites(text, by_target, call_only=False)
+        if not words:
+            continue  # only documents that mention a built-in are kept in memory
+        texts[doc_id] = text
+        words_found[doc_id] = words
+        calls_found[doc_id] = find_builtin_sites(text, by_target)
+    called = {ident for occ in calls_found.values() for _, ident in occ}
+    uncalled = {t for t in by_target if t not in called}
+    found = {
+        d: sorted(calls_found[d] + [(o, i) for o, i in words_found[d] if i in uncalled])
+        for d in texts
+    }
+    sites: list[_Site] = []
+    for doc_id, occ in found.items():
+        for offset, ident in occ:
+            for bp in by_target[ident]:
+                sites.append(_Site(doc_id, offset, bp.concept, bp.primary, bp.target))
+    chosen = _choose(sites, n_per_pair, rng)
+    _warn_short(chosen, n_per_pair, f"{source} documents")
+    probes = []
+    for key in sorted(chosen):
+        for site in chosen[key]:
+            text = texts[site.doc_id]
+            builtin_offsets = {o for o, _ in find_builtin_sites(text, all_builtins, False)}
+            calls = find_call_sites(text, exclude=all_builtins)
+            p = _make_probe(
+                text,
+                site,
+                calls,
+                builtin_offsets,
+                p_lang.name,
+                t_lang.name,
+                source,
+                rng,
+                max_prompt_chars,
+            )
+            if p is not None:
+                probes.append(p)
+    return probes
+
+
+def probes_from_corpus(
+    corpus: Any,
+    primary: str,
+    target: str,
+    n_per_pair: int = 10,
+    seed: int = 0,
+    split: str = "val",
+    max_documents: int | None = 20000,
+    max_prompt_chars: int = MAX_PROMPT_CHARS,
+) -> list[Probe]:
+    """Probes mined from the ``target`` documents of a corpus split (decoded with its tokenizer).
+
+    ``corpus`` is a corpus directory or a :class:`babel_interp.corpus.shards.CorpusReader`.
+    """
+    from babel_interp.corpus.shards import CorpusReader
+    from babel_interp.model import prepare_tokenizer
+
+    reader = corpus if isinstance(corpus, CorpusReader) else CorpusReader(corpus)
+    t_lang = get_language(target)
+    if t_lang.name not in reader.languages:
+        raise ValueError(
+            f"corpus {reader.dir} has no {t_lang.name!r} documents; it has {reader.languages}"
+        )
+    tok = prepare_tokenizer(reader.tokenizer_dir)
+    shard = reader.split(split)
+    eos = reader.eos_id
+
+    def docs() -> Iterable[tuple[str, str]]:
+        for i, (start, end) in enumerate(shard.documents(t_lang.name)):
+            if max_documents is not None and i >= max_documents:
+                break
+            ids, _ = shard.window(start, end - start)
+            if ids.size and ids[-1] == eos:
+                ids = ids[:-1]
+            yield f"{split}:{start}", tok.decode(ids.tolist())
+
+    return probes_from_texts(
+        docs(), primary, target, n_per_pair, seed, f"corpus:{split}", max_prompt_chars
+    )
