@@ -52,10 +52,11 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from babel_interp.languages import PAPER_LANGUAGES, builtin_pairs, get_language
+from babel_interp.languages import CONCEPTS, PAPER_LANGUAGES, builtin_pairs, get_language
 
 __all__ = [
     "SUPPORTED_LANGUAGES",
+    "SYNTHETIC_CONCEPTS",
     "FactItem",
     "PlantedFact",
     "ProbeSite",
@@ -94,7 +95,7 @@ SHARED_VERBS = (
     "dampen",
 )  # fmt: skip
 PLANTED_ADJECTIVES = (
-    "PEAK", "BASE", "GRID", "CORE", "TIDE", "RIDGE", "SPARK", "FROST", "EMBER", "STORM", "CLOUD",
+    "PEAK", "CREST", "GRID", "CORE", "TIDE", "RIDGE", "SPARK", "FROST", "EMBER", "STORM", "CLOUD",
     "STONE",
 )  # fmt: skip
 SHARED_ADJECTIVES = (
@@ -121,8 +122,9 @@ LIST_OUT_NAMES = ("picked", "kept", "chosen", "selected", "passing")
 LOOP_VARS = ("x", "v", "elem", "cur")
 INDEX_VARS = ("i", "j", "k")
 HELPER_PARAMS = ("value", "amount", "n", "num")
+HELPER_LOCALS = ("rest", "accum")
 KEY_NAMES = ("key", "slot_key", "name_key")
-COUNTER_NAMES = ("steps", "remaining", "budget_left", "ticks_left")
+COUNTER_NAMES = ("steps", "remaining", "countdown", "left")
 LETTERS = "abcdefghijklmnoprstuvwy"
 
 # Each fact kind draws names from 12 x 56 combinations; staying well below that keeps the
@@ -390,31 +392,31 @@ class SyntheticConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class V:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class L:
     value: int | str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Chr:
     """A one-character literal: C++ needs char quotes where the others take a string."""
 
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """An integer literal whose position a fact probe needs (the value it asks for)."""
 
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bin:
     # Rendered without parentheses: the planner only builds left-nested, precedence-safe shapes.
     left: Any
@@ -422,7 +424,7 @@ class Bin:
     right: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class B:
     """A built-in use, realized per language by that dialect's template for ``concept``."""
 
@@ -430,7 +432,7 @@ class B:
     args: tuple
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class C:
     """A call of a user-defined function."""
 
@@ -440,7 +442,7 @@ class C:
     fact_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class K:
     """A use of a user-defined constant."""
 
@@ -449,76 +451,76 @@ class K:
     fact_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Idx:
     container: str
     key: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Empty:
     type: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decl:
     name: str
     type: str
     expr: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Aug:
     name: str
     op: str
     expr: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Effect:
     expr: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class If:
     cond: Any
     body: tuple
     orelse: tuple = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ForEach:
     var: str
     seq: str
     body: tuple
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ForRange:
     var: str
     bound: Any
     body: tuple
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class While:
     cond: Any
     body: tuple
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Put:
     container: str
     key: Any
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Return:
     expr: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Function:
     name: str
     params: tuple  # ((name, type), ...)
@@ -528,14 +530,14 @@ class _Function:
     fact: PlantedFact | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Const:
     name: str
     value: Any  # L or Answer
     fact: PlantedFact | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Program:
     program_id: int
     class_name: str
@@ -605,7 +607,6 @@ class _Dialect:
 
     def __init__(self) -> None:
         lang = get_language(self.language)
-        self._tpl: dict[str, tuple] = {}
         for table_name in ("templates", "decl_templates", "cond_templates"):
             table = getattr(self, table_name)
             parsed = {c: _parse_template(t) for c, t in table.items()}
@@ -1186,6 +1187,8 @@ class _Cpp(_Dialect):
             heads.append("algorithm")
         if re.search(r"std::(sqrt|floor|round|pow|abs)\b", body_text):
             heads.append("cmath")
+        if "::toupper" in body_text or "::tolower" in body_text:
+            heads.append("cctype")
         if "std::format" in body_text:
             heads.append("format")
         if "std::cout" in body_text:
@@ -1200,6 +1203,14 @@ _DIALECTS: dict[str, _Dialect] = {
     d.language: d for d in (_Python(), _Php(), _CSharp(), _Go(), _Cpp())
 }
 assert tuple(_DIALECTS) == SUPPORTED_LANGUAGES
+
+#: Built-in concepts the generator emits (in registry order); a language lacking an identifier
+#: for one (Python and Go for ``has_key``) realizes it with syntax and records no site.
+SYNTHETIC_CONCEPTS: tuple[str, ...] = tuple(
+    c
+    for c in CONCEPTS
+    if any(c in getattr(d, t) for d in _DIALECTS.values() for t in ("templates", "decl_templates"))
+)
 
 
 def _render(program: _Program, language: str, planted_in: str, doc_id: str) -> SyntheticDocument:
@@ -1604,32 +1615,35 @@ def _local_helper(rng: random.Random, name: str) -> _Function:
             Return(Bin(V(p), "+", L(randint(1, 9)))),
         )
     elif form == 1:
-        rest = "rest" if p != "rest" else "remainder"
+        rest = HELPER_LOCALS[0]
         body = (
             Decl(rest, INT, Bin(V(p), "%", L(randint(3, 11)))),
             Return(Bin(V(rest), "+", L(randint(1, 20)))),
         )
     else:
-        out = "out"
+        acc = HELPER_LOCALS[1]
         body = (
-            Decl(out, INT, L(0)),
-            ForRange("i", V(p), (Aug(out, "+=", Bin(V("i"), "%", L(randint(2, 7)))),)),
-            Return(V(out)),
+            Decl(acc, INT, L(0)),
+            ForRange("i", V(p), (Aug(acc, "+=", Bin(V("i"), "%", L(randint(2, 7)))),)),
+            Return(V(acc)),
         )
     return _Function(name, ((p, INT),), INT, body)
 
 
 class _Tables:
-    __slots__ = ("planted", "shared")
+    __slots__ = ("planted", "shared", "names")
 
     def __init__(self, cfg: SyntheticConfig) -> None:
         self.planted = planted_facts(cfg)
         self.shared = shared_facts(cfg)
+        # No local name may spell a fact's name, or a target document would show a planted
+        # name at a place that is not a fact site.
+        self.names = frozenset(f.name for f in self.planted + self.shared)
 
 
 def _plan(cfg: SyntheticConfig, tables: _Tables, program_id: int) -> _Program:
     rng = random.Random(f"babel-synth/v{GENERATOR_VERSION}/{cfg.seed}/{program_id}")
-    taken: set[str] = set()
+    taken: set[str] = set(tables.names)
     choice, randint = _fast_draws(rng)
 
     def name_from(*parts: tuple[str, ...], fmt: str = "{}_{}") -> str:
@@ -1654,9 +1668,6 @@ def _plan(cfg: SyntheticConfig, tables: _Tables, program_id: int) -> _Program:
     if tables.planted:
         k = min(len(tables.planted), randint(1, cfg.max_facts_per_doc))
         planted = rng.sample(tables.planted, k)
-    for fact in shared + planted:
-        taken.add(fact.name)
-
     p = _Planner(rng, taken)
     for pname, ptype in params:
         p.scope[ptype].append(pname)
