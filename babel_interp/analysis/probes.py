@@ -170,8 +170,8 @@ def load_probes_jsonl(
     """Read probes from JSON lines: each object has at least ``prompt``, ``target``, ``primary``.
 
     Missing ``primary_language`` / ``target_language`` fields are filled from the arguments. A
-    prompt that ends with a space is normalized as :func:`normalize_prompt` describes. Errors name
-    the file and line.
+    prompt given without its ``space_before`` field is normalized as :func:`normalize_prompt`
+    describes (one trailing space cut). Errors name the file and line.
     """
     path = Path(path)
     if not path.is_file():
@@ -197,9 +197,10 @@ def load_probes_jsonl(
                 ("control_prompt", "control_space_before"),
                 ("random_prompt", "random_space_before"),
             ):
-                if isinstance(d.get(key), str) and d[key].endswith(" "):
-                    d[key], space = normalize_prompt(d[key])
-                    d[space_key] = bool(d.get(space_key, False) or space)
+                # A record that states space_before was normalized when written (a deep
+                # indentation legitimately ends in spaces); only bare user prompts are cut.
+                if space_key not in d and isinstance(d.get(key), str):
+                    d[key], d[space_key] = normalize_prompt(d[key])
             try:
                 probes.append(Probe.from_dict(d))
             except (TypeError, ValueError) as exc:
@@ -370,11 +371,13 @@ def build_probes(
 ) -> list[Probe]:
     """Probes from the synthetic generator's annotated sites.
 
-    Documents of ``target`` are generated (with ``synthetic_config``, a
-    :class:`babel_interp.corpus.synthetic.SyntheticConfig` or its dict, or the default config)
-    until every built-in pair of (``primary``, ``target``) has ``n_per_pair`` sites of kind
-    "builtin", or ``max_documents`` were read. The matched control is the nearest site of kind
-    "call" in the same document.
+    Documents of ``target`` are generated with the world of ``synthetic_config`` (a
+    :class:`babel_interp.corpus.synthetic.SyntheticConfig` or its dict, e.g. the one a synthetic
+    corpus was built with; default: the default world) but from program ids far past any training
+    range, until every built-in pair of (``primary``, ``target``) has plenty of sites of kind
+    "builtin" or ``max_documents`` were read. ``n_per_pair`` sites per pair are then drawn,
+    spread over documents. The matched control is the nearest site of kind "call" in the same
+    document.
     """
     from babel_interp.corpus import synthetic
 
@@ -384,13 +387,17 @@ def build_probes(
     pairs = {bp.concept: bp for bp in builtin_pairs(p_lang, t_lang)}
     if not pairs:
         raise ValueError(f"{p_lang.name} and {t_lang.name} share no differently spelled built-ins")
-    cfg = _synthetic_config(synthetic, synthetic_config, t_lang.name, seed)
+    cfg = _synthetic_config(synthetic, synthetic_config, t_lang.name, seed, max_documents)
     rng = random.Random(seed)
     texts: dict[str, str] = {}
     doc_sites: dict[str, tuple[list[_Site], list[tuple[int, str]], set[int]]] = {}
     counts: dict[str, int] = defaultdict(int)
+    last_new = 0
     for i, doc in enumerate(synthetic.generate_documents(cfg)):
-        if i >= max_documents or all(counts[c] >= 3 * n_per_pair for c in pairs):
+        # The generator uses only some concepts: stop once every concept seen has three times
+        # the sites needed and no new one has turned up for a while.
+        enough = all(n >= 3 * n_per_pair for n in counts.values())
+        if i >= max_documents or (counts and enough and i - last_new >= 200):
             break
         if doc.language != t_lang.name:
             continue
@@ -402,6 +409,8 @@ def build_probes(
                 bp = pairs.get(s.concept)
                 if bp is not None and s.identifier == bp.target:
                     probe_sites.append(_Site(doc_id, s.offset, s.concept, bp.primary, bp.target))
+                    if s.concept not in counts:
+                        last_new = i
                     counts[s.concept] += 1
             elif s.kind == "call":
                 calls.append((s.offset, s.identifier))
@@ -431,7 +440,11 @@ def build_probes(
     return probes
 
 
-def _synthetic_config(module: Any, cfg: Any, language: str, seed: int) -> Any:
+# Probe documents are programs far beyond any training range, so no probe prompt was trained on.
+PROBE_PROGRAM_OFFSET = 50_000_000
+
+
+def _synthetic_config(module: Any, cfg: Any, language: str, seed: int, n_docs: int) -> Any:
     cls = module.SyntheticConfig
     if cfg is None:
         cfg = cls()
@@ -441,20 +454,14 @@ def _synthetic_config(module: Any, cfg: Any, language: str, seed: int) -> Any:
         raise ValueError(
             f"synthetic_config must be a SyntheticConfig or a dict, got {type(cfg).__name__}"
         )
-    # Probe documents come from their own seed stream, so they are not the training documents.
-    changes: dict[str, Any] = {}
-    names = {f.name for f in fields(cls)}
-    if "languages" in names:
-        langs = list(cfg.languages)
-        if language not in langs:
-            raise ValueError(f"the synthetic world has no language {language!r}; it has {langs}")
-    if "seed" in names:
-        changes["seed"] = int(cfg.seed) + 1_000_003 + seed
-    if changes:
-        from dataclasses import replace
-
-        cfg = replace(cfg, **changes)
-    return cfg
+    d = cfg.to_dict()
+    # One language only: a language's documents do not depend on the others requested.
+    d.update(
+        languages=[language],
+        docs_per_language=n_docs,
+        first_program=PROBE_PROGRAM_OFFSET + 1_000_000 * seed,
+    )
+    return cls.from_dict(d)
 
 
 # ------------------------------------------------------------------------------------------------
