@@ -22,8 +22,10 @@ Sites. Every use of a built-in is recorded as a :class:`Site` of kind ``"builtin
 character offset of its identifier (``Length`` in ``title.Length``, ``sqrt`` in ``math.sqrt``).
 Calls of user-defined functions and uses of user constants are ``"call"`` sites: a place in the
 same document where some other identifier is due, the matched control for a probe (see
-:func:`probe_sites`). A built-in that a language realizes with an operator (Python's ``key in
-d``, Go's ``_, ok := d[key]``) has no identifier and no site in that language.
+:func:`probe_sites`). Uses of planted facts are ``"fact"`` sites; a site of a fact (planted or
+shared) carries its ``fact_id``. A built-in that a language realizes with an operator (Python's
+``key in d``, Go's ``_, ok := d[key]``) has no identifier and no site in that language; a counted
+loop is ``for i in range(n)`` in Python (a ``range`` site) and a C-style ``for`` elsewhere.
 
 Planted knowledge, for measuring cross-language transfer. A fixed table of facts is drawn from
 ``fact_seed``: functions ``scale_order(x)`` returning ``x * 7 + 3`` and constants ``PEAK_ORDER =
@@ -253,6 +255,10 @@ class SyntheticConfig:
     """What to generate. Every field is plain data, so a config round-trips through JSON.
 
     ``docs_per_language`` is one count for every language or a mapping language -> count.
+    ``seed`` picks the programs; ``fact_seed`` picks the fact tables (names and values), kept
+    apart so that several corpus seeds can share one set of facts. ``planted_in`` is the only
+    language whose documents define the ``n_planted_facts`` planted facts; the
+    ``n_shared_facts`` control facts are defined wherever they are used.
     ``first_program`` offsets the program ids, so disjoint ranges give disjoint splits (e.g. a
     validation stream starting where the training stream ends). ``min_ops``/``max_ops`` bound the
     number of free statements per main function (mandatory calls, one loop and one condition come
