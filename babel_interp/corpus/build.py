@@ -580,6 +580,9 @@ def build_corpus(cfg: CorpusConfig) -> CorpusSummary:
         _check_reuse(out, existing_hash, tokenizer_hash(cfg.tokenizer_dir), cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make a shared corpus private
     try:
         summary = _build_into(cfg, tmp, out, existing_hash, reuse)
         _swap_into_place(tmp, out)

@@ -411,10 +411,11 @@ def iter_local_tree(
 # ---------------------------------------------------------------------------------------------
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    # Lines are decoded one by one, so a bad byte is reported with its own line number.
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
-    return open(path, encoding="utf-8", errors="strict")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
 
 
 def _label(raw: object, forced: str | None, cache: dict[Any, str | None]) -> str | None:
@@ -459,29 +460,30 @@ def iter_jsonl(
     source = f"jsonl:{path}"
     cache: dict[Any, str | None] = {}
     try:
-        f = _open_text(path)
+        f = _open_binary(path)
     except OSError as exc:
         raise SourceError(f"cannot read JSONL source {str(path)!r}: {exc}") from exc
     with f:
         lineno = 0
         while True:
             try:
-                line = f.readline()
-            except (OSError, UnicodeDecodeError, EOFError) as exc:
-                raise SourceError(
-                    f"{path}: cannot read past line {lineno}: {exc} (is it UTF-8 JSONL?)"
-                ) from exc
-            if not line:
+                raw_line = f.readline()
+            except (OSError, EOFError) as exc:
+                raise SourceError(f"{path}: cannot read past line {lineno}: {exc}") from exc
+            if not raw_line:
                 break
             lineno += 1
-            if not line.strip():
+            if not raw_line.strip():
                 continue
             where = f"{source}:{lineno}"
             problem = None
+            record = None
             try:
-                record = json.loads(line)
+                record = json.loads(raw_line.decode("utf-8"))
+            except UnicodeDecodeError:
+                problem = "not valid UTF-8"
             except json.JSONDecodeError as exc:
-                record, problem = None, f"not valid JSON ({exc.msg})"
+                problem = f"not valid JSON ({exc.msg})"
             if problem is None and not isinstance(record, dict):
                 problem = f"a JSON {type(record).__name__}, not an object"
             if problem is None:
