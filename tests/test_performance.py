@@ -216,8 +216,8 @@ def test_performance_series_aligns_evals_to_checkpoints(tmp_path):
             "val_bpb": {"php": 2.0},
         },
         {"step": 50, "kind": "train", "loss": 5.0},
-        {"step": 100, "kind": "eval", "val_loss": {"php": 5.0, "python": 3.5}},
-        {"step": 400, "kind": "eval", "val_loss": {"php": 4.0, "python": 4.0}},
+        {"step": 100, "type": "eval", "val_loss": {"php": 5.0, "python": 3.5}},
+        {"step": 400, "type": "eval", "val_loss": {"php": 4.0, "python": None}},
         {"step": 400, "kind": "eval", "val_loss": {"php": 3.9, "python": 4.1}},  # a resumed run
     ]
     lines = [json.dumps(r) for r in records] + ['{"step": 500, "kind": "ev']  # torn by a crash
@@ -231,6 +231,8 @@ def test_performance_series_aligns_evals_to_checkpoints(tmp_path):
     assert php.loc[400, "val_loss"] == 3.9
     assert php.loc[150, "tokens_seen"] == 1500 and php.loc[150, "total_tokens"] == 3000
     assert set(df["language"]) == {"php", "python"}
+    py = df[df["language"] == "python"].set_index("step")
+    assert py.loc[400, "val_loss"] == 4.1
     only = performance_series(run, languages=["python"])
     assert set(only["language"]) == {"python"} and len(only) == 3
 

@@ -594,15 +594,21 @@ def validation_loss(
 # Series over a run
 
 
+def _num(v: Any) -> float:
+    # The metrics log writes NaN and inf as null.
+    return math.nan if v is None else float(v)
+
+
 def _eval_rows(records: list[dict]) -> list[dict]:
     """Per-language evaluation rows from metrics records.
 
-    Reads records with ``kind == "eval"`` (or any record carrying ``val_loss``) whose
-    ``val_loss`` / ``val_bpb`` map languages to values.
+    Reads records of type ``eval`` (the ``type`` field; ``kind`` is accepted too) or any record
+    carrying ``val_loss``, whose ``val_loss`` / ``val_bpb`` map languages to values.
     """
     rows = []
     for r in records:
-        if "step" not in r or not (r.get("kind") == "eval" or "val_loss" in r):
+        is_eval = r.get("type") == "eval" or r.get("kind") == "eval" or "val_loss" in r
+        if "step" not in r or not is_eval:
             continue
         losses = r.get("val_loss") or {}
         bpbs = r.get("val_bpb") or {}
@@ -613,8 +619,8 @@ def _eval_rows(records: list[dict]) -> list[dict]:
                 {
                     "step": int(r["step"]),
                     "language": lang,
-                    "val_loss": float(losses.get(lang, math.nan)),
-                    "val_bpb": float(bpbs.get(lang, math.nan)),
+                    "val_loss": _num(losses.get(lang)),
+                    "val_bpb": _num(bpbs.get(lang)),
                 }
             )
     return rows

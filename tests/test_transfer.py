@@ -1,0 +1,133 @@
+"""The knowledge-transfer ratio |P ∩ C| / |C| and its series over checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from babel_interp.analysis.performance import CompletionItem
+from babel_interp.analysis.transfer import (
+    primary_only_items,
+    synthetic_transfer_items,
+    transfer_ratio,
+    transfer_series,
+)
+from babel_interp.model import ModelConfig, build_model, save_model
+from babel_interp.runs import checkpoint_dirname
+
+TINY = ModelConfig(n_layers=1, d_model=64, n_heads=4, d_head=16, d_mlp=128, n_ctx=64, seed=0)
+TEXT = "def count(items):\n    return len(items)\n"
+
+
+def test_ratio_counts_and_interval():
+    r = transfer_ratio(P={1, 2, 3}, C={2, 3, 4, 5})
+    assert (r.ratio, r.n_c, r.n_pc) == (0.5, 4, 2)
+    assert 0.0 <= r.ci_low <= 0.5 <= r.ci_high <= 1.0
+    all_p = transfer_ratio(P={1, 2, 3}, C={1, 2})
+    assert (all_p.ratio, all_p.ci_low, all_p.ci_high) == (1.0, 1.0, 1.0)
+    none = transfer_ratio(P={1}, C=set())
+    assert none.ratio is None and none.n_c == 0 and none.ci_low is None
+    assert transfer_ratio(P=set(), C={"a", "b"}).ratio == 0.0
+    # Deterministic whatever the set order, and wider with fewer items.
+    big = transfer_ratio(P=set(range(50)), C=set(range(25, 125)))
+    small = transfer_ratio(P={0, 1}, C={1, 2, 3, 4})
+    assert big.ci_high - big.ci_low < small.ci_high - small.ci_low
+    assert transfer_ratio(P=set(range(50)), C=set(range(124, 24, -1))) == big
+    assert json.loads(json.dumps(big.to_dict()))["n_c"] == 100
+
+
+def test_grouped_interval_needs_every_group():
+    P, C = {"a1", "a2"}, {"a1", "a2", "b1", "b2"}
+    groups = {"a1": "a", "a2": "a", "b1": "b", "b2": "b"}
+    r = transfer_ratio(P, C, groups=groups)
+    assert r.ratio == 0.5
+    # Two groups only: resampling whole groups gives 0, 0.5 or 1.
+    assert r.ci_low == 0.0 and r.ci_high == 1.0
+    with pytest.raises(ValueError, match="no entry"):
+        transfer_ratio(P, C, groups={"a1": "a"})
+
+
+def test_primary_only_items_follows_the_paper_definition():
+    assert primary_only_items({1, 2, 3}, {3, 4}) == {1, 2}
+    prim = {"q1": True, "q2": True, "q3": False}
+    targ = {"q1": False, "q2": True, "q3": False}
+    assert primary_only_items(prim, targ) == {"q1"}
+    with pytest.raises(ValueError, match="different items"):
+        primary_only_items(prim, {"q1": False})
+    with pytest.raises(ValueError, match="must be a bool"):
+        primary_only_items({"q1": 1}, {"q1": False})
+
+
+def test_synthetic_items_put_planted_facts_in_p():
+    from babel_interp.corpus.synthetic import SyntheticConfig, planted_facts
+
+    cfg = SyntheticConfig(languages=("python", "php"), n_planted_facts=6, n_shared_facts=4)
+    items, P = synthetic_transfer_items(cfg, "php")
+    assert len(items) == 10 and P == set(range(6))
+    planted_names = {f.name for f in planted_facts(cfg)}
+    for i, it in enumerate(items):
+        assert it.language == "php"
+        assert (i in P) == (it.kind == "planted_fact")
+        assert any(name in it.prompt for name in planted_names) == (i in P)
+        assert it.answer.strip().lstrip("-").isdigit()
+    items, P = synthetic_transfer_items(cfg.to_dict(), "php", n_planted=12, n_shared=2)
+    assert len(items) == 14 and len(P) == 12
+    with pytest.raises(ValueError, match="where the facts are planted"):
+        synthetic_transfer_items(cfg, "python")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, small_tokenizer):
+    """A run with a random-init checkpoint (step 0) and one that memorized TEXT (step 100)."""
+    torch.manual_seed(0)
+    untrained = build_model(TINY, tokenizer=small_tokenizer)
+    model = build_model(TINY, tokenizer=small_tokenizer)
+    doc = [small_tokenizer.eos_token_id] + small_tokenizer(TEXT, add_special_tokens=False)[
+        "input_ids"
+    ]
+    stream = torch.tensor(doc * 12)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        starts = torch.randint(0, len(stream) - 25, (8,)).tolist()
+        batch = torch.stack([stream[s : s + 25] for s in starts])
+        logits = model(batch[:, :-1], return_type="logits")
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.3
+    run = tmp_path_factory.mktemp("transfer") / "run"
+    for step, m in ((0, untrained), (100, model)):
+        d = run / "checkpoints" / checkpoint_dirname(step)
+        save_model(m, d, tokenizer=small_tokenizer)
+        (d / "trainer_state.json").write_text(json.dumps({"step": step, "tokens_seen": {}}))
+    return run
+
+
+def test_series_over_checkpoints(run_dir):
+    items = [
+        # "P": what this model knows from its (Python) text.
+        CompletionItem("def count(items):\n    return", " len", group="f1"),
+        CompletionItem("def count(", "items", group="f2"),
+        # Not in P: the model never saw it.
+        CompletionItem("function count($items) {\n    return", " strlen", group="f3"),
+        CompletionItem("def count(items):\n    return len(", "items", group="f4"),
+    ]
+    df = transfer_series(run_dir, items, primary_only={0, 1, 2}, n_boot=200, progress=False)
+    assert list(df["step"]) == [0, 100]
+    first, last = df.iloc[0], df.iloc[1]
+    assert first["n_c"] == 0 and math.isnan(first["ratio"])
+    # Step 100 solves items 0, 1 (in P) and 3 (not in P).
+    assert (last["n_c"], last["n_pc"]) == (3, 2)
+    assert last["ratio"] == pytest.approx(2 / 3)
+    assert last["accuracy_p"] == pytest.approx(2 / 3) and last["accuracy_not_p"] == 1.0
+    assert last["ci_low"] <= last["ratio"] <= last["ci_high"]
+    only = transfer_series(run_dir, items, {0}, steps=[100], n_boot=50, progress=False)
+    assert list(only["step"]) == [100] and only.iloc[0]["ratio"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="outside the 4 items"):
+        transfer_series(run_dir, items, {7}, steps=[100], n_boot=50, progress=False)
