@@ -17,7 +17,6 @@ from babel_interp.analysis.probes import (
     find_builtin_sites,
     find_call_sites,
     load_probes_jsonl,
-    normalize_prompt,
     probe_coverage,
     probes_from_corpus,
     probes_from_texts,
@@ -59,18 +58,15 @@ def test_synthetic_probes_meet_the_paper_design(synthetic_probes):
 def test_synthetic_prompts_end_right_before_the_identifier(synthetic_probes):
     for p in synthetic_probes[::7]:
         text = _document(p).text
-        # The one space before the identifier belongs to it; indentation before that stays.
-        assert (text[len(p.prompt)] == " ") == p.space_before
-        assert text.startswith(p.prompt + p.continuation)
-        assert not text[len(p.prompt + p.continuation)].isalnum()  # the whole identifier
+        assert text.startswith(p.prompt + p.target)
+        assert not text[len(p.prompt + p.target)].isalnum()  # the whole identifier
         assert p.control_prompt is not None and p.random_prompt is not None
-        assert text.startswith(p.control_prompt)
-        rest = text[len(p.control_prompt) + p.control_space_before :]
-        assert rest.startswith(p.control_identifier)
+        assert text.startswith(p.control_prompt + p.control_identifier)
         assert p.control_identifier not in get_language("php").builtins.values()
-        assert text.startswith(p.random_prompt)
+        assert text.startswith(p.random_prompt + p.random_next)
         sites = {s.offset for s in _document(p).sites if s.kind == "builtin"}
-        assert len(p.random_prompt) + p.random_space_before not in sites
+        assert len(p.random_prompt) not in sites
+        assert [s for s, _, _ in p.sites()] == ["probe", "matched", "random"]
 
 
 def test_synthetic_probes_are_deterministic_and_seeded():
@@ -88,10 +84,7 @@ def test_synthetic_probes_reject_unknown_or_unrendered_languages():
         build_probes("python", "ruby", n_per_pair=1, max_documents=5)
 
 
-def test_normalize_and_truncate():
-    assert normalize_prompt("$n = ") == ("$n =", True)
-    assert normalize_prompt("    ") == ("   ", True)
-    assert normalize_prompt("(\n") == ("(\n", False)
+def test_truncate_keeps_the_end_from_a_line_start():
     text = "line one\n" * 1000 + "tail"
     cut = truncate_prompt(text, 100)
     assert len(cut) <= 100 and cut.endswith("tail") and cut.startswith("line one")
@@ -134,12 +127,12 @@ def test_probes_from_texts_with_fallback_and_controls():
     assert set(by_target) == {"strlen", "strtoupper", "count", "echo"}
     assert all(len(v) == 2 for v in by_target.values())
     for p in probes:
-        assert PHP.startswith(p.prompt + p.continuation)
+        assert PHP.startswith(p.prompt + p.target)
         assert p.control_identifier in {"demo", "helper_sum", "format_row"}
         assert PHP.startswith(p.control_prompt)
     # echo never appears as a call, so its whole-word occurrence is used.
     (echo,) = {p.prompt for p in by_target["echo"]}
-    assert echo.endswith("{\n       ")
+    assert echo.endswith("{\n        ")
 
 
 def test_probes_from_real_python_code():
@@ -154,7 +147,7 @@ def test_probes_from_real_python_code():
     texts = dict(docs)
     for p in probes:
         assert p.primary_language == "php" and p.target_language == "python"
-        assert texts[p.doc_id].startswith(p.prompt + p.continuation) or len(p.prompt) >= 3900
+        assert texts[p.doc_id].startswith(p.prompt + p.target) or len(p.prompt) >= 3900
         if p.control_prompt is not None:
             assert p.control_identifier not in get_language("python").builtins.values()
 
@@ -177,12 +170,12 @@ def test_probes_from_a_corpus_split(tmp_path):
     probes = probes_from_corpus(tmp_path, "python", "php", n_per_pair=2, seed=0)
     assert {p.target for p in probes} == {"strlen", "strtoupper", "count", "echo"}
     assert all(p.doc_id.startswith("val:") and p.source == "corpus:val" for p in probes)
-    assert all(any(d.startswith(p.prompt + p.continuation) for d in docs) for p in probes)
+    assert all(any(d.startswith(p.prompt + p.target) for d in docs) for p in probes)
     with pytest.raises(ValueError, match="no 'go' documents"):
         probes_from_corpus(tmp_path, "python", "go")
 
 
-def test_jsonl_round_trip_and_normalization(tmp_path, synthetic_probes):
+def test_jsonl_round_trip_and_defaults(tmp_path, synthetic_probes):
     path = save_probes_jsonl(synthetic_probes[:5], tmp_path / "p.jsonl")
     assert load_probes_jsonl(path) == synthetic_probes[:5]
     user = tmp_path / "user.jsonl"
@@ -191,7 +184,7 @@ def test_jsonl_round_trip_and_normalization(tmp_path, synthetic_probes):
         encoding="utf-8",
     )
     (p,) = load_probes_jsonl(user, primary_language="python", target_language="php")
-    assert p.prompt == "$n =" and p.space_before and p.continuation == " strlen"
+    assert p.prompt == "$n = " and p.sites() == [("probe", "$n = ", "strlen")]
     assert (p.concept, p.source, p.target_language) == ("strlen", "jsonl", "php")
 
 

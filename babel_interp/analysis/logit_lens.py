@@ -564,6 +564,9 @@ def read_records(path: str | os.PathLike) -> pd.DataFrame:
     for c in _STRING_COLUMNS:
         if c in df:
             df[c] = df[c].astype(str)
+    for c in ("step", "target_tokens"):
+        if c in df:
+            df[c] = df[c].astype("Int64")
     return df
 
 
@@ -610,45 +613,66 @@ def _prepend_id(tokenizer: Any, how: str) -> int | None:
     return None
 
 
-def _encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    if not texts:
+def encode_prompts(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], int]]:
+    """Token ids of each ``(prompt, continuation)`` as running text, split at the prompt's end.
+
+    ``prompt + continuation`` is tokenized as one text; the input is every token that ends at or
+    before the prompt's last character, and the first token due is the next one (-1 when the
+    continuation is empty). So a space that a tokenizer folds into the following word
+    (`` strlen``) leaves the input and belongs to the token due, as it would in a real file.
+    Tokenizers without offset mappings fall back to tokenizing the prompt on its own.
+    """
+    if not pairs:
         return []
-    return [list(x) for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-
-
-def _first_token(prompt_ids: list[int], full_ids: list[int], cont_ids: list[int]) -> int:
-    """The first token of the continuation as the model sees it after the prompt."""
-    n = len(prompt_ids)
-    if len(full_ids) > n and full_ids[:n] == prompt_ids:
-        return full_ids[n]
-    # The tokenizer merged across the boundary: the continuation's own first token is the
-    # best stand-in for what the model must produce.
-    return cont_ids[0] if cont_ids else -1
+    texts = [p + c for p, c in pairs]
+    try:
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+    except (NotImplementedError, ValueError, TypeError, KeyError):
+        offsets = None
+    out: list[tuple[list[int], int]] = []
+    if offsets is not None:
+        for (prompt, cont), ids, offs in zip(pairs, enc["input_ids"], offsets, strict=True):
+            n = len(prompt)
+            k = 0
+            while k < len(ids) and offs[k][1] <= n:
+                k += 1
+            out.append((list(ids[:k]), int(ids[k]) if k < len(ids) and cont else -1))
+        return out
+    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
+    fulls = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    conts = tokenizer([c or " " for _, c in pairs], add_special_tokens=False)["input_ids"]
+    for (_, cont), p_ids, f_ids, c_ids in zip(pairs, prompts, fulls, conts, strict=True):
+        n = len(p_ids)
+        if not cont:
+            first = -1
+        elif len(f_ids) > n and list(f_ids[:n]) == list(p_ids):
+            first = int(f_ids[n])
+        else:
+            first = int(c_ids[0]) if c_ids else -1
+        out.append((list(p_ids), first))
+    return out
 
 
 def _build_items(
     tokenizer: Any, probes: Sequence[Probe], prepend: int | None, max_len: int
 ) -> tuple[list[_Item], list[dict[str, Any]]]:
-    texts: list[tuple[int, int, str]] = []
+    keys: list[tuple[int, int]] = []
+    pairs: list[tuple[str, str]] = []
     for i, p in enumerate(probes):
-        for site, prompt in enumerate((p.prompt, p.control_prompt, p.random_prompt)):
-            if prompt is not None:
-                texts.append((i, site, prompt))
-    encoded = _encode(tokenizer, [t for _, _, t in texts])
-    probe_ids = {i: ids for (i, site, _), ids in zip(texts, encoded, strict=True) if site == 0}
-    full = _encode(tokenizer, [p.prompt + p.continuation for p in probes])
-    conts = _encode(tokenizer, [p.continuation for p in probes])
-    first = [_first_token(probe_ids[i], full[i], conts[i]) for i in range(len(probes))]
+        for site, prompt, cont in p.sites():
+            keys.append((i, SITES.index(site)))
+            pairs.append((prompt, cont))
     items, skipped = [], []
     keep = max_len - (1 if prepend is not None else 0)
-    for (i, site, _), ids in zip(texts, encoded, strict=True):
+    for (i, site), (ids, first) in zip(keys, encode_prompts(tokenizer, pairs), strict=True):
         ids = ids[-keep:] if keep > 0 else []
         if prepend is not None:
             ids = [prepend] + ids
         if not ids:
             skipped.append(dict(probe=i, site=SITES[site], reason="prompt encodes to no tokens"))
             continue
-        items.append(_Item(i, site, ids, first[i] if site == 0 else -1))
+        items.append(_Item(i, site, ids, first if site == 0 else -1))
     return items, skipped
 
 

@@ -8,11 +8,14 @@ controls from the same document, scored later with the same pair's token sets:
   probe's lean can be measured against what the same model does at an ordinary call site;
 * a *random* control: the prefix up to a random token-like position that is not a built-in site.
 
-Prompt convention (applies to probes and controls alike): a prompt never ends with a space. When
-the identifier follows a space, that one space is cut from the prompt and ``space_before`` is set,
-because byte-level BPE tokenizers attach a space to the word after it (`` strlen`` is one piece);
-the model then predicts the space-prefixed piece, which the token sets contain. Deeper indentation
-keeps all but its last space in the prompt, which is exactly how such tokenizers split it.
+Prompt convention (probes and controls alike): a prompt is the exact text of the document up to
+the identifier, trailing whitespace included, and the probe also keeps the text that follows
+(the identifier; for a random control a short piece of what follows). Where the model's input
+ends is the tokenizer's business: the analyzer tokenizes prompt and continuation together and
+cuts at the last token boundary at or before the prompt's end, so the model reads the prompt as
+it would appear in running text. With GPT-2-style tokenizers the space before ``strlen`` belongs
+to the token `` strlen``, so that space is left out of the input and `` strlen`` is the token due;
+a tokenizer that keeps whitespace runs whole keeps the indentation in the input instead.
 
 Probes come from three places: the synthetic generator's annotated sites
 (:func:`build_probes`), real code in a corpus's validation split (:func:`probes_from_corpus`, a
@@ -38,6 +41,8 @@ import pandas as pd
 from babel_interp.languages import builtin_pairs, get_language
 
 MAX_PROMPT_CHARS = 4000
+# Enough text after a random control's position to find the token boundary there.
+RANDOM_NEXT_CHARS = 16
 # Identifiers followed by "(" that are syntax rather than calls: never a matched control.
 _CONTROL_STOPWORDS = frozenset(
     "if elif else for foreach while switch catch match function fn def return sizeof typeof "
@@ -55,7 +60,8 @@ class Probe:
     """One completion prompt where ``target`` (a ``target_language`` built-in) is due next.
 
     ``primary`` is the ``primary_language`` identifier for the same ``concept``. The optional
-    controls are prefixes of the same document (see the module docstring for the space rule).
+    controls are prefixes of the same document; ``random_next`` is the text that follows the
+    random control's prompt (see the module docstring for how prompts meet the tokenizer).
     """
 
     prompt: str
@@ -66,12 +72,10 @@ class Probe:
     primary_language: str = ""
     source: str = "user"
     doc_id: str = ""
-    space_before: bool = False
     control_prompt: str | None = None
-    control_space_before: bool = False
     control_identifier: str | None = None
     random_prompt: str | None = None
-    random_space_before: bool = False
+    random_next: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("prompt", "target", "primary"):
@@ -83,7 +87,7 @@ class Probe:
                 f"Probe.target and Probe.primary must be identifiers without whitespace, got "
                 f"{self.target!r} / {self.primary!r}"
             )
-        for name in ("control_prompt", "random_prompt"):
+        for name in ("control_prompt", "random_prompt", "control_identifier", "random_next"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(f"Probe.{name} must be None or a non-empty string")
@@ -95,10 +99,14 @@ class Probe:
         """``(primary identifier, target identifier)``: the key of the pair's token sets."""
         return (self.primary, self.target)
 
-    @property
-    def continuation(self) -> str:
-        """The text the model should produce next: the identifier, with its space if cut."""
-        return (" " if self.space_before else "") + self.target
+    def sites(self) -> list[tuple[str, str, str]]:
+        """``(site, prompt, continuation)`` for the probe and each control it has."""
+        out = [("probe", self.prompt, self.target)]
+        if self.control_prompt is not None:
+            out.append(("matched", self.control_prompt, self.control_identifier or ""))
+        if self.random_prompt is not None:
+            out.append(("random", self.random_prompt, self.random_next or ""))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,13 +123,6 @@ class Probe:
         return cls(**d)
 
 
-def normalize_prompt(text: str) -> tuple[str, bool]:
-    """Cut one trailing space from a prompt: ``(prompt, space_before)``. See the module doc."""
-    if text.endswith(" "):
-        return text[:-1], True
-    return text, False
-
-
 def truncate_prompt(text: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
     """Keep the last ``max_chars`` characters, starting at a line boundary when one exists.
 
@@ -135,12 +136,9 @@ def truncate_prompt(text: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
     return tail[nl + 1 :] if 0 <= nl < len(tail) - 1 else tail
 
 
-def _prefix(text: str, offset: int, max_chars: int) -> tuple[str, bool] | None:
-    prompt, space = normalize_prompt(text[:offset])
-    prompt = truncate_prompt(prompt, max_chars)
-    if not prompt.strip():
-        return None
-    return prompt, space
+def _prefix(text: str, offset: int, max_chars: int) -> str | None:
+    prompt = truncate_prompt(text[:offset], max_chars)
+    return prompt if prompt.strip() else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,9 +167,8 @@ def load_probes_jsonl(
 ) -> list[Probe]:
     """Read probes from JSON lines: each object has at least ``prompt``, ``target``, ``primary``.
 
-    Missing ``primary_language`` / ``target_language`` fields are filled from the arguments. A
-    prompt given without its ``space_before`` field is normalized as :func:`normalize_prompt`
-    describes (one trailing space cut). Errors name the file and line.
+    Missing ``primary_language`` / ``target_language`` fields are filled from the arguments.
+    Prompts are used verbatim (see the module docstring). Errors name the file and line.
     """
     path = Path(path)
     if not path.is_file():
@@ -192,15 +189,6 @@ def load_probes_jsonl(
             if target_language is not None:
                 d.setdefault("target_language", target_language)
             d.setdefault("source", "jsonl")
-            for key, space_key in (
-                ("prompt", "space_before"),
-                ("control_prompt", "control_space_before"),
-                ("random_prompt", "random_space_before"),
-            ):
-                # A record that states space_before was normalized when written (a deep
-                # indentation legitimately ends in spaces); only bare user prompts are cut.
-                if space_key not in d and isinstance(d.get(key), str):
-                    d[key], d[space_key] = normalize_prompt(d[key])
             try:
                 probes.append(Probe.from_dict(d))
             except (TypeError, ValueError) as exc:
@@ -311,25 +299,21 @@ def _make_probe(
     rng: random.Random,
     max_chars: int,
 ) -> Probe | None:
-    pre = _prefix(text, site.offset, max_chars)
-    if pre is None:
+    prompt = _prefix(text, site.offset, max_chars)
+    if prompt is None:
         return None
     control = control_ident = None
-    control_space = False
     near = _nearest([o for o, _ in call_sites], site.offset)
     if near is not None:
-        c = _prefix(text, near, max_chars)
-        if c is not None:
-            control, control_space = c
-            control_ident = dict(call_sites)[near]
-    random_prompt, random_space = None, False
+        control = _prefix(text, near, max_chars)
+        control_ident = dict(call_sites)[near] if control is not None else None
+    random_prompt = random_next = None
     r_off = _random_offset(text, builtin_offsets | {site.offset}, rng)
     if r_off is not None:
-        r = _prefix(text, r_off, max_chars)
-        if r is not None:
-            random_prompt, random_space = r
+        random_prompt = _prefix(text, r_off, max_chars)
+        random_next = text[r_off : r_off + RANDOM_NEXT_CHARS] if random_prompt else None
     return Probe(
-        prompt=pre[0],
+        prompt=prompt,
         target=site.target,
         primary=site.primary,
         concept=site.concept,
@@ -337,12 +321,10 @@ def _make_probe(
         primary_language=primary_language,
         source=source,
         doc_id=site.doc_id,
-        space_before=pre[1],
         control_prompt=control,
-        control_space_before=control_space,
         control_identifier=control_ident,
         random_prompt=random_prompt,
-        random_space_before=random_space,
+        random_next=random_next,
     )
 
 
