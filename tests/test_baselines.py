@@ -155,3 +155,64 @@ def test_mean_ci_and_correlations():
     assert pearson(a, b).r == pytest.approx(float(np.corrcoef(a, b)[0, 1]))
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     assert spearman(a, b).r == pytest.approx(float(np.corrcoef(ra, rb)[0, 1]))
+
+
+def test_method_specs_parse():
+    from babel_interp.optimizer.methods import MethodSpec
+
+    s = MethodSpec.parse("temperature:temperature=3,languages=python;php")
+    assert s.method == "temperature"
+    assert s.params == {"temperature": 3, "languages": ["python", "php"]}
+    assert MethodSpec.parse({"method": "unimax", "max_epochs": 2}).params == {"max_epochs": 2}
+    assert str(MethodSpec.parse("uniform")) == "uniform"
+    with pytest.raises(ValueError, match="MethodSpec.method"):
+        MethodSpec.parse("doremi")
+    with pytest.raises(ValueError, match="key=value"):
+        MethodSpec.parse("unimax:2")
+
+
+def test_optimize_cli_writes_a_mixture_the_trainer_reads(tmp_path):
+    from babel_interp.cli import main
+    from babel_interp.mixture import load_mixture
+    from babel_interp.optimizer.methods import read_mixture_file
+
+    corpus = tmp_path / "corpus"
+    langs = ["python", "php", "go"]
+    splits = {}
+    rng = np.random.default_rng(0)
+    for split, docs in (("train", {"python": 40, "php": 10, "go": 2}), ("val", {"python": 2})):
+        w = ShardWriter(corpus, split, langs, vocab_size=100, eos_id=0)
+        for lang, k in docs.items():
+            for _ in range(k):
+                w.add(lang, rng.integers(1, 100, size=9), n_bytes=30)
+        splits[split] = w.close()
+    write_manifest(corpus, langs, splits, {"vocab_size": 100, "eos_id": 0, "hash": "x"})
+    out = tmp_path / "mix" / "unimax.json"
+    rc = main(
+        [
+            "optimize",
+            "--method",
+            "unimax",
+            "--corpus",
+            str(corpus),
+            "--total-tokens",
+            "300",
+            "--max-epochs",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    mixture = load_mixture(out)  # exactly the trainer's Mixture format
+    # go has 20 tokens: capped at 2 epochs = 40; php 100 tokens gets (300 - 40) / 2 = 130.
+    assert mixture.weights == pytest.approx({"python": 130 / 300, "php": 130 / 300, "go": 40 / 300})
+    assert mixture.epoch_caps == {"python": 2.0, "php": 2.0, "go": 2.0}
+    again, meta = read_mixture_file(out)
+    assert again == mixture
+    assert meta["provenance"]["method"] == "unimax"
+    assert meta["provenance"]["corpus"]["train_tokens"] == {"python": 400, "php": 100, "go": 20}
+    assert meta["provenance"]["corpus"]["manifest_digest"].startswith("sha256:")
+    assert meta["allocation"]["budgets"] == {"python": 130, "php": 130, "go": 40}
+    rc = main(["optimize", "--method", "babel-tower", "--corpus", str(corpus), "--out", str(out)])
+    assert rc == 1  # no evidence: a clear error, not a traceback

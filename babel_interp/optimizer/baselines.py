@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from babel_interp.corpus.shards import CorpusReader
+from babel_interp.mixture import Mixture
 
 BASELINE_METHODS = ("proportional", "uniform", "temperature", "unimax")
 
@@ -164,6 +165,26 @@ class Allocation:
     def compact(self) -> str:
         """``python=0.7,php=0.3``: the mixture's compact string form (4 decimals)."""
         return ",".join(f"{lang}={w:.4g}" for lang, w in self.weights.items())
+
+    def to_mixture(
+        self,
+        budget_languages: Sequence[str] | None = None,
+        epoch_caps: Mapping[str, float] | None = None,
+    ) -> Mixture:
+        """The :class:`~babel_interp.mixture.Mixture` the trainer consumes.
+
+        Weights carry the allocation. ``budget_languages`` also get a hard token budget (a cut
+        language must not be drawn past its cut even if others run out); ``epoch_caps`` bound
+        repetition (UniMax's N). Languages of weight 0 are left out: the trainer cannot draw them.
+        """
+        live = {lang: w for lang, w in self.weights.items() if w > 0}
+        budgets = {
+            lang: self.budgets[lang]
+            for lang in (budget_languages or [])
+            if lang in live and self.budgets[lang] > 0
+        }
+        caps = {lang: float(c) for lang, c in (epoch_caps or {}).items() if lang in live}
+        return Mixture(weights=live, budgets=budgets, epoch_caps=caps)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from babel_interp.corpus.shards import (
     write_json_atomic,
     write_manifest,
 )
+from babel_interp.mixture import Mixture
 from babel_interp.optimizer.baselines import integer_budgets
 
 
@@ -49,19 +50,26 @@ class ResampleReport:
         return asdict(self)
 
 
-def _weights_and_caps(mixture: Any) -> tuple[dict[str, float], dict[str, float]]:
-    """Weights and epoch caps of a Mixture, an Allocation or a plain weight mapping."""
+def _weights_and_caps(
+    mixture: Any,
+) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+    """Weights, epoch caps and token budgets of a Mixture, an Allocation or a weight mapping.
+
+    A Mixture with phases is materialized with its base weights: a static corpus has no steps.
+    """
     if isinstance(mixture, Mapping):
-        return {k: float(v) for k, v in mixture.items()}, {}
+        return {k: float(v) for k, v in mixture.items()}, {}, {}
     weights = getattr(mixture, "weights", None)
     if weights is None:
         raise TypeError(f"cannot read weights from {type(mixture).__name__}")
-    if callable(weights):
-        weights = weights()
     caps = getattr(mixture, "epoch_caps", None) or {}
-    return {k: float(v) for k, v in dict(weights).items()}, {
-        k: float(v) for k, v in dict(caps).items() if v is not None
-    }
+    # An Allocation's budgets are its expected tokens, not caps; a Mixture's are caps.
+    budgets = getattr(mixture, "budgets", None) if isinstance(mixture, Mixture) else None
+    return (
+        {k: float(v) for k, v in dict(weights).items()},
+        {k: float(v) for k, v in dict(caps).items() if v is not None},
+        {k: int(v) for k, v in dict(budgets or {}).items()},
+    )
 
 
 def _pick_documents(
@@ -105,8 +113,9 @@ def write_resampled_corpus(
 
     ``mixture`` is a :class:`~babel_interp.mixture.Mixture`, an
     :class:`~babel_interp.optimizer.baselines.Allocation` or a ``{language: weight}`` mapping;
-    epoch caps of a Mixture are honoured. Languages absent from the mixture get no tokens but stay
-    in the manifest (their ids do not shift, so language labels mean the same in both corpora).
+    epoch caps and token budgets of a Mixture are honoured. Languages absent from the mixture get
+    no tokens but stay in the manifest (their ids do not shift, so language labels mean the same
+    in both corpora).
     """
     src = CorpusReader(src_dir)
     out = Path(out_dir)
@@ -114,7 +123,7 @@ def write_resampled_corpus(
         raise ValueError(f"total_tokens must be positive, got {total_tokens}")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True to replace it)")
-    weights, caps = _weights_and_caps(mixture)
+    weights, caps, budget_caps = _weights_and_caps(mixture)
     unknown = sorted(set(weights) - set(src.languages))
     if unknown:
         raise ValueError(f"mixture names language(s) {unknown} not in corpus {src.languages}")
@@ -133,6 +142,9 @@ def write_resampled_corpus(
         notes: list[str] = []
         for lang in src.languages:
             budget = requested.get(lang, 0)
+            if lang in budget_caps and budget > budget_caps[lang]:
+                notes.append(f"{lang}: {budget} tokens capped at its budget {budget_caps[lang]}")
+                budget = budget_caps[lang]
             docs = list(train.documents(lang)) if budget > 0 else []
             picked, lang_notes = _pick_documents(docs, budget, caps.get(lang), rng)
             notes.extend(f"{lang}: {n}" for n in lang_notes)
