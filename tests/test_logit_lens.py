@@ -592,3 +592,16 @@ def test_functools_partial_hooks_key_by_requested_name(tiny):
         tiny(torch.randint(0, 50, (1, 5)))
     out = collect_last_residuals(tiny, torch.randint(0, 50, (1, 5)), torch.tensor([4]), names)
     assert set(seen) == set(names) and out.shape[0] == 2
+
+
+def test_results_of_several_checkpoints_concatenate(tiny, tok, probes):
+    cfg = WorkingLanguageConfig(n_boot=20)
+    a = analyze_working_language(tiny, tok, probes[:3], cfg, step=0, progress=False)
+    b = analyze_working_language(tiny, tok, probes[:3], cfg, step=5, progress=False)
+    both = WorkingLanguageResult.concat([a, b])
+    assert len(both.records) == len(a.records) + len(b.records)
+    assert list(both.competence()["step"]) == [0, 5]
+    assert sorted(both.aggregate()["step"].unique()) == [0, 5]
+    assert both.lens_comparison().empty  # one lens: nothing to compare
+    with pytest.raises(ValueError, match="no results"):
+        WorkingLanguageResult.concat([])
