@@ -1,0 +1,604 @@
+"""Language-transferring neurons across a run's checkpoints, each count next to its nulls.
+
+For a (primary, target) pair, e.g. (python, php), four neuron sets per checkpoint:
+
+* ``lape_shared``: neurons LAPE assigns to both languages (the paper's most plausible reading of
+  "language-transferring neurons").
+* ``primary_active``: neurons LAPE assigns to the primary language that are also *active* on
+  target input: their target activation probability exceeds the ``active_quantile`` quantile of
+  all activation probabilities of that checkpoint (a quantile, not a fixed rate, so checkpoints
+  with different overall firing rates stay comparable).
+* ``primary_specific`` / ``target_specific``: assigned to that language only (context for the two
+  above).
+
+Counts per layer and checkpoint; the Jaccard overlap of each set between checkpoints; and, as the
+controls the pilot showed are needed (with two languages LAPE always fills its quota, and early
+counts swing in a from-scratch model too), next to every count: the *permutation null* (window
+language labels shuffled, LAPE rerun: the count expected when the languages are
+indistinguishable) and the count of a *random-init model* of the same shape on the same windows.
+
+:func:`analyze_run` ties it together with activation-contrast scores
+(:mod:`~babel_interp.analysis.contrast`) and the causal check
+(:mod:`~babel_interp.analysis.ablation`), writing tables under ``RUN/analysis/neurons/`` and
+figures under ``RUN/figures/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from babel_interp.analysis.ablation import AblationConfig, causal_check
+from babel_interp.analysis.contrast import ContrastConfig, contrast_pair
+from babel_interp.analysis.lape import LapeConfig, LapeResult, _kth_smallest, lape, lape_from_probs
+from babel_interp.analysis.neuron_stats import (
+    NeuronStats,
+    NeuronStatsConfig,
+    _from_dict,
+    collect_neuron_stats,
+    corpus_windows,
+)
+from babel_interp.corpus.shards import CorpusReader, write_json_atomic
+from babel_interp.model import HookedModel, ModelConfig, build_model, load_model
+from babel_interp.runs import (
+    Checkpoint,
+    analysis_dir,
+    checkpoint_dirname,
+    figures_dir,
+    read_run_config,
+    select_checkpoints,
+)
+
+DEFINITIONS = ("lape_shared", "primary_active", "primary_specific", "target_specific")
+ANALYZER = "neurons"
+STATS_FILE = "stats.safetensors"
+
+
+@dataclass
+class TransferConfig:
+    """``active_quantile``: the quantile of all activation probabilities above which a neuron
+    counts as active on target input (``primary_active``)."""
+
+    active_quantile: float = 0.5
+
+    def __post_init__(self) -> None:
+        q = self.active_quantile
+        if not isinstance(q, (int, float)) or not 0.0 < q <= 1.0:
+            raise ValueError(f"TransferConfig.active_quantile must lie in (0, 1], got {q!r}")
+        self.active_quantile = float(q)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TransferConfig:
+        return _from_dict(cls, d)
+
+
+def transferring_sets(
+    result: LapeResult,
+    primary: str,
+    target: str,
+    cfg: TransferConfig | None = None,
+) -> dict[str, Bool[Tensor, "layer neuron"]]:
+    """The four neuron sets of the module docstring, as ``[layer, neuron]`` masks."""
+    cfg = cfg or TransferConfig()
+    if primary == target:
+        raise ValueError(f"primary and target must differ, got {primary!r} twice")
+    t = result.lang_index(target)
+    active_bar = _kth_smallest(result.probs, cfg.active_quantile)
+    return {
+        "lape_shared": result.shared_mask(primary, target),
+        "primary_active": result.mask(primary) & (result.probs[..., t] > active_bar),
+        "primary_specific": result.only_mask(primary),
+        "target_specific": result.only_mask(target),
+    }
+
+
+def counts_per_layer(mask: Bool[Tensor, "layer neuron"]) -> Int[Tensor, " layer"]:
+    """Neurons of ``mask`` in each layer."""
+    return mask.sum(-1)
+
+
+def jaccard(a: Bool[Tensor, "layer neuron"], b: Bool[Tensor, "layer neuron"]) -> float:
+    """|a ∩ b| / |a ∪ b|; NaN when both sets are empty (overlap is undefined, not perfect)."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"sets must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    union = int((a | b).sum())
+    return float("nan") if union == 0 else int((a & b).sum()) / union
+
+
+def permutation_null_counts(
+    stats: NeuronStats,
+    primary: str,
+    target: str,
+    lape_cfg: LapeConfig | None = None,
+    transfer_cfg: TransferConfig | None = None,
+    n_permutations: int = 50,
+    seed: int = 0,
+) -> dict[str, Int[Tensor, "perm layer"]]:
+    """Per-layer counts of each set when window language labels are shuffled.
+
+    Labels are permuted over all window records (group sizes kept), activation probabilities
+    recomputed from the records, and LAPE rerun: what the counts look like when no neuron can
+    tell the languages apart. Needs window records (see :class:`NeuronStatsConfig`).
+    """
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    k = len(stats.languages)
+    per_lang = torch.bincount(stats.window_lang, minlength=k)
+    if int(per_lang.min()) < 1:
+        raise ValueError(
+            "the permutation null needs window records for every language; got "
+            f"{dict(zip(stats.languages, per_lang.tolist(), strict=True))}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    counts = stats.window_count.flatten(1).double()
+    n_tok = stats.window_tokens.double()
+    n_layers, d = len(stats.layers), stats.d_mlp
+    out = {name: torch.zeros(n_permutations, n_layers, dtype=torch.int64) for name in DEFINITIONS}
+    for p in range(n_permutations):
+        labels = stats.window_lang[torch.randperm(stats.n_windows, generator=gen)]
+        onehot = torch.zeros(k, stats.n_windows, dtype=torch.float64)
+        onehot[labels, torch.arange(stats.n_windows)] = 1.0
+        probs = (onehot @ counts) / (onehot @ n_tok)[:, None]
+        probs = probs.view(k, n_layers, d).permute(1, 2, 0).clamp(0.0, 1.0)
+        res = lape_from_probs(probs, stats.languages, lape_cfg, stats.layers)
+        for name, mask in transferring_sets(res, primary, target, transfer_cfg).items():
+            out[name][p] = counts_per_layer(mask)
+    return out
+
+
+@dataclass
+class NeuronAnalysisConfig:
+    """Everything :func:`analyze_run` does, in one serializable place.
+
+    ``languages`` adds languages to LAPE beside the pair (``None``: just primary and target, the
+    paper's two-language setting). ``ablation=None`` skips the causal check; ``ablate_sets``
+    names the sets it ablates. ``random_init_seed`` seeds the random-init baseline model.
+    """
+
+    primary: str = "python"
+    target: str = "php"
+    languages: list[str] | None = None
+    split: str = "val"
+    stats: NeuronStatsConfig = field(default_factory=NeuronStatsConfig)
+    lape: LapeConfig = field(default_factory=LapeConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    contrast: ContrastConfig = field(default_factory=ContrastConfig)
+    ablation: AblationConfig | None = field(default_factory=AblationConfig)
+    ablate_sets: list[str] = field(default_factory=lambda: ["lape_shared", "primary_active"])
+    n_null_permutations: int = 50
+    random_init: bool = True
+    random_init_seed: int = 1234
+    figures: bool = True
+    device: str | None = None
+    reuse_stats: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("primary", "target"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(
+                    f"NeuronAnalysisConfig.{name} must be a language name, got {value!r}"
+                )
+        if self.primary == self.target:
+            raise ValueError(
+                f"NeuronAnalysisConfig.primary and .target must differ, both are {self.primary!r}"
+            )
+        if self.languages is not None and (
+            not isinstance(self.languages, (list, tuple))
+            or any(not isinstance(x, str) for x in self.languages)
+        ):
+            raise ValueError(
+                f"NeuronAnalysisConfig.languages must be None or a list of names, "
+                f"got {self.languages!r}"
+            )
+        if self.split not in ("train", "val"):
+            raise ValueError(
+                f"NeuronAnalysisConfig.split must be 'train' or 'val', got {self.split!r}"
+            )
+        bad = [s for s in self.ablate_sets if s not in DEFINITIONS]
+        if bad:
+            raise ValueError(
+                f"NeuronAnalysisConfig.ablate_sets has unknown set(s) {bad}; known: {DEFINITIONS}"
+            )
+        if not isinstance(self.n_null_permutations, int) or self.n_null_permutations < 0:
+            raise ValueError(
+                "NeuronAnalysisConfig.n_null_permutations must be an int >= 0, "
+                f"got {self.n_null_permutations!r}"
+            )
+        if not isinstance(self.random_init_seed, int):
+            raise ValueError(
+                "NeuronAnalysisConfig.random_init_seed must be an int, "
+                f"got {self.random_init_seed!r}"
+            )
+        if self.n_null_permutations and self.stats.max_windows_per_language < 2:
+            raise ValueError(
+                "NeuronAnalysisConfig.n_null_permutations > 0 needs window records: set "
+                "stats.max_windows_per_language >= 2 (or n_null_permutations = 0)"
+            )
+
+    @property
+    def all_languages(self) -> list[str]:
+        extra = [x for x in (self.languages or []) if x not in (self.primary, self.target)]
+        return [self.primary, self.target, *extra]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ablation"] = None if self.ablation is None else self.ablation.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NeuronAnalysisConfig:
+        d = dict(d)
+        nested = {
+            "stats": NeuronStatsConfig,
+            "lape": LapeConfig,
+            "transfer": TransferConfig,
+            "contrast": ContrastConfig,
+            "ablation": AblationConfig,
+        }
+        for key, sub in nested.items():
+            if isinstance(d.get(key), Mapping):
+                d[key] = sub.from_dict(d[key])
+        return _from_dict(cls, d)
+
+
+@dataclass
+class NeuronAnalysisResult:
+    """The tables :func:`analyze_run` wrote (also as data frames) and where."""
+
+    out_dir: Path
+    counts: pd.DataFrame
+    counts_total: pd.DataFrame
+    jaccard: pd.DataFrame
+    contrast_summary: pd.DataFrame
+    ablation: pd.DataFrame
+    figures: list[Path] = field(default_factory=list)
+
+
+def _run_corpus(run_dir: Path) -> Path:
+    corpus = read_run_config(run_dir).get("corpus")
+    if not corpus:
+        raise ValueError(f"{run_dir / 'run_config.json'} names no corpus")
+    path = Path(corpus)
+    if not path.is_absolute() and not path.exists() and (run_dir / path).exists():
+        path = run_dir / path
+    if not path.exists():
+        raise FileNotFoundError(f"the corpus of run {run_dir} ({corpus}) does not exist")
+    return path
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    # Through a temporary file: a crash mid-write never leaves a truncated table.
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def _collection_key(cfg: NeuronAnalysisConfig, window_len: int) -> str:
+    # What determines the statistics: reuse a saved file only when all of it matches.
+    payload = {
+        "stats": cfg.stats.to_dict(),
+        "languages": cfg.all_languages,
+        "split": cfg.split,
+        "window_len": window_len,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stats_for(
+    model: HookedModel,
+    windows: Mapping[str, Tensor],
+    cfg: NeuronAnalysisConfig,
+    path: Path,
+    key: str,
+    desc: str,
+) -> NeuronStats:
+    if cfg.reuse_stats and path.is_file():
+        try:
+            saved = NeuronStats.load(path)
+        except (ValueError, OSError):
+            saved = None  # unreadable (e.g. an older format): recompute and overwrite
+        if saved is not None and saved.metadata.get("collection_key") == key:
+            return saved
+    stats = collect_neuron_stats(model, windows, cfg.stats, progress=True, desc=desc)
+    stats.metadata["collection_key"] = key
+    stats.save(path)
+    return stats
+
+
+def _null_summary(null: Tensor, observed: int) -> dict[str, float]:
+    x = null.double()
+    return {
+        "null_mean": float(x.mean()),
+        "null_lo": float(torch.quantile(x, 0.025)),
+        "null_hi": float(torch.quantile(x, 0.975)),
+        # Share of shuffled-label counts at least as large as the observed one.
+        "null_frac_ge": float((x >= observed).double().mean()),
+    }
+
+
+def _count_rows(
+    step: int | str,
+    ckpt: Checkpoint | None,
+    layers: Sequence[int],
+    sets: Mapping[str, Tensor],
+    null: Mapping[str, Tensor] | None,
+    languages: Sequence[str],
+) -> tuple[list[dict], list[dict]]:
+    base: dict[str, Any] = {"step": step}
+    if ckpt is not None:
+        base["total_tokens"] = ckpt.total_tokens
+        for lang in languages:
+            base[f"tokens_{lang}"] = ckpt.tokens_seen.get(lang, 0)
+    per_layer, total = [], []
+    for name, mask in sets.items():
+        counts = counts_per_layer(mask)
+        for i, layer in enumerate(layers):
+            row = {**base, "definition": name, "layer": layer, "count": int(counts[i])}
+            if null is not None:
+                row |= _null_summary(null[name][:, i], int(counts[i]))
+            per_layer.append(row)
+        row = {**base, "definition": name, "count": int(counts.sum())}
+        if null is not None:
+            row |= _null_summary(null[name].sum(1), int(counts.sum()))
+        total.append(row)
+    return per_layer, total
+
+
+def _sets_json(sets: Mapping[str, Tensor], layers: Sequence[int]) -> dict[str, list[list[int]]]:
+    return {
+        name: [[layers[i], j] for i, j in mask.nonzero().tolist()] for name, mask in sets.items()
+    }
+
+
+def analyze_run(
+    run_dir: str | os.PathLike,
+    cfg: NeuronAnalysisConfig | None = None,
+    checkpoints: Sequence[int] | None = None,
+) -> NeuronAnalysisResult:
+    """Language-transferring neurons at every selected checkpoint of a run, with controls.
+
+    Writes under ``RUN/analysis/neurons/``: ``counts.csv`` (per layer) and ``counts_total.csv``
+    (each set's count beside its permutation null and the random-init model's count),
+    ``jaccard.csv`` (overlap of each set between checkpoints), ``contrast_summary.csv``,
+    ``ablation.csv``, ``config.json``, and per checkpoint ``step_XXXXXXXX/`` with the statistics
+    (``stats.safetensors``, reused when the collection settings match), ``lape.csv``,
+    ``contrast.csv`` and ``sets.json``. Summary tables are rewritten after every checkpoint, so
+    an interrupted run keeps what it finished. Figures go to ``RUN/figures/neurons_*.png``.
+    """
+    cfg = cfg or NeuronAnalysisConfig()
+    run = Path(run_dir)
+    ckpts = select_checkpoints(run, list(checkpoints) if checkpoints is not None else None)
+    if not ckpts:
+        raise ValueError(f"run {run} has no checkpoints to analyze")
+    reader = CorpusReader(_run_corpus(run))
+    languages = cfg.all_languages
+    for lang in languages:
+        reader.lang_id(lang)
+    out = analysis_dir(run, ANALYZER)
+    write_json_atomic(out / "config.json", cfg.to_dict())
+
+    windows: dict[str, Tensor] | None = None
+    eval_windows: dict[str, Tensor] | None = None
+    key = ""
+    rows: dict[str, list[dict]] = {
+        "counts": [],
+        "counts_total": [],
+        "contrast": [],
+        "ablation": [],
+    }
+    all_sets: dict[int, dict[str, Tensor]] = {}
+    layers: list[int] = []
+    model_cfg: ModelConfig | None = None
+    result = NeuronAnalysisResult(out, *(pd.DataFrame() for _ in range(5)))
+
+    for ckpt in tqdm(ckpts, desc="checkpoints", unit="ckpt"):
+        model, mcfg = load_model(ckpt.path, device=cfg.device, with_tokenizer=False)
+        model.eval()
+        if model_cfg is None:
+            model_cfg = mcfg
+        window_len = min(cfg.stats.window_len, mcfg.n_ctx)
+        if windows is None:
+            windows = corpus_windows(reader, languages, cfg.stats, cfg.split, window_len)
+            key = _collection_key(cfg, window_len)
+            if cfg.ablation is not None:
+                ab = cfg.ablation
+                ab_cfg = replace(
+                    cfg.stats, tokens_per_language=ab.tokens_per_language, seed=ab.seed
+                )
+                eval_windows = corpus_windows(
+                    reader, languages, ab_cfg, cfg.split, min(ab.window_len, mcfg.n_ctx)
+                )
+        step_dir = out / checkpoint_dirname(ckpt.step)
+        step_dir.mkdir(parents=True, exist_ok=True)
+        stats = _stats_for(
+            model, windows, cfg, step_dir / STATS_FILE, key, f"stats step {ckpt.step}"
+        )
+        layers = stats.layers
+        res = lape(stats, cfg.lape)
+        _write_csv(res.to_dataframe(), step_dir / "lape.csv")
+        sets = transferring_sets(res, cfg.primary, cfg.target, cfg.transfer)
+        all_sets[ckpt.step] = sets
+        write_json_atomic(step_dir / "sets.json", _sets_json(sets, layers))
+        null = None
+        if cfg.n_null_permutations:
+            null = permutation_null_counts(
+                stats,
+                cfg.primary,
+                cfg.target,
+                cfg.lape,
+                cfg.transfer,
+                cfg.n_null_permutations,
+                seed=cfg.stats.seed,
+            )
+        per_layer, total = _count_rows(ckpt.step, ckpt, layers, sets, null, languages)
+        for row in total:
+            row["lape_filter_value"] = res.filter_value
+            row["lape_bar_value"] = res.bar_value
+            row["n_selected_filtered"] = res.n_selected_filtered
+        rows["counts"] += per_layer
+        rows["counts_total"] += total
+
+        con = contrast_pair(stats, cfg.primary, cfg.target, cfg.contrast)
+        _write_csv(con.to_dataframe(), step_dir / "contrast.csv")
+        summary = con.summary_per_layer()
+        summary.insert(0, "step", ckpt.step)
+        summary["expected_false"] = con.expected_false
+        for name in ("lape_shared", "primary_active"):
+            mask = sets[name]
+            d = con.scores["cohens_d"]
+            summary[f"median_d_{name}"] = [
+                float(d[i][mask[i]].median()) if bool(mask[i].any()) else float("nan")
+                for i in range(len(layers))
+            ]
+        rows["contrast"] += summary.to_dict("records")
+
+        if cfg.ablation is not None and eval_windows is not None:
+            means = stats.pooled_mean()
+            for name in cfg.ablate_sets:
+                ab_res = causal_check(model, sets[name], layers, eval_windows, cfg.ablation, means)
+                df = ab_res.to_dataframe()
+                df.insert(0, "set", name)
+                df.insert(0, "step", ckpt.step)
+                rows["ablation"] += df.to_dict("records")
+        del model
+        result = _write_tables(out, cfg, rows, all_sets, layers)
+
+    if cfg.random_init and model_cfg is not None and windows is not None:
+        rand_cfg = replace(model_cfg, seed=cfg.random_init_seed)
+        model = build_model(rand_cfg, device=cfg.device)
+        model.eval()
+        rand_dir = out / "random_init"
+        rand_dir.mkdir(parents=True, exist_ok=True)
+        rand_key = f"{key}-seed{cfg.random_init_seed}"
+        stats = _stats_for(
+            model, windows, cfg, rand_dir / STATS_FILE, rand_key, "stats random init"
+        )
+        res = lape(stats, cfg.lape)
+        sets = transferring_sets(res, cfg.primary, cfg.target, cfg.transfer)
+        write_json_atomic(rand_dir / "sets.json", _sets_json(sets, stats.layers))
+        per_layer, total = _count_rows("random_init", None, stats.layers, sets, None, languages)
+        rows["random_init_counts"] = per_layer
+        rows["random_init_total"] = total
+        result = _write_tables(out, cfg, rows, all_sets, layers)
+
+    if cfg.figures:
+        from babel_interp.report.neuron_plots import plot_neuron_analysis
+
+        result.figures = plot_neuron_analysis(result, figures_dir(run), cfg.primary, cfg.target)
+    return result
+
+
+def _attach_random_init(df: pd.DataFrame, rand: list[dict], by: list[str]) -> pd.DataFrame:
+    if df.empty:
+        return df
+    if not rand:
+        df["random_init_count"] = float("nan")
+        return df
+    r = pd.DataFrame(rand)[[*by, "count"]].rename(columns={"count": "random_init_count"})
+    return df.merge(r, on=by, how="left")
+
+
+def _write_tables(
+    out: Path,
+    cfg: NeuronAnalysisConfig,
+    rows: Mapping[str, list[dict]],
+    all_sets: Mapping[int, Mapping[str, Tensor]],
+    layers: Sequence[int],
+) -> NeuronAnalysisResult:
+    counts = _attach_random_init(
+        pd.DataFrame(rows["counts"]), rows.get("random_init_counts", []), ["definition", "layer"]
+    )
+    counts_total = _attach_random_init(
+        pd.DataFrame(rows["counts_total"]), rows.get("random_init_total", []), ["definition"]
+    )
+    steps = sorted(all_sets)
+    jac_rows = []
+    for name in DEFINITIONS:
+        for i, a in enumerate(steps):
+            for b in steps[i + 1 :]:
+                sa, sb = all_sets[a][name], all_sets[b][name]
+                jac_rows.append(
+                    {
+                        "definition": name,
+                        "step_a": a,
+                        "step_b": b,
+                        "consecutive": steps.index(b) == i + 1,
+                        "size_a": int(sa.sum()),
+                        "size_b": int(sb.sum()),
+                        "intersection": int((sa & sb).sum()),
+                        "jaccard": jaccard(sa, sb),
+                    }
+                )
+    jac = pd.DataFrame(jac_rows)
+    contrast = pd.DataFrame(rows["contrast"])
+    ablation = pd.DataFrame(rows["ablation"])
+    _write_csv(counts, out / "counts.csv")
+    _write_csv(counts_total, out / "counts_total.csv")
+    _write_csv(jac, out / "jaccard.csv")
+    _write_csv(contrast, out / "contrast_summary.csv")
+    _write_csv(ablation, out / "ablation.csv")
+    return NeuronAnalysisResult(out, counts, counts_total, jac, contrast, ablation)
+
+
+def effect_size_table(
+    run_dir: str | os.PathLike, steps: Sequence[int] | None = None, max_per_layer: int = 2000
+) -> pd.DataFrame:
+    """Per-neuron Cohen's d of the written ``contrast.csv`` files, for plotting.
+
+    At most ``max_per_layer`` neurons per layer and checkpoint (a fixed, evenly spaced subset)
+    keep the table small for wide models.
+    """
+    out = Path(run_dir) / "analysis" / ANALYZER
+    frames = []
+    for d in sorted(out.glob("step_*")):
+        step = int(d.name.split("_")[1])
+        if steps is not None and step not in steps:
+            continue
+        path = d / "contrast.csv"
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path)
+        pos = df.groupby("layer").cumcount()
+        stride = (df.groupby("layer")["layer"].transform("size") // max_per_layer).clip(lower=1)
+        frames.append(df[pos % stride == 0].assign(step=step))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def summarize_counts(result: NeuronAnalysisResult) -> pd.DataFrame:
+    """The total count of each set per checkpoint beside its nulls (a compact print-out)."""
+    df = result.counts_total
+    if df.empty:
+        return df
+    cols = [
+        c
+        for c in (
+            "step",
+            "definition",
+            "count",
+            "null_mean",
+            "null_lo",
+            "null_hi",
+            "null_frac_ge",
+            "random_init_count",
+        )
+        if c in df.columns
+    ]
+    return df[cols]

@@ -1,0 +1,142 @@
+"""``babel-interp analyze neurons``: language-transferring neurons over a run's checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from babel_interp.analysis.ablation import AblationConfig
+from babel_interp.analysis.contrast import STATISTICS, ContrastConfig
+from babel_interp.analysis.lape import LapeConfig
+from babel_interp.analysis.neuron_stats import NeuronStatsConfig
+from babel_interp.analysis.transferring import (
+    DEFINITIONS,
+    NeuronAnalysisConfig,
+    TransferConfig,
+    analyze_run,
+    summarize_counts,
+)
+
+
+def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``neurons`` to the ``analyze`` group."""
+    p = subparsers.add_parser(
+        "neurons",
+        help="LAPE / activation-contrast neurons shared by two languages, with nulls and ablation",
+        description=(
+            "Streams MLP activation statistics at each checkpoint, finds language-specific "
+            "neurons with LAPE (Tang et al. 2024) and activation contrast, counts the neurons "
+            "shared by the primary and target language next to a permutation null and a "
+            "random-init model, and ablates them against random same-size sets. Tables go to "
+            "RUN/analysis/neurons/, figures to RUN/figures/."
+        ),
+    )
+    p.add_argument("--run", required=True, help="run directory (with checkpoints/)")
+    p.add_argument("--primary", default="python", help="the primary language (default python)")
+    p.add_argument("--target", required=True, help="the new language, e.g. php")
+    p.add_argument(
+        "--languages", nargs="+", default=None, help="more languages for LAPE beside the pair"
+    )
+    p.add_argument(
+        "--checkpoints", nargs="+", type=int, default=None, help="steps to analyze (default all)"
+    )
+    p.add_argument("--split", default="val", choices=("train", "val"))
+    p.add_argument("--device", default=None, help="torch device (default: CPU)")
+    g = p.add_argument_group("statistics")
+    g.add_argument("--tokens-per-language", type=int, default=65_536)
+    g.add_argument("--window-len", type=int, default=128)
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--max-windows", type=int, default=1024, help="window records per language")
+    g.add_argument("--threshold", type=float, default=0.0, help="activation threshold (LAPE: 0)")
+    g.add_argument("--layers", nargs="+", type=int, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-reuse", action="store_true", help="recompute saved statistics")
+    g = p.add_argument_group("LAPE")
+    g.add_argument("--filter-rate", type=float, default=0.95)
+    g.add_argument("--top-rate", type=float, default=0.01)
+    g.add_argument("--activation-bar", type=float, default=0.95)
+    g.add_argument("--active-quantile", type=float, default=0.5)
+    g.add_argument("--null-permutations", type=int, default=50)
+    g.add_argument("--no-random-init", action="store_true")
+    g = p.add_argument_group("contrast")
+    g.add_argument("--statistic", default="cohens_d", choices=STATISTICS)
+    g.add_argument("--n-bootstrap", type=int, default=200)
+    g.add_argument("--n-permutations", type=int, default=200)
+    g.add_argument("--alpha", type=float, default=0.05, help="false-discovery rate")
+    g.add_argument("--min-effect", type=float, default=0.5)
+    g.add_argument("--fdr-method", default="pooled", choices=("pooled", "bh"))
+    g.add_argument("--k-per-language", type=int, default=None)
+    g = p.add_argument_group("ablation")
+    g.add_argument("--no-ablation", action="store_true")
+    g.add_argument("--ablation-mode", default="mean", choices=("zero", "mean"))
+    g.add_argument("--n-random-sets", type=int, default=20)
+    g.add_argument("--ablation-tokens", type=int, default=16_384)
+    g.add_argument("--ablate-sets", nargs="+", default=None, choices=DEFINITIONS)
+    p.add_argument("--no-figures", action="store_true")
+    p.set_defaults(handler=run_neurons)
+
+
+def config_from_args(args: argparse.Namespace) -> NeuronAnalysisConfig:
+    """The analysis configuration the command line describes."""
+    ablation = None
+    if not args.no_ablation:
+        ablation = AblationConfig(
+            mode=args.ablation_mode,
+            n_random=args.n_random_sets,
+            tokens_per_language=args.ablation_tokens,
+            window_len=args.window_len,
+            batch_size=args.batch_size,
+        )
+    cfg = NeuronAnalysisConfig(
+        primary=args.primary,
+        target=args.target,
+        languages=args.languages,
+        split=args.split,
+        stats=NeuronStatsConfig(
+            threshold=args.threshold,
+            tokens_per_language=args.tokens_per_language,
+            window_len=args.window_len,
+            batch_size=args.batch_size,
+            max_windows_per_language=args.max_windows,
+            layers=args.layers,
+            seed=args.seed,
+        ),
+        lape=LapeConfig(
+            filter_rate=args.filter_rate,
+            top_rate=args.top_rate,
+            activation_bar_ratio=args.activation_bar,
+        ),
+        transfer=TransferConfig(active_quantile=args.active_quantile),
+        contrast=ContrastConfig(
+            statistic=args.statistic,
+            n_bootstrap=args.n_bootstrap,
+            n_permutations=args.n_permutations,
+            alpha=args.alpha,
+            min_effect=args.min_effect,
+            fdr_method=args.fdr_method,
+            k_per_language=args.k_per_language,
+            seed=args.seed,
+        ),
+        ablation=ablation,
+        n_null_permutations=args.null_permutations,
+        random_init=not args.no_random_init,
+        figures=not args.no_figures,
+        device=args.device,
+        reuse_stats=not args.no_reuse,
+    )
+    if args.ablate_sets is not None:
+        cfg = replace(cfg, ablate_sets=list(args.ablate_sets))
+    return cfg
+
+
+def run_neurons(args: argparse.Namespace) -> int:
+    """Handler of ``babel-interp analyze neurons``."""
+    cfg = config_from_args(args)
+    result = analyze_run(args.run, cfg, checkpoints=args.checkpoints)
+    summary = summarize_counts(result)
+    if not summary.empty:
+        print(summary.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    print(f"tables: {result.out_dir}")
+    for path in result.figures:
+        print(f"figure: {path}")
+    return 0

@@ -1,0 +1,167 @@
+"""Figures of the language-transferring-neuron analysis.
+
+* counts per layer x checkpoint (a heatmap per neuron set);
+* each set's total count over checkpoints beside its permutation null (mean and 95% band) and
+  the random-init model's count, so a reader sees at a glance whether a count means anything;
+* Cohen's d per layer and checkpoint (primary minus target);
+* the ablation loss change against the random same-size control.
+
+Figures are drawn on bare ``matplotlib.figure.Figure`` objects (no pyplot state) and saved through
+a temporary file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+DEFINITION_ORDER = ("lape_shared", "primary_active", "primary_specific", "target_specific")
+
+
+def _save(fig: Figure, out_path: str | os.PathLike) -> Path:
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, out)
+    return out
+
+
+def _definitions(df: pd.DataFrame) -> list[str]:
+    present = set(df["definition"])
+    return [d for d in DEFINITION_ORDER if d in present] + sorted(present - set(DEFINITION_ORDER))
+
+
+def _numeric_steps(df: pd.DataFrame) -> pd.DataFrame:
+    # Random-init rows carry step "random_init"; checkpoints are plotted by their step number.
+    steps = pd.to_numeric(df["step"], errors="coerce")
+    return df[steps.notna()].assign(step=steps[steps.notna()].astype(int))
+
+
+def plot_counts_heatmap(counts: pd.DataFrame, out_path: str | os.PathLike) -> Path:
+    """One heatmap per neuron set: count per layer (rows) and checkpoint step (columns)."""
+    df = _numeric_steps(counts)
+    if df.empty:
+        raise ValueError("no per-layer counts to plot")
+    defs = _definitions(df)
+    fig = Figure(figsize=(max(5.0, 1.0 + 0.6 * df["step"].nunique()) * len(defs) / 1.5, 3.6))
+    axes = fig.subplots(1, len(defs), squeeze=False)[0]
+    for ax, name in zip(axes, defs, strict=True):
+        grid = df[df["definition"] == name].pivot_table(
+            index="layer", columns="step", values="count", aggfunc="sum"
+        )
+        sns.heatmap(grid, annot=grid.size <= 200, fmt="g", cmap="viridis", ax=ax, cbar=True)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("layer")
+    fig.suptitle("Neurons per layer and checkpoint")
+    return _save(fig, out_path)
+
+
+def plot_counts_vs_null(counts_total: pd.DataFrame, out_path: str | os.PathLike) -> Path:
+    """Total count per set over checkpoints, with the permutation null band and random init."""
+    df = _numeric_steps(counts_total)
+    if df.empty:
+        raise ValueError("no counts to plot")
+    defs = _definitions(df)
+    fig = Figure(figsize=(4.0 * len(defs), 3.4))
+    axes = fig.subplots(1, len(defs), squeeze=False)[0]
+    for ax, name in zip(axes, defs, strict=True):
+        d = df[df["definition"] == name].sort_values("step")
+        x = np.arange(len(d))
+        ax.plot(x, d["count"], marker="o", color="C0", label="observed")
+        if "null_mean" in d.columns and d["null_mean"].notna().any():
+            ax.plot(x, d["null_mean"], color="C1", ls="--", label="labels shuffled")
+            ax.fill_between(x, d["null_lo"], d["null_hi"], color="C1", alpha=0.25, lw=0)
+        if "random_init_count" in d.columns and d["random_init_count"].notna().any():
+            ax.axhline(
+                float(d["random_init_count"].iloc[0]), color="C2", ls=":", label="random init"
+            )
+        ax.set_xticks(x, [str(s) for s in d["step"]], rotation=45, fontsize=7)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("neurons")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Neuron counts against their nulls")
+    return _save(fig, out_path)
+
+
+def plot_effect_sizes(
+    effects: pd.DataFrame,
+    out_path: str | os.PathLike,
+    primary: str = "primary",
+    target: str = "target",
+    statistic: str = "cohens_d",
+) -> Path:
+    """Distribution of the per-neuron effect size by checkpoint, one box per layer."""
+    if effects.empty or statistic not in effects.columns:
+        raise ValueError(f"no {statistic} values to plot")
+    df = effects.assign(step=effects["step"].astype(str), layer=effects["layer"].astype(str))
+    order = [str(s) for s in sorted(effects["step"].unique())]
+    fig = Figure(figsize=(max(5.0, 0.8 * len(order) * df["layer"].nunique() ** 0.5), 3.8))
+    ax = fig.subplots()
+    sns.boxplot(data=df, x="step", y=statistic, hue="layer", order=order, showfliers=False, ax=ax)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_ylabel(f"{statistic} ({primary} - {target})")
+    ax.legend(title="layer", fontsize=7, title_fontsize=7)
+    fig.suptitle("Activation contrast per neuron")
+    return _save(fig, out_path)
+
+
+def plot_ablation(ablation: pd.DataFrame, out_path: str | os.PathLike) -> Path:
+    """Loss change from ablating each set, against random same-size sets (mean, 95% range)."""
+    if ablation.empty:
+        raise ValueError("no ablation results to plot")
+    sets = list(dict.fromkeys(ablation["set"]))
+    langs = list(dict.fromkeys(ablation["language"]))
+    fig = Figure(figsize=(4.0 * len(sets), 3.2 * len(langs)))
+    axes = fig.subplots(len(langs), len(sets), squeeze=False)
+    for r, lang in enumerate(langs):
+        for c, name in enumerate(sets):
+            ax = axes[r][c]
+            d = ablation[(ablation["set"] == name) & (ablation["language"] == lang)]
+            d = d.sort_values("step")
+            x = np.arange(len(d))
+            ax.plot(x, d["delta"], marker="o", color="C3", label="set ablated")
+            if "random_mean" in d.columns and d["random_mean"].notna().any():
+                lo = (d["random_mean"] - d["random_lo"]).clip(lower=0)
+                hi = (d["random_hi"] - d["random_mean"]).clip(lower=0)
+                ax.errorbar(
+                    x, d["random_mean"], yerr=[lo, hi], color="gray", capsize=3, fmt="s",
+                    label="random sets",
+                )  # fmt: skip
+            ax.axhline(0.0, color="black", lw=0.6)
+            ax.set_xticks(x, [str(s) for s in d["step"]], rotation=45, fontsize=7)
+            ax.set_title(f"{name} / {lang} loss", fontsize=9)
+            ax.set_ylabel("loss change (nats)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Causal check: ablation loss change")
+    return _save(fig, out_path)
+
+
+def plot_neuron_analysis(
+    result: Any, fig_dir: str | os.PathLike, primary: str, target: str
+) -> list[Path]:
+    """Every figure of a :class:`~babel_interp.analysis.transferring.NeuronAnalysisResult`."""
+    from babel_interp.analysis.transferring import effect_size_table
+
+    fig_dir = Path(fig_dir)
+    paths: list[Path] = []
+    if not result.counts.empty:
+        paths.append(plot_counts_heatmap(result.counts, fig_dir / "neurons_counts_heatmap.png"))
+    if not result.counts_total.empty:
+        paths.append(plot_counts_vs_null(result.counts_total, fig_dir / "neurons_counts_null.png"))
+    effects = effect_size_table(result.out_dir.parent.parent)
+    if not effects.empty:
+        paths.append(
+            plot_effect_sizes(effects, fig_dir / "neurons_effect_sizes.png", primary, target)
+        )
+    if not result.ablation.empty:
+        paths.append(plot_ablation(result.ablation, fig_dir / "neurons_ablation.png"))
+    return paths
