@@ -283,7 +283,7 @@ def train_tuned_lens(
                 logq = F.log_softmax(_decode(model, lens.transform(store[n], n)), dim=-1)
                 kl = F.kl_div(logq, target, log_target=True, reduction="none").sum(-1).mean()
                 (kl / len(names)).backward()
-                total += float(kl)
+                total += float(kl.detach())
             opt.step()
             losses.append(total / len(names))
             bar.set_postfix(kl=f"{losses[-1]:.3f}")

@@ -13,6 +13,7 @@ temporary name and renamed.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +61,20 @@ def heatmap(
     ax = fig.subplots()
     finite = np.abs(grid.to_numpy(float) - center)
     span = float(np.nanmax(finite)) if np.isfinite(finite).any() else 1.0
-    sns.heatmap(
-        grid,
-        ax=ax,
-        cmap="RdBu_r",
-        center=center,
-        vmin=center - (span or 1.0),
-        vmax=center + (span or 1.0),
-        annot=grid.size <= 200,
-        fmt=".2f",
-        cbar_kws={"label": label},
-    )
+    with warnings.catch_warnings():
+        # seaborn 0.13 calls a matplotlib colormap method that 3.10+ marks for deprecation.
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        sns.heatmap(
+            grid,
+            ax=ax,
+            cmap="RdBu_r",
+            center=center,
+            vmin=center - (span or 1.0),
+            vmax=center + (span or 1.0),
+            annot=grid.size <= 200,
+            fmt=".2f",
+            cbar_kws={"label": label},
+        )
     bad = _uninformative(agg)
     for j, col in enumerate(grid.columns):
         if col in bad:
