@@ -1,0 +1,216 @@
+"""Callbacks at eval and checkpoint time: the path from analysis back to the data mixture.
+
+A :class:`Callback` sees the live trainer. :class:`AnalyzerCallback` runs an analysis function
+on the live model and stores its result as a *signal*; :class:`HookCallback` runs hooks from the
+``hooks/`` registry over fixed validation windows of each language and saves what they
+collected; :class:`ControllerCallback` hands the latest signals to a :class:`MixtureController`,
+whose new mixture (if any) takes effect from the next training step. Callbacks run in list
+order, so put analyzers before the controller that reads them. In data-parallel runs callbacks
+run on rank 0 only, and a mixture change is broadcast to the other ranks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from babel_interp.mixture import Mixture
+from babel_interp.runs import analysis_dir, checkpoint_dirname
+
+if TYPE_CHECKING:
+    from babel_interp.training.loop import Trainer, TrainResult
+
+__all__ = [
+    "AnalyzerCallback",
+    "Callback",
+    "ControllerCallback",
+    "HookCallback",
+    "MixtureController",
+]
+
+WHEN = ("eval", "checkpoint")
+
+
+class Callback:
+    """Override any of these; each is called on the main rank with the live trainer."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first step (also after a resume)."""
+
+    def on_step(self, trainer: Trainer, step: int, record: dict[str, Any]) -> None:
+        """After each logged training step, with its metrics record. Keep it cheap."""
+
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+        """After an evaluation, with its metrics record (``val_loss``, ``val_bpb``, ...)."""
+
+    def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
+        """After the checkpoint of ``step`` was written to ``ckpt_path``."""
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        """After the last step (also after an early stop)."""
+
+
+@runtime_checkable
+class MixtureController(Protocol):
+    """Decides, from signals, whether the data mixture should change.
+
+    ``signals`` maps a source (``"eval"``, or an analyzer's name) to its latest result; each
+    result carries the ``step`` it was measured at. Return a new :class:`Mixture` to apply from
+    the next step, or None to keep the current one.
+    """
+
+    def decide(self, trainer: Trainer, step: int, signals: dict[str, Any]) -> Mixture | None: ...
+
+
+def _check_when(owner: str, when: str | Sequence[str]) -> tuple[str, ...]:
+    out = (when,) if isinstance(when, str) else tuple(when)
+    bad = [w for w in out if w not in WHEN]
+    if not out or bad:
+        raise ValueError(f"{owner}.when must name some of {WHEN}, got {when!r}")
+    return out
+
+
+class AnalyzerCallback(Callback):
+    """Runs ``fn(trainer, step, out_dir) -> dict | None`` on the live model.
+
+    ``out_dir`` is ``RUN/analysis/<name>/step_XXXXXXXX/`` (created) for files the analysis
+    writes. A returned dict becomes the signal ``signals[name]`` for controllers and is appended
+    to ``RUN/analysis/<name>/results.jsonl``. The model is in eval mode under ``no_grad``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[Trainer, int, Path], dict[str, Any] | None],
+        when: str | Sequence[str] = "checkpoint",
+    ) -> None:
+        if not name or any(c in name for c in "/\\"):
+            raise ValueError(f"AnalyzerCallback.name must be a plain name, got {name!r}")
+        if not callable(fn):
+            raise ValueError(f"AnalyzerCallback.fn must be callable, got {fn!r}")
+        self.name = name
+        self.fn = fn
+        self.when = _check_when("AnalyzerCallback", when)
+
+    def _run(self, trainer: Trainer, step: int) -> None:
+        out_dir = analysis_dir(trainer.run_dir, self.name) / checkpoint_dirname(step)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with trainer.inference():
+            result = self.fn(trainer, step, out_dir)
+        if result is None:
+            return
+        if not isinstance(result, dict):
+            raise TypeError(f"analyzer {self.name!r} returned {type(result).__name__}, not a dict")
+        record = {"step": step, **result}
+        trainer.signals[self.name] = record
+        path = analysis_dir(trainer.run_dir, self.name) / "results.jsonl"
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+        if "eval" in self.when:
+            self._run(trainer, step)
+
+    def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
+        if "checkpoint" in self.when:
+            self._run(trainer, step)
+
+
+class HookCallback(Callback):
+    """Runs hooks on the live model over fixed validation windows of each language.
+
+    ``hooks`` are names or ``module:attr`` paths from the ``hooks/`` registry (instantiated with
+    ``hooks.get_hook``) or hook objects with ``fwd_hooks(model)``. Per language, the hooks are
+    reset (if they can be), run over ``n_windows`` validation windows, and saved with
+    ``hooks.save_hook_results`` under ``RUN/analysis/hooks/step_XXXXXXXX/<language>/``.
+    """
+
+    def __init__(
+        self,
+        hooks: Iterable[str | Any],
+        when: str | Sequence[str] = "checkpoint",
+        n_windows: int = 8,
+        batch_size: int = 8,
+        languages: Sequence[str] | None = None,
+    ) -> None:
+        from hooks import get_hook
+
+        self.hooks = [get_hook(h) if isinstance(h, str) else h for h in hooks]
+        if not self.hooks:
+            raise ValueError("HookCallback needs at least one hook")
+        for h in self.hooks:
+            if not callable(getattr(h, "fwd_hooks", None)):
+                raise ValueError(f"HookCallback: {h!r} has no fwd_hooks(model) method")
+        if n_windows < 1 or batch_size < 1:
+            raise ValueError(
+                f"HookCallback.n_windows and batch_size must be >= 1, got {n_windows}, {batch_size}"
+            )
+        self.when = _check_when("HookCallback", when)
+        self.n_windows = n_windows
+        self.batch_size = batch_size
+        self.languages = None if languages is None else list(languages)
+
+    def _run(self, trainer: Trainer, step: int) -> None:
+        from hooks import run_hooks, save_hook_results
+
+        root = analysis_dir(trainer.run_dir, "hooks") / checkpoint_dirname(step)
+        langs = self.languages or trainer.eval_languages()
+        with trainer.inference():
+            for lang in langs:
+                for h in self.hooks:
+                    if callable(getattr(h, "reset", None)):
+                        h.reset()
+                tokens = trainer.validation_tokens(lang, self.n_windows)
+                for i in range(0, tokens.shape[0], self.batch_size):
+                    run_hooks(trainer.model, tokens[i : i + self.batch_size], self.hooks)
+                save_hook_results(self.hooks, root / lang)
+
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+        if "eval" in self.when:
+            self._run(trainer, step)
+
+    def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
+        if "checkpoint" in self.when:
+            self._run(trainer, step)
+
+
+class ControllerCallback(Callback):
+    """Asks a :class:`MixtureController` for a new mixture at eval and/or checkpoint time."""
+
+    def __init__(
+        self,
+        controller: MixtureController,
+        when: str | Sequence[str] = "eval",
+        name: str | None = None,
+    ) -> None:
+        if not callable(getattr(controller, "decide", None)):
+            raise ValueError(f"ControllerCallback: {controller!r} has no decide() method")
+        self.controller = controller
+        self.when = _check_when("ControllerCallback", when)
+        self.name = name or type(controller).__name__
+
+    def _decide(self, trainer: Trainer, step: int) -> None:
+        new = self.controller.decide(trainer, step, dict(trainer.signals))
+        if new is None:
+            return
+        if not isinstance(new, Mixture):
+            raise TypeError(
+                f"controller {self.name!r} returned {type(new).__name__}; expected Mixture or None"
+            )
+        trainer.set_mixture(new, reason="controller", source=self.name)
+
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+        if "eval" in self.when:
+            self._decide(trainer, step)
+
+    def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
+        if "checkpoint" in self.when:
+            self._decide(trainer, step)
+
+
+def run_callbacks(callbacks: Sequence[Callback], event: str, *args: Any) -> None:
+    """Call ``event`` on every callback in order."""
+    for cb in callbacks:
+        getattr(cb, event)(*args)

@@ -1,0 +1,247 @@
+"""Step-indexed, atomically written checkpoints holding everything needed to resume exactly.
+
+``RUN/checkpoints/step_XXXXXXXX/``::
+
+    model.safetensors, model_config.json, tokenizer/   babel_interp.model.save_model
+    optimizer.pt                                       AdamW state
+    scheduler.json                                     LR schedule and the step it reached
+    rng.pt                                             python, numpy and torch RNG states
+    trainer_state.json                                 step, tokens seen, data position,
+                                                       mixture, lineage, callbacks_done
+    run_config.json                                    a copy of the run's configuration
+
+A checkpoint is written into ``step_XXXXXXXX.tmp-<pid>`` and renamed into place with
+``os.replace`` only when every file is complete (and fsynced), so a process killed at any moment
+never leaves a directory that :func:`babel_interp.runs.list_checkpoints` accepts. Deleting goes
+the other way: the directory is renamed to ``.trash-*`` first. Leftovers of both are removed by
+:func:`clean_stale`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from babel_interp.corpus.shards import write_json_atomic
+from babel_interp.model import save_model
+from babel_interp.runs import (
+    CHECKPOINTS,
+    RUN_CONFIG,
+    TRAINER_STATE,
+    Checkpoint,
+    checkpoint_dirname,
+    list_checkpoints,
+)
+
+__all__ = [
+    "OPTIMIZER",
+    "RNG",
+    "SCHEDULER",
+    "capture_rng",
+    "clean_stale",
+    "latest_checkpoint",
+    "prune_checkpoints",
+    "read_trainer_state",
+    "resolve_checkpoint",
+    "restore_rng",
+    "update_trainer_state",
+    "write_checkpoint",
+]
+
+OPTIMIZER = "optimizer.pt"
+SCHEDULER = "scheduler.json"
+RNG = "rng.pt"
+TMP_MARK = ".tmp-"
+TRASH_PREFIX = ".trash-"
+
+
+def capture_rng() -> dict[str, Any]:
+    """The python, numpy and torch (CPU and CUDA) RNG states."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class CheckpointPayload:
+    """What :func:`write_checkpoint` writes besides the weights."""
+
+    trainer_state: dict[str, Any]
+    run_config: dict[str, Any]
+    optimizer_state: dict[str, Any] | None = None
+    scheduler_state: dict[str, Any] | None = None
+    rng_state: dict[str, Any] | None = None
+    tokenizer_dir: Path | None = None
+
+
+def write_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    model: Any,
+    payload: CheckpointPayload,
+    model_cfg: Any = None,
+    fsync: bool = True,
+) -> Path:
+    """Write the checkpoint of ``step`` atomically and return its directory.
+
+    An existing checkpoint of the same step is replaced (also atomically: the old one is moved
+    aside before the new one is renamed in, and only then deleted).
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_dirname(step)
+    tmp = root / f"{final.name}{TMP_MARK}{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        save_model(model, tmp, cfg=model_cfg)
+        if payload.tokenizer_dir is not None:
+            shutil.copytree(payload.tokenizer_dir, tmp / "tokenizer")
+        if payload.optimizer_state is not None:
+            torch.save(payload.optimizer_state, tmp / OPTIMIZER)
+        if payload.scheduler_state is not None:
+            (tmp / SCHEDULER).write_text(json.dumps(payload.scheduler_state, indent=2), "utf-8")
+        if payload.rng_state is not None:
+            torch.save(payload.rng_state, tmp / RNG)
+        (tmp / RUN_CONFIG).write_text(json.dumps(payload.run_config, indent=2), "utf-8")
+        # trainer_state.json is what marks a directory as a checkpoint: write it last.
+        (tmp / TRAINER_STATE).write_text(json.dumps(payload.trainer_state, indent=2), "utf-8")
+        if fsync:
+            _fsync_tree(tmp)
+        if final.exists():
+            _discard(final)
+        os.replace(tmp, final)
+        if fsync:
+            fd = os.open(root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _discard(path: Path) -> None:
+    # Rename first: a kill during rmtree must not leave a half-deleted step_* that still has
+    # its trainer_state.json and so looks complete.
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{os.getpid()}")
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_stale(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove unfinished (``*.tmp-*``) and half-deleted (``.trash-*``) checkpoint directories."""
+    root = Path(run_dir) / CHECKPOINTS
+    removed = []
+    if not root.is_dir():
+        return removed
+    for d in root.iterdir():
+        if d.is_dir() and (TMP_MARK in d.name or d.name.startswith(TRASH_PREFIX)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def read_trainer_state(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``trainer_state.json`` of a checkpoint directory."""
+    path = Path(ckpt_dir) / TRAINER_STATE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{ckpt_dir} is not a complete checkpoint ({TRAINER_STATE} missing)"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def update_trainer_state(ckpt_dir: str | os.PathLike, **changes: Any) -> dict[str, Any]:
+    """Rewrite fields of a checkpoint's ``trainer_state.json`` atomically (file-level replace)."""
+    state = read_trainer_state(ckpt_dir)
+    state.update(changes)
+    write_json_atomic(Path(ckpt_dir) / TRAINER_STATE, state)
+    return state
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Checkpoint | None:
+    """The newest complete checkpoint of a run, or None."""
+    if not (Path(run_dir) / CHECKPOINTS).is_dir():
+        return None
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint directory from a checkpoint path or a run directory (its last checkpoint)."""
+    p = Path(path)
+    if (p / TRAINER_STATE).is_file():
+        return p
+    if (p / CHECKPOINTS).is_dir():
+        last = latest_checkpoint(p)
+        if last is None:
+            raise FileNotFoundError(f"run {p} has no complete checkpoint to start from")
+        return last.path
+    raise FileNotFoundError(
+        f"{p} is neither a checkpoint directory (with {TRAINER_STATE}) nor a run directory"
+    )
+
+
+def prune_checkpoints(
+    run_dir: str | os.PathLike,
+    keep_last: int | None,
+    protected: Iterable[int] = (),
+) -> list[int]:
+    """Delete checkpoints that are neither ``protected`` nor among the ``keep_last`` newest.
+
+    ``keep_last=None`` keeps everything. The newest checkpoint is always kept. Returns the
+    deleted steps.
+    """
+    if keep_last is None:
+        return []
+    ckpts = list_checkpoints(run_dir)
+    keep = {c.step for c in ckpts[-max(1, keep_last) :]} | set(protected)
+    deleted = []
+    for c in ckpts:
+        if c.step not in keep:
+            _discard(c.path)
+            deleted.append(c.step)
+    return deleted

@@ -1,0 +1,236 @@
+"""Typed configuration of a training run: what to train on, how, and what to save."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from babel_interp.mixture import Mixture, load_mixture
+from babel_interp.model import PRESETS, ModelConfig
+from babel_interp.training.schedule import CheckpointSchedule, LRSchedule
+
+__all__ = ["CheckpointConfig", "OptimConfig", "TrainConfig"]
+
+SEQUENCE_MODES = ("pure", "mixed")
+DTYPES = ("auto", "float32", "bfloat16")
+DEVICES_HINT = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_float(owner: str, name: str, value: Any, lo: float, hi: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{owner}.{name} must be a number, got {value!r}")
+    if not (lo <= value <= hi) or not math.isfinite(value):
+        raise ValueError(f"{owner}.{name} must be in [{lo}, {hi}], got {value!r}")
+
+
+def _reject_unknown(cls: type, d: dict[str, Any]) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its learning-rate schedule. Weight decay applies to matrices only."""
+
+    schedule: LRSchedule = field(default_factory=LRSchedule)
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.schedule, dict):
+            self.schedule = LRSchedule.from_dict(self.schedule)
+        if not isinstance(self.schedule, LRSchedule):
+            raise ValueError(f"OptimConfig.schedule must be an LRSchedule, got {self.schedule!r}")
+        _check_float("OptimConfig", "weight_decay", self.weight_decay, 0.0)
+        _check_float("OptimConfig", "beta1", self.beta1, 0.0, 0.999999)
+        _check_float("OptimConfig", "beta2", self.beta2, 0.0, 0.999999)
+        _check_float("OptimConfig", "eps", self.eps, 0.0, 1.0)
+        _check_float("OptimConfig", "grad_clip", self.grad_clip, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OptimConfig:
+        _reject_unknown(cls, d)
+        return cls(**d)
+
+
+@dataclass
+class CheckpointConfig:
+    """When to checkpoint and which checkpoints to keep.
+
+    ``schedule`` picks the analysis checkpoints; ``resume_every`` adds checkpoints every N steps
+    that exist only so a crash loses little work. Retention: a checkpoint is kept when it is
+    scheduled (and ``keep_scheduled``), or among the ``keep_last`` newest (``None``: keep all).
+    The newest checkpoint is always kept.
+    """
+
+    schedule: CheckpointSchedule = field(default_factory=CheckpointSchedule)
+    resume_every: int = 0
+    keep_last: int | None = None
+    keep_scheduled: bool = True
+    fsync: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.schedule, dict):
+            self.schedule = CheckpointSchedule.from_dict(self.schedule)
+        if isinstance(self.schedule, str):
+            self.schedule = CheckpointSchedule.parse(self.schedule)
+        if not isinstance(self.schedule, CheckpointSchedule):
+            raise ValueError(
+                f"CheckpointConfig.schedule must be a CheckpointSchedule, got {self.schedule!r}"
+            )
+        _check_int("CheckpointConfig", "resume_every", self.resume_every, 0)
+        if self.keep_last is not None:
+            _check_int("CheckpointConfig", "keep_last", self.keep_last, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CheckpointConfig:
+        _reject_unknown(cls, d)
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    """One training run.
+
+    ``batch_size`` is the global number of sequences per optimizer step, split over data-parallel
+    ranks and then into micro-batches of ``micro_batch_size`` (gradient accumulation); the losses
+    do not depend on the split. ``seq_len`` defaults to the model's context. ``mixture`` defaults
+    to each corpus language in proportion to its training tokens. ``model`` overrides ``preset``;
+    its ``seed`` is replaced by ``seed`` so one number seeds initialization and data.
+    ``init_from`` (a checkpoint directory, or a run whose last checkpoint is taken) starts from
+    another run's weights for continual pretraining, with a fresh optimizer unless
+    ``init_optimizer``. ``eval_windows`` is the number of fixed validation windows per language
+    (0: every non-overlapping window of the split).
+    """
+
+    corpus: str
+    out: str
+    preset: str = "tiny"
+    model: ModelConfig | None = None
+    mixture: Mixture | None = None
+    steps: int = 1000
+    batch_size: int = 16
+    micro_batch_size: int | None = None
+    seq_len: int | None = None
+    sequence_mode: str = "pure"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval_every: int = 100
+    eval_windows: int = 32
+    eval_batch_size: int = 16
+    log_every: int = 1
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    init_from: str | None = None
+    init_optimizer: bool = False
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+    fast_path: bool = True
+    hooks: list[str] = field(default_factory=list)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("corpus", "out"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"TrainConfig.{name} must be a non-empty path, got {value!r}")
+        if self.preset not in PRESETS:
+            raise ValueError(
+                f"TrainConfig.preset must be one of {sorted(PRESETS)}, got {self.preset!r}"
+            )
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        if self.model is not None and not isinstance(self.model, ModelConfig):
+            raise ValueError(f"TrainConfig.model must be a ModelConfig, got {self.model!r}")
+        if self.mixture is not None and not isinstance(self.mixture, Mixture):
+            self.mixture = load_mixture(self.mixture)
+        if isinstance(self.optim, dict):
+            self.optim = OptimConfig.from_dict(self.optim)
+        if isinstance(self.checkpoints, dict):
+            self.checkpoints = CheckpointConfig.from_dict(self.checkpoints)
+        _check_int("TrainConfig", "steps", self.steps, 1)
+        _check_int("TrainConfig", "batch_size", self.batch_size, 1)
+        if self.micro_batch_size is not None:
+            _check_int("TrainConfig", "micro_batch_size", self.micro_batch_size, 1)
+        if self.seq_len is not None:
+            _check_int("TrainConfig", "seq_len", self.seq_len, 2)
+        if self.sequence_mode not in SEQUENCE_MODES:
+            raise ValueError(
+                f"TrainConfig.sequence_mode must be one of {SEQUENCE_MODES}, "
+                f"got {self.sequence_mode!r}"
+            )
+        _check_int("TrainConfig", "eval_every", self.eval_every, 0)
+        _check_int("TrainConfig", "eval_windows", self.eval_windows, 0)
+        _check_int("TrainConfig", "eval_batch_size", self.eval_batch_size, 1)
+        _check_int("TrainConfig", "log_every", self.log_every, 1)
+        _check_int("TrainConfig", "seed", self.seed, 0)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"TrainConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        ):
+            raise ValueError(f"TrainConfig.device must be {DEVICES_HINT}, got {self.device!r}")
+        if not isinstance(self.hooks, list) or not all(isinstance(h, str) for h in self.hooks):
+            raise ValueError(f"TrainConfig.hooks must be a list of hook names, got {self.hooks!r}")
+        if self.init_from is not None and (
+            not isinstance(self.init_from, str) or not self.init_from
+        ):
+            raise ValueError(
+                f"TrainConfig.init_from must be a path or None, got {self.init_from!r}"
+            )
+
+    def model_config(self) -> ModelConfig:
+        """The model shape: ``model`` if given, else the preset, seeded with ``seed``."""
+        from dataclasses import replace
+
+        from babel_interp.model import get_preset
+
+        base = self.model if self.model is not None else get_preset(self.preset)
+        return replace(base, seed=self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = None if self.model is None else self.model.to_dict()
+        d["mixture"] = None if self.mixture is None else self.mixture.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        _reject_unknown(cls, d)
+        d = dict(d)
+        if isinstance(d.get("mixture"), dict):
+            d["mixture"] = Mixture.from_dict(d["mixture"])
+        return cls(**d)
+
+    # Fields that define what is trained: a resumed run must agree on them.
+    IDENTITY_FIELDS = (
+        "corpus",
+        "preset",
+        "model",
+        "mixture",
+        "batch_size",
+        "seq_len",
+        "sequence_mode",
+        "optim",
+        "eval_windows",
+        "init_from",
+        "seed",
+    )

@@ -1,0 +1,902 @@
+"""The pretraining loop: mixtures, per-language loss, checkpoints, exact resume, DDP, callbacks.
+
+:class:`Trainer` trains a hooked model (``babel_interp.model``) on a corpus directory by a
+:class:`~babel_interp.mixture.Mixture` and writes the run directory analyzers read
+(``babel_interp.runs``). :func:`train` is the one-call API the CLI uses.
+
+Exactness: the batch of step ``s`` is a pure function of ``(seed, s)`` and the tokens seen
+before it, the learning rate a pure function of ``s``, and a checkpoint holds the weights,
+AdamW state, tokens seen, the live mixture and the callbacks' state. So a run killed at any
+moment and resumed from its last complete checkpoint computes, on CPU, bit-identical losses to
+the run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from babel_interp import __version__
+from babel_interp.corpus.shards import CorpusReader, write_json_atomic
+from babel_interp.mixture import DataExhausted, Mixture
+from babel_interp.model import (
+    HookedModel,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    load_model,
+    tl_major_version,
+)
+from babel_interp.runs import CHECKPOINTS, METRICS, RUN_CONFIG, list_checkpoints
+from babel_interp.training.callbacks import Callback, HookCallback, run_callbacks
+from babel_interp.training.checkpoints import (
+    OPTIMIZER,
+    RNG,
+    CheckpointPayload,
+    capture_rng,
+    clean_stale,
+    latest_checkpoint,
+    prune_checkpoints,
+    read_trainer_state,
+    resolve_checkpoint,
+    restore_rng,
+    update_trainer_state,
+    write_checkpoint,
+)
+from babel_interp.training.config import TrainConfig
+from babel_interp.training.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    shutdown,
+)
+from babel_interp.training.metrics_log import MetricsLog
+from babel_interp.training.sampler import BatchPlan, MixtureSampler, eval_windows
+
+__all__ = ["TrainResult", "Trainer", "train", "per_language_loss"]
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainResult:
+    """How a run ended. ``stop_reason``: ``completed``, ``exhausted``, ``signal:SIGTERM`` or
+    ``signal:SIGINT``."""
+
+    run_dir: Path
+    step: int
+    stop_reason: str
+    tokens_seen: dict[str, int]
+    total_tokens: int
+    train_loss: float | None
+    eval: dict[str, Any] | None
+    checkpoints: list[Path] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason.startswith("signal:")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        d["checkpoints"] = [str(p) for p in self.checkpoints]
+        return d
+
+
+def per_language_loss(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    targets: Int[Tensor, "batch pos"],
+    target_langs: Int[Tensor, "batch pos"],
+    n_languages: int,
+) -> tuple[Float[Tensor, ""], Float[Tensor, " n_languages"], Float[Tensor, " n_languages"]]:
+    """Summed token cross-entropy (nats), and its per-language sums and token counts.
+
+    A token's language is the label of the token being predicted. The cross-entropy is computed
+    in float32 whatever the logits' dtype.
+    """
+    ce = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+    )
+    labels = target_langs.reshape(-1)
+    sums = torch.zeros(n_languages, dtype=torch.float64, device=ce.device)
+    sums.index_add_(0, labels, ce.detach().double())
+    counts = torch.bincount(labels, minlength=n_languages).to(torch.float64)
+    return ce.sum(), sums, counts
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag the loop checks after every step (a second SIGINT aborts)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def _resolve_device(name: str, dist_local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("TrainConfig.device is 'cuda' but no CUDA device is available")
+        name = f"cuda:{dist_local_rank}"
+    return torch.device(name)
+
+
+def _run_config_matches(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Identity fields of ``config`` that differ from a saved run's train config."""
+    mine = config.to_dict()
+    theirs = saved.get("train", {})
+    bad = []
+    for name in TrainConfig.IDENTITY_FIELDS:
+        a, b = mine.get(name), theirs.get(name)
+        if name == "corpus":
+            a, b = str(Path(a).resolve()), str(Path(b).resolve()) if b else b
+        if name == "init_from" and a is not None and b is not None:
+            a, b = str(Path(a).resolve()), str(Path(b).resolve())
+        if a != b:
+            bad.append(name)
+    return bad
+
+
+class Trainer:
+    """Trains one run. Construct, then :meth:`train`; :meth:`set_mixture` (from a callback)
+    changes the data mixture from the next step.
+
+    Attributes a callback may read: ``model`` (the live hooked model, unwrapped), ``step``,
+    ``tokens_seen``, ``mixture``, ``signals`` (latest result per source), ``run_dir``,
+    ``corpus`` (:class:`~babel_interp.corpus.shards.CorpusReader`), ``config``, ``dist``.
+    """
+
+    def __init__(self, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> None:
+        self.config = config
+        self.callbacks: list[Callback] = list(callbacks)
+        if config.hooks:
+            self.callbacks.append(HookCallback(config.hooks))
+        probe = _resolve_device(config.device, 0)
+        self.dist: DistInfo = init_distributed(probe.type)
+        self.device = _resolve_device(config.device, self.dist.local_rank)
+        self.autocast_dtype = self._autocast_dtype()
+        self.run_dir = Path(config.out).resolve()
+        self.corpus = CorpusReader(config.corpus)
+        self.languages = list(self.corpus.languages)
+        self.lang_index = {lang: i for i, lang in enumerate(self.languages)}
+        self.train_split = self.corpus.split("train")
+        self.val_split = (
+            self.corpus.split("val") if "val" in self.corpus.manifest["splits"] else None
+        )
+        self.metrics = MetricsLog(self.run_dir, enabled=self.dist.is_main)
+        self.signals: dict[str, Any] = {}
+        self.step = 0
+        self.tokens_seen: dict[str, int] = dict.fromkeys(self.languages, 0)
+        self.lineage: dict[str, Any] | None = None
+        self._stop = _StopRequest()
+        self._last_ckpt_step: int | None = None
+        self._last_weights: dict[str, float] | None = None
+        self._last_train: dict[str, Any] | None = None
+        self._last_eval: dict[str, Any] | None = None
+        self._pending_mixture_reason: str | None = None
+        self._setup()
+
+    # ------------------------------------------------------------------ setup
+    def _autocast_dtype(self) -> torch.dtype | None:
+        want = self.config.dtype
+        if want == "float32":
+            return None
+        if want == "bfloat16":
+            return torch.bfloat16
+        # auto: bf16 autocast where the hardware does it natively; fp32 on CPU.
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+
+    def _setup(self) -> None:
+        cfg = self.config
+        resume_from = None
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            clean_stale(self.run_dir)
+        barrier(self.dist)
+        existing = (self.run_dir / RUN_CONFIG).is_file() or (self.run_dir / METRICS).is_file()
+        if cfg.resume:
+            last = latest_checkpoint(self.run_dir)
+            resume_from = last.path if last is not None else None
+        elif existing or (self.run_dir / CHECKPOINTS).is_dir():
+            raise ValueError(
+                f"run directory {self.run_dir} already holds a run; pass resume=True (--resume) "
+                "to continue it, or choose another output directory"
+            )
+        if cfg.resume and resume_from is None and self.dist.is_main:
+            # Killed before its first checkpoint: nothing to continue, start over cleanly.
+            (self.run_dir / METRICS).unlink(missing_ok=True)
+        barrier(self.dist)
+        if resume_from is not None:
+            saved = json.loads((self.run_dir / RUN_CONFIG).read_text(encoding="utf-8"))
+            bad = _run_config_matches(saved, cfg)
+            if bad:
+                raise ValueError(
+                    f"cannot resume {self.run_dir}: {bad} differ from the saved run configuration "
+                    f"({self.run_dir / RUN_CONFIG}); resume with the original settings"
+                )
+            self.lineage = saved.get("init_from")
+            model, _ = load_model(resume_from, device=self.device, fast_path=cfg.fast_path)
+            self.model_cfg = ModelConfig.from_dict(saved["model"])
+        elif cfg.init_from is not None:
+            model, self.model_cfg = self._init_from(cfg.init_from)
+        else:
+            tok_dir = self.corpus.tokenizer_dir
+            self.model_cfg = cfg.model_config()
+            model = build_model(
+                self.model_cfg, tokenizer=tok_dir, device=self.device, fast_path=cfg.fast_path
+            )
+            self.model_cfg = self.model_cfg.with_vocab(int(model.cfg.d_vocab))
+        if self.model_cfg.d_vocab < self.corpus.vocab_size:
+            raise ValueError(
+                f"model vocabulary ({self.model_cfg.d_vocab}) is smaller than the corpus "
+                f"tokenizer's ({self.corpus.vocab_size})"
+            )
+        self.model: HookedModel = model
+        self.seq_len = cfg.seq_len or self.model_cfg.n_ctx
+        if self.seq_len > self.model_cfg.n_ctx:
+            raise ValueError(
+                f"TrainConfig.seq_len ({self.seq_len}) exceeds the model context "
+                f"n_ctx={self.model_cfg.n_ctx}"
+            )
+        self._setup_batching()
+        self.mixture = cfg.mixture or Mixture.proportional(
+            {lang: n for lang, n in self._train_sizes().items() if n > 0}
+        )
+        self._check_mixture(self.mixture)
+        self.sampler = MixtureSampler(
+            self.train_split, self.languages, self.seq_len, cfg.seed, cfg.sequence_mode
+        )
+        self.eval_set = (
+            eval_windows(self.val_split, self.languages, self.seq_len, cfg.eval_windows)
+            if self.val_split is not None
+            else []
+        )
+        self.optimizer = self._make_optimizer()
+        self.schedule = cfg.optim.schedule
+        self.ckpt_steps = set(cfg.checkpoints.schedule.steps_for(cfg.steps))
+        if cfg.init_from is not None:
+            self.ckpt_steps.add(0)  # analyzers need the starting point of continual pretraining
+        self.n_params = count_parameters(self.model)
+        self._resume_from = resume_from
+        if resume_from is not None:
+            self._load_state(resume_from)
+        elif self.dist.is_main:
+            self._write_run_config()
+        self._wrap()
+
+    def _train_sizes(self) -> dict[str, int]:
+        return {
+            lang: hi - lo
+            for lang, (lo, hi) in ((x, self.train_split.language_range(x)) for x in self.languages)
+        }
+
+    def _setup_batching(self) -> None:
+        cfg, world = self.config, self.dist.world_size
+        if cfg.batch_size % world:
+            raise ValueError(
+                f"TrainConfig.batch_size ({cfg.batch_size}) must be divisible by the number of "
+                f"data-parallel ranks ({world})"
+            )
+        self.rows_per_rank = cfg.batch_size // world
+        self.micro_batch = cfg.micro_batch_size or self.rows_per_rank
+        if self.rows_per_rank % self.micro_batch:
+            raise ValueError(
+                f"TrainConfig.micro_batch_size ({self.micro_batch}) must divide the rows per rank "
+                f"(batch_size {cfg.batch_size} / {world} ranks = {self.rows_per_rank})"
+            )
+        self.accum_steps = self.rows_per_rank // self.micro_batch
+
+    def _check_mixture(self, mixture: Mixture) -> None:
+        unknown = sorted(set(mixture.all_languages()) - set(self.languages))
+        if unknown:
+            raise ValueError(
+                f"mixture names language(s) {unknown} not in corpus {self.corpus.dir} "
+                f"(it has {self.languages})"
+            )
+
+    def _init_from(self, path: str) -> tuple[HookedModel, ModelConfig]:
+        ckpt = resolve_checkpoint(path).resolve()
+        model, mcfg = load_model(ckpt, device=self.device, fast_path=self.config.fast_path)
+        if self.config.model is not None and self.config.model.to_dict() != {
+            **mcfg.to_dict(),
+            "seed": self.config.model.seed,
+        }:
+            raise ValueError(
+                f"TrainConfig.model differs from the shape of init_from checkpoint {ckpt}; "
+                "leave model unset to continue pretraining that model"
+            )
+        parent: dict[str, Any] = {}
+        with contextlib.suppress(FileNotFoundError):
+            parent = read_trainer_state(ckpt)
+        mine = self.corpus.manifest.get("tokenizer", {}).get("hash")
+        theirs = parent.get("tokenizer_hash")
+        if mine and theirs and mine != theirs:
+            raise ValueError(
+                f"init_from checkpoint {ckpt} was trained with a different tokenizer "
+                f"(hash {theirs}) than corpus {self.corpus.dir} (hash {mine})"
+            )
+        run = ckpt.parent.parent if ckpt.parent.name == CHECKPOINTS else None
+        self.lineage = {
+            "checkpoint": str(ckpt),
+            "run": str(run) if run is not None else None,
+            "step": parent.get("step"),
+            "tokens_seen": parent.get("tokens_seen"),
+            "total_tokens": parent.get("total_tokens"),
+            "parent": parent.get("lineage"),
+        }
+        self._init_optimizer_from = ckpt if self.config.init_optimizer else None
+        return model, mcfg
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        o = self.config.optim
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                # Matrices decay; biases, norms' gains and other vectors do not.
+                (decay if p.dim() >= 2 else no_decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": o.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        opt = torch.optim.AdamW(
+            groups, lr=o.schedule.lr, betas=(o.beta1, o.beta2), eps=o.eps, foreach=True
+        )
+        ckpt = getattr(self, "_init_optimizer_from", None)
+        if ckpt is not None:
+            path = Path(ckpt) / OPTIMIZER
+            if not path.is_file():
+                raise FileNotFoundError(f"init_optimizer: {ckpt} holds no {OPTIMIZER}")
+            opt.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        return opt
+
+    def _write_run_config(self) -> None:
+        cfg = self.config
+        run_config = {
+            "corpus": str(Path(cfg.corpus).resolve()),
+            "model": self.model_cfg.to_dict(),
+            "mixture": self.mixture.to_dict(),
+            "seed": cfg.seed,
+            "train": {**cfg.to_dict(), "corpus": str(Path(cfg.corpus).resolve())},
+            "init_from": self.lineage,
+            "languages": self.languages,
+            "tokenizer_hash": self.corpus.manifest.get("tokenizer", {}).get("hash"),
+            "world_size": self.dist.world_size,
+            "seq_len": self.seq_len,
+            "n_params": self.n_params,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": {
+                "babel_interp": __version__,
+                "torch": torch.__version__,
+                "transformer_lens_major": tl_major_version(),
+            },
+        }
+        write_json_atomic(self.run_dir / RUN_CONFIG, run_config)
+        self._run_config = run_config
+
+    def _load_state(self, ckpt: Path) -> None:
+        state = read_trainer_state(ckpt)
+        self.step = int(state["step"])
+        self.tokens_seen = {lang: int(state["tokens_seen"].get(lang, 0)) for lang in self.languages}
+        self.mixture = Mixture.from_dict(state["mixture"])
+        self._last_weights = state.get("effective_weights")
+        self._pending_mixture_reason = state.get("pending_mixture_reason")
+        self.signals = state.get("signals", {})
+        opt_path = ckpt / OPTIMIZER
+        self.optimizer.load_state_dict(
+            torch.load(opt_path, map_location=self.device, weights_only=False)
+        )
+        if (ckpt / RNG).is_file():
+            restore_rng(torch.load(ckpt / RNG, weights_only=False))
+        saved_cbs = state.get("callbacks", [])
+        if any(x is not None for x in saved_cbs) and len(saved_cbs) != len(self.callbacks):
+            raise ValueError(
+                f"checkpoint {ckpt} holds the state of {len(saved_cbs)} callbacks but this run "
+                f"has {len(self.callbacks)}: resume with the same callbacks"
+            )
+        for cb, cb_state in zip(self.callbacks, saved_cbs, strict=False):
+            if cb_state is not None and callable(getattr(cb, "load_state_dict", None)):
+                cb.load_state_dict(cb_state)
+        self._run_config = json.loads((self.run_dir / RUN_CONFIG).read_text(encoding="utf-8"))
+        self._last_ckpt_step = self.step
+        self._ckpt_callbacks_pending = not state.get("callbacks_done", True)
+        if self.dist.is_main:
+            dropped = self.metrics.truncate_to_checkpoint(self.step)
+            self.metrics.write(
+                {
+                    "type": "event",
+                    "event": "resume",
+                    "step": self.step,
+                    "checkpoint": str(ckpt),
+                    "records_dropped": dropped,
+                }
+            )
+
+    def _wrap(self) -> None:
+        module: torch.nn.Module = self.model  # type: ignore[assignment]
+        self._ddp = None
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DDP(module, device_ids=ids)
+            module = self._ddp
+        self._forward = torch.compile(module) if self.config.compile else module
+
+    # -------------------------------------------------------------- utilities
+    @property
+    def total_tokens(self) -> int:
+        return int(sum(self.tokens_seen.values()))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """The live model in eval mode under ``no_grad`` (and autocast); restores train mode."""
+        was_training = self.model.training  # type: ignore[attr-defined]
+        self.model.eval()  # type: ignore[attr-defined]
+        try:
+            with torch.no_grad(), self._autocast():
+                yield
+        finally:
+            self.model.train(was_training)  # type: ignore[attr-defined]
+
+    def eval_languages(self) -> list[str]:
+        """Languages with validation windows."""
+        return [w.language for w in self.eval_set]
+
+    def validation_tokens(self, language: str, n_windows: int | None = None) -> Tensor:
+        """The fixed validation windows of ``language`` as a ``[n, len]`` token tensor."""
+        for w in self.eval_set:
+            if w.language == language:
+                starts = w.starts if n_windows is None else w.starts[:n_windows]
+                rows = [self.val_split.window(s, w.length)[0] for s in starts]  # type: ignore[union-attr]
+                return torch.from_numpy(np.stack(rows)).to(self.device)
+        raise KeyError(
+            f"no validation windows for language {language!r}; have {self.eval_languages()}"
+        )
+
+    def set_mixture(self, mixture: Mixture, reason: str = "controller", source: str = "") -> None:
+        """Use ``mixture`` from the next step on; the change is logged and checkpointed.
+
+        Phases of the new mixture refer to absolute training steps.
+        """
+        if not isinstance(mixture, Mixture):
+            raise TypeError(f"set_mixture takes a Mixture, got {type(mixture).__name__}")
+        self._check_mixture(mixture)
+        self.mixture = mixture
+        self._pending_mixture_reason = reason
+        if self.dist.is_main:
+            self.metrics.write(
+                {
+                    "type": "event",
+                    "event": "set_mixture",
+                    "step": self.step,
+                    "reason": reason,
+                    "source": source,
+                    "mixture": mixture.to_dict(),
+                    "weights": mixture.weights_at(self.step + 1),
+                }
+            )
+
+    # ---------------------------------------------------------- state capture
+    def _trainer_state(self, callbacks_done: bool) -> dict[str, Any]:
+        cb_states = []
+        for cb in self.callbacks:
+            fn = getattr(cb, "state_dict", None)
+            cb_states.append(fn() if callable(fn) else None)
+        signals = {}
+        for k, v in self.signals.items():
+            try:
+                json.dumps(v)
+                signals[k] = v
+            except TypeError:
+                continue  # a signal that is not JSON cannot be checkpointed; controllers re-derive
+        return {
+            "step": self.step,
+            "tokens_seen": dict(self.tokens_seen),
+            "total_tokens": self.total_tokens,
+            "data": {
+                "sampler": "per-step-seeded",
+                "seed": self.config.seed,
+                "next_step": self.step + 1,
+                "sequence_mode": self.config.sequence_mode,
+                "seq_len": self.seq_len,
+                "batch_size": self.config.batch_size,
+            },
+            "mixture": self.mixture.to_dict(),
+            "effective_weights": self._last_weights,
+            "pending_mixture_reason": self._pending_mixture_reason,
+            "lineage": self.lineage,
+            "tokenizer_hash": self.corpus.manifest.get("tokenizer", {}).get("hash"),
+            "signals": signals,
+            "callbacks": cb_states,
+            "callbacks_done": callbacks_done,
+            "world_size": self.dist.world_size,
+            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def save_checkpoint(self, run_callbacks_after: bool = True) -> Path:
+        """Write the checkpoint of the current step (rank 0), then run checkpoint callbacks."""
+        path = self.run_dir / CHECKPOINTS / f"step_{self.step:08d}"
+        has_callbacks = bool(self.callbacks) and run_callbacks_after
+        if self.dist.is_main:
+            payload = CheckpointPayload(
+                trainer_state=self._trainer_state(callbacks_done=not has_callbacks),
+                run_config=self._run_config,
+                optimizer_state=self.optimizer.state_dict(),
+                scheduler_state={
+                    **self.schedule.to_dict(),
+                    "total_steps": self.config.steps,
+                    "last_step": self.step,
+                    "last_lr": self.schedule.lr_at(max(self.step, 1), self.config.steps),
+                },
+                rng_state=capture_rng(),
+                tokenizer_dir=self.corpus.tokenizer_dir,
+            )
+            path = write_checkpoint(
+                self.run_dir,
+                self.step,
+                self.model,
+                payload,
+                model_cfg=self.model_cfg,
+                fsync=self.config.checkpoints.fsync,
+            )
+            self.metrics.write(
+                {
+                    "type": "checkpoint",
+                    "step": self.step,
+                    "path": str(path.relative_to(self.run_dir)),
+                    "tokens": self.total_tokens,
+                }
+            )
+            self.metrics.sync()
+            ck = self.config.checkpoints
+            protected = self.ckpt_steps if ck.keep_scheduled else set()
+            prune_checkpoints(self.run_dir, ck.keep_last, protected)
+        barrier(self.dist)
+        self._last_ckpt_step = self.step
+        if has_callbacks:
+            self._checkpoint_callbacks(path)
+        return path
+
+    def _checkpoint_callbacks(self, path: Path) -> None:
+        if self.dist.is_main:
+            run_callbacks(self.callbacks, "on_checkpoint", self, self.step, path)
+            cb_states = [
+                cb.state_dict() if callable(getattr(cb, "state_dict", None)) else None
+                for cb in self.callbacks
+            ]
+            if path.is_dir():
+                update_trainer_state(
+                    path,
+                    callbacks_done=True,
+                    mixture=self.mixture.to_dict(),
+                    pending_mixture_reason=self._pending_mixture_reason,
+                    callbacks=cb_states,
+                    signals=self._trainer_state(True)["signals"],
+                )
+        self._sync_mixture()
+
+    def _sync_mixture(self) -> None:
+        if not self.dist.enabled:
+            return
+        state = broadcast_object((self.mixture.to_dict(), self._pending_mixture_reason), self.dist)
+        self.mixture = Mixture.from_dict(state[0])
+        self._pending_mixture_reason = state[1]
+
+    # ------------------------------------------------------------- evaluation
+    def evaluate(self) -> dict[str, Any]:
+        """Per-language validation loss (nats/token) and bits per byte on the fixed windows."""
+        n = len(self.languages)
+        sums = torch.zeros(n, dtype=torch.float64, device=self.device)
+        counts = torch.zeros(n, dtype=torch.float64, device=self.device)
+        rank, world = self.dist.rank, self.dist.world_size
+        bs = self.config.eval_batch_size
+        with self.inference():
+            for w in self.eval_set:
+                starts = w.starts[rank::world]
+                for i in range(0, len(starts), bs):
+                    chunk = [self.val_split.window(s, w.length) for s in starts[i : i + bs]]  # type: ignore[union-attr]
+                    tok = torch.from_numpy(np.stack([c[0] for c in chunk]))
+                    lab = torch.from_numpy(np.stack([c[1] for c in chunk]))
+                    tok, lab = tok.to(self.device), lab.to(self.device, torch.long)
+                    logits = self.model(tok[:, :-1], return_type="logits")
+                    _, s, c = per_language_loss(logits, tok[:, 1:], lab[:, 1:], n)
+                    sums += s
+                    counts += c
+        all_reduce_sum(sums, self.dist)
+        all_reduce_sum(counts, self.dist)
+        val_loss: dict[str, float] = {}
+        val_bpb: dict[str, float | None] = {}
+        for i, lang in enumerate(self.languages):
+            if counts[i] > 0:
+                nats = float(sums[i] / counts[i])
+                val_loss[lang] = nats
+                try:
+                    bpt = self.corpus.bytes_per_token(lang, "val")
+                    val_bpb[lang] = nats / LN2 / bpt if bpt > 0 else None
+                except ValueError:
+                    val_bpb[lang] = None
+        finite_bpb = [v for v in val_bpb.values() if v is not None]
+        return {
+            "type": "eval",
+            "step": self.step,
+            "tokens": self.total_tokens,
+            "tokens_seen": dict(self.tokens_seen),
+            "val_loss": val_loss,
+            "val_bpb": val_bpb,
+            "val_loss_mean": sum(val_loss.values()) / len(val_loss) if val_loss else None,
+            "val_bpb_mean": sum(finite_bpb) / len(finite_bpb) if finite_bpb else None,
+            "val_tokens": {lang: int(counts[i]) for i, lang in enumerate(self.languages)},
+        }
+
+    def _eval_and_callbacks(self) -> None:
+        record = self.evaluate()
+        self._last_eval = record
+        if self.dist.is_main:
+            self.metrics.write(record)
+            self.signals["eval"] = record
+            run_callbacks(self.callbacks, "on_eval", self, self.step, record)
+        self._sync_mixture()
+
+    # ----------------------------------------------------------------- steps
+    def _plan(self, step: int) -> BatchPlan:
+        limits = self.mixture.token_limits(self._train_sizes())
+        weights = self.mixture.available_weights(step, self.tokens_seen, limits)
+        plan = self.sampler.plan(step, self.config.batch_size, weights, self.tokens_seen, limits)
+        if weights != self._last_weights:
+            if self._pending_mixture_reason is not None:
+                reason = self._pending_mixture_reason
+            elif self._last_weights is None:
+                reason = "start"
+            elif self.mixture.weights_at(step) != self.mixture.weights_at(step - 1):
+                reason = "phase"
+            else:
+                reason = "exhausted"
+            if self.dist.is_main:
+                self.metrics.write(
+                    {"type": "mixture", "step": step, "reason": reason, "weights": weights}
+                )
+            self._last_weights = weights
+        self._pending_mixture_reason = None
+        return plan
+
+    def _train_step(self, plan: BatchPlan) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        step = plan.step
+        n = len(self.languages)
+        rows = slice(self.dist.rank * self.rows_per_rank, (self.dist.rank + 1) * self.rows_per_rank)
+        tokens, langs = self.sampler.load(plan, rows)
+        tokens, langs = tokens.to(self.device), langs.to(self.device)
+        n_global = self.config.batch_size * self.seq_len
+        # DDP averages gradients over ranks: scale so the result is the global token mean.
+        scale = self.dist.world_size / n_global
+        stats = torch.zeros(2 * n + 1, dtype=torch.float64, device=self.device)
+        self.model.train()  # type: ignore[attr-defined]
+        for i in range(self.accum_steps):
+            x = tokens[i * self.micro_batch : (i + 1) * self.micro_batch]
+            lab = langs[i * self.micro_batch : (i + 1) * self.micro_batch]
+            sync = self._ddp is None or i == self.accum_steps - 1
+            ctx = contextlib.nullcontext() if sync else self._ddp.no_sync()  # type: ignore[union-attr]
+            with ctx:
+                with self._autocast():
+                    logits = self._forward(x[:, :-1], return_type="logits")
+                loss_sum, s, c = per_language_loss(logits, x[:, 1:], lab[:, 1:], n)
+                (loss_sum * scale).backward()
+            stats[:n] += s
+            stats[n : 2 * n] += c
+        stats[2 * n] = 1.0 if self._stop.signum is not None else 0.0
+        lr = self.schedule.lr_at(step, self.config.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        clip = self.config.optim.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(),  # type: ignore[attr-defined]
+            clip if clip > 0 else float("inf"),
+        )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        all_reduce_sum(stats, self.dist)
+        sums, counts = stats[:n], stats[n : 2 * n]
+        total_count = float(counts.sum())
+        loss = float(sums.sum()) / total_count
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss} at step {step}: lower the learning rate "
+                f"(now {lr:.3g}) or check the data"
+            )
+        for lang, k in plan.tokens.items():
+            self.tokens_seen[lang] += k
+        self.step = step
+        elapsed = time.perf_counter() - t0
+        return {
+            "type": "train",
+            "step": step,
+            "loss": loss,
+            "loss_per_language": {
+                lang: float(sums[i] / counts[i])
+                for i, lang in enumerate(self.languages)
+                if counts[i] > 0
+            },
+            "tokens": self.total_tokens,
+            "tokens_seen": dict(self.tokens_seen),
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "tokens_per_s": n_global / elapsed if elapsed > 0 else None,
+            "_stop": bool(stats[2 * n] > 0),
+        }
+
+    # ------------------------------------------------------------------ train
+    def _due_eval(self, step: int) -> bool:
+        every = self.config.eval_every
+        return (
+            bool(self.eval_set) and every > 0 and (step % every == 0 or step == self.config.steps)
+        )
+
+    def _due_checkpoint(self, step: int) -> bool:
+        every = self.config.checkpoints.resume_every
+        return step in self.ckpt_steps or (every > 0 and step % every == 0)
+
+    def train(self) -> TrainResult:
+        """Run to ``config.steps`` (or until data runs out or a signal arrives)."""
+        t_start = time.perf_counter()
+        self._stop.install()
+        stop_reason = "completed"
+        bar = tqdm(
+            total=self.config.steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (self.config.progress and self.dist.is_main),
+        )
+        try:
+            if self.dist.is_main:
+                run_callbacks(self.callbacks, "on_train_start", self)
+            if self._resume_from is None:
+                if self.dist.is_main:
+                    self.metrics.write(
+                        {
+                            "type": "event",
+                            "event": "start",
+                            "step": 0,
+                            "n_params": self.n_params,
+                            "world_size": self.dist.world_size,
+                            "languages": self.languages,
+                            "init_from": self.lineage,
+                        }
+                    )
+                if self._due_eval(0):
+                    self._eval_and_callbacks()
+                if self._due_checkpoint(0):
+                    self.save_checkpoint()
+            elif getattr(self, "_ckpt_callbacks_pending", False):
+                # Killed after the checkpoint was written but before its callbacks finished:
+                # run them again on the identical weights, as the uninterrupted run did.
+                self._checkpoint_callbacks(self._resume_from)
+            stop_now = self._agree_stop()
+            while self.step < self.config.steps and not stop_now:
+                try:
+                    plan = self._plan(self.step + 1)
+                except DataExhausted as exc:
+                    stop_reason = "exhausted"
+                    if self.dist.is_main:
+                        self.metrics.write(
+                            {
+                                "type": "event",
+                                "event": "exhausted",
+                                "step": self.step,
+                                "message": str(exc),
+                            }
+                        )
+                        bar.write(f"babel-interp train: {exc}")
+                    break
+                record = self._train_step(plan)
+                stop_now = record.pop("_stop")
+                self._last_train = record
+                if self.dist.is_main:
+                    if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                        self.metrics.write(record)
+                        run_callbacks(self.callbacks, "on_step", self, self.step, record)
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.3f}",
+                        tok_s=f"{record['tokens_per_s'] or 0:.0f}",
+                        refresh=False,
+                    )
+                if self._due_eval(self.step):
+                    self._eval_and_callbacks()
+                if self._due_checkpoint(self.step):
+                    self.save_checkpoint()
+            if stop_now:
+                name = signal.Signals(self._stop.signum).name if self._stop.signum else "signal"
+                stop_reason = f"signal:{name}"
+            if self._last_ckpt_step != self.step:
+                self.save_checkpoint(run_callbacks_after=not stop_reason.startswith("signal:"))
+            if self.dist.is_main:
+                self.metrics.write(
+                    {"type": "event", "event": "end", "step": self.step, "reason": stop_reason}
+                )
+            result = self._result(stop_reason, time.perf_counter() - t_start)
+            if self.dist.is_main:
+                run_callbacks(self.callbacks, "on_train_end", self, result)
+            return result
+        finally:
+            bar.close()
+            self._stop.restore()
+            self.metrics.close()
+
+    def _agree_stop(self) -> bool:
+        flag = torch.tensor([1.0 if self._stop.signum is not None else 0.0], device=self.device)
+        all_reduce_sum(flag, self.dist)
+        return bool(flag.item() > 0)
+
+    def _result(self, stop_reason: str, elapsed: float) -> TrainResult:
+        ckpts = []
+        if (self.run_dir / CHECKPOINTS).is_dir():
+            ckpts = [c.path for c in list_checkpoints(self.run_dir)]
+        return TrainResult(
+            run_dir=self.run_dir,
+            step=self.step,
+            stop_reason=stop_reason,
+            tokens_seen=dict(self.tokens_seen),
+            total_tokens=self.total_tokens,
+            train_loss=None if self._last_train is None else self._last_train["loss"],
+            eval=self._last_eval,
+            checkpoints=ckpts,
+            elapsed_s=elapsed,
+        )
+
+    def close(self) -> None:
+        """Leave the process group (data-parallel runs)."""
+        shutdown(self.dist)
+
+
+def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train one run (see :class:`Trainer`); the CLI's ``babel-interp train`` calls this."""
+    trainer = Trainer(config, callbacks)
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
