@@ -1,0 +1,281 @@
+"""Working-language logit lens: throughput and peak memory against the naive full-cache method.
+
+Both methods decode the same probe and control prompts (the same token ids, batches and layers)
+on the same randomly initialized model:
+
+* reference: ``run_with_cache()`` with no ``names_filter`` (every activation kept), then for each
+  residual hook the full logit lens over every position (``[batch, pos, vocab]`` logits and a full
+  softmax), then the probe's last position is read;
+* project: :func:`babel_interp.analysis.logit_lens.analyze_working_language` (hooks keep one
+  position per row, the forward stops after the last residual, vocabulary streamed in chunks).
+
+Printed: probes per second, peak memory above the loaded model, the ratios, the largest
+disagreement between the two (a correctness check), and the project's peak memory as the number
+of probes and of decoded layers grows (it should stay flat). Peak memory is
+``torch.cuda.max_memory_allocated`` on a GPU and the process's peak resident set (``VmHWM``, reset
+through ``/proc/self/clear_refs``) on a CPU.
+
+Reference figure (H200, GPT-2-small shape, 2,048 tokens): full-cache logit lens 13.4 GB peak,
+residual-only 2.7 GB. Usage::
+
+    python benchmarks/logit_lens_memory.py                       # GPT-2-small shape, CPU
+    python benchmarks/logit_lens_memory.py --device cuda --n-probes 64
+    python benchmarks/logit_lens_memory.py --preset pilot --d-vocab 8192   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from babel_interp.analysis.logit_lens import (
+    WorkingLanguageConfig,
+    _build_items,
+    _prepend_id,
+    analyze_working_language,
+    select_hooks,
+)
+from babel_interp.analysis.probes import build_probes
+from babel_interp.analysis.token_sets import build_token_sets
+from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
+from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
+from babel_interp.model import build_model, get_preset, unembed_resid
+
+# ------------------------------------------------------------------------------------------------
+# Peak memory
+# ------------------------------------------------------------------------------------------------
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure(fn: Callable[[], object], device: torch.device) -> tuple[float, float, object]:
+    """(seconds, peak bytes above the memory in use before, result) of ``fn()``."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        t0 = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize(device)
+        dt = time.perf_counter() - t0
+        return dt, float(torch.cuda.max_memory_allocated(device) - base), out
+    # Writing 5 to clear_refs resets the peak resident set (VmHWM) to the current one (Linux).
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _rss_kib("VmRSS")
+    t0 = time.perf_counter()
+    out = fn()
+    dt = time.perf_counter() - t0
+    return dt, float((_rss_kib("VmHWM") - base) * 1024), out
+
+
+# ------------------------------------------------------------------------------------------------
+# The naive reference
+# ------------------------------------------------------------------------------------------------
+
+
+def naive_full_cache(model, tok, probes, cfg, report) -> dict[tuple[int, int], torch.Tensor]:
+    """Full cache, full-vocabulary logit lens at every position, then the last position read.
+
+    Returns ``{(probe, site): p_target per layer}`` for the correctness check.
+    """
+    hooks = select_hooks(int(model.cfg.n_layers), cfg)
+    max_len = min(cfg.max_prompt_tokens or model.cfg.n_ctx, model.cfg.n_ctx)
+    items, _ = _build_items(tok, probes, _prepend_id(tok, cfg.prepend), max_len)
+    device = next(model.parameters()).device
+    order = sorted(range(len(items)), key=lambda k: -len(items[k].ids))
+    out = {}
+    with torch.no_grad():
+        for k0 in range(0, len(order), cfg.batch_size):
+            its = [items[k] for k in order[k0 : k0 + cfg.batch_size]]
+            width = max(len(it.ids) for it in its)
+            rows = [it.ids + [it.ids[-1]] * (width - len(it.ids)) for it in its]
+            tokens = torch.tensor(rows, device=device)
+            last = torch.tensor([len(it.ids) - 1 for it in its], device=device)
+            _, cache = model.run_with_cache(tokens)
+            per_layer = []
+            for h in hooks:
+                logp = torch.log_softmax(unembed_resid(model, cache[h]).float(), dim=-1)
+                lp = logp[torch.arange(len(its), device=device), last]  # [batch, vocab]
+                p = lp.exp()
+                masses = []
+                for b, it in enumerate(its):
+                    s = report.get(probes[it.probe].primary, probes[it.probe].target)
+                    masses.append(p[b, list(s.target_ids)].sum())
+                _ = (p * lp).sum(-1), lp.argmax(-1), p  # entropy and top-1, as the project
+                per_layer.append(torch.stack(masses))
+                del logp, lp, p
+            stacked = torch.stack(per_layer, dim=1).cpu()
+            for b, it in enumerate(its):
+                out[(it.probe, it.site)] = stacked[b]
+            del cache
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Workers (one fresh process per measurement, so no allocator state leaks between methods)
+# ------------------------------------------------------------------------------------------------
+
+
+def _setup(args):
+    from babel_interp.model import prepare_tokenizer
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    tok = prepare_tokenizer(args.tokenizer)
+    mcfg = get_preset(args.preset)
+    mcfg.d_vocab = max(args.d_vocab, len(tok))
+    mcfg.n_ctx = max(mcfg.n_ctx, args.prompt_tokens + 1)
+    model = build_model(mcfg, tokenizer=tok, device=str(device))
+    model = model.to(getattr(torch, args.dtype)).eval()
+    n_per_pair = -(-4 * args.n_probes // 14)
+    pool = build_probes("python", "php", n_per_pair=n_per_pair, seed=0)
+    report = build_token_sets(tok, [(p.concept, p.primary, p.target) for p in pool], 1)
+    cfg = WorkingLanguageConfig(
+        batch_size=args.batch_size,
+        vocab_chunk=args.vocab_chunk,
+        max_prompt_tokens=args.prompt_tokens,
+        include_mid=args.include_mid,
+        n_boot=10,
+    )
+    return device, tok, mcfg, model, pool[: args.n_probes], report, cfg
+
+
+def worker(args) -> None:
+    """Run one method twice: the first run gives the peak memory, the second the time."""
+    device, tok, mcfg, model, probes, report, cfg = _setup(args)
+    if args.worker == "naive":
+
+        def run():
+            return naive_full_cache(model, tok, probes, cfg, report)
+    else:
+
+        def run():
+            res = analyze_working_language(
+                model, tok, probes, cfg, token_sets=report, progress=False
+            )
+            df = res.records
+            return {
+                (int(pi), ("probe", "matched", "random").index(site)): torch.tensor(
+                    g.sort_values("layer_pos")["p_target"].to_numpy()
+                )
+                for (pi, site), g in df.groupby(["probe", "site"])
+            }
+
+    _, peak, out = measure(run, device)
+    seconds, _, _ = measure(run, device)
+    n_tokens = sum(
+        len(it.ids)
+        for it in _build_items(tok, probes, tok.bos_token_id, args.prompt_tokens)[0]
+        if it.site == 0
+    )
+    torch.save(
+        dict(
+            seconds=seconds,
+            peak=peak,
+            p_target=out,
+            n_probes=len(probes),
+            n_tokens=n_tokens,
+            n_layers=mcfg.n_layers,
+            d_vocab=mcfg.d_vocab,
+        ),
+        args.out,
+    )
+
+
+def _spawn(args, tmp: str, method: str, n_probes: int, include_mid: bool = False) -> dict:
+    import subprocess
+    import sys
+
+    out = os.path.join(tmp, f"{method}-{n_probes}-{include_mid}.pt")
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--out",
+        out,
+        "--tokenizer",
+        args.tokenizer,
+    ]
+    for name in ("preset", "d_vocab", "prompt_tokens", "batch_size", "vocab_chunk", "device"):
+        cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    cmd += ["--dtype", args.dtype, "--n-probes", str(n_probes)]
+    if include_mid:
+        cmd.append("--include-mid")
+    subprocess.run(cmd, check=True)
+    return torch.load(out, weights_only=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--preset", default="gpt2-small")
+    ap.add_argument("--d-vocab", type=int, default=50257, help="model vocabulary size")
+    ap.add_argument("--n-probes", type=int, default=16)
+    ap.add_argument("--prompt-tokens", type=int, default=128, help="tokens per prompt (max)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--vocab-chunk", type=int, default=8192)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    ap.add_argument("--no-scaling", action="store_true", help="skip the flat-memory sweep")
+    ap.add_argument("--worker", choices=("naive", "ours"), help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--tokenizer", help=argparse.SUPPRESS)
+    ap.add_argument("--include-mid", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-wl-") as tmp:
+        syn = SyntheticConfig(languages=("python", "php"), docs_per_language=150, seed=1)
+        texts = [d.text for d in generate_documents(syn)]
+        args.tokenizer = os.path.join(tmp, "tokenizer")
+        train_on_texts(texts, TokenizerConfig(vocab_size=4096), args.tokenizer)
+        ref = _spawn(args, tmp, "naive", args.n_probes)
+        ours = _spawn(args, tmp, "ours", args.n_probes)
+        worst = max(
+            float((ours["p_target"][k].float() - v.float()).abs().max())
+            for k, v in ref["p_target"].items()
+        )
+        n = ref["n_probes"]
+        print(
+            f"model {args.preset} (d_vocab {ref['d_vocab']}, {ref['n_layers']} layers, "
+            f"{args.dtype}) on {args.device}; {n} probes x 3 sites, {ref['n_tokens']} probe tokens"
+        )
+        print(f"{'method':<34}{'probes/s':>12}{'peak MB':>12}")
+        for label, r in (("naive full cache (reference)", ref), ("project (residual hooks)", ours)):
+            print(f"{label:<34}{n / r['seconds']:>12.2f}{r['peak'] / 2**20:>12.1f}")
+        print(f"throughput ratio (project / reference): {ref['seconds'] / ours['seconds']:.2f}x")
+        print(f"peak memory ratio (reference / project): {ref['peak'] / max(ours['peak'], 1):.2f}x")
+        print(f"largest |p_target| disagreement: {worst:.2e}")
+        if not args.no_scaling:
+            print("project peak memory as probes and layers grow:")
+            rows = [(f"{n} probes", ours)]
+            rows.append((f"{4 * n} probes", _spawn(args, tmp, "ours", 4 * n)))
+            rows.append((f"{4 * n} probes + resid_mid", _spawn(args, tmp, "ours", 4 * n, True)))
+            for label, r in rows:
+                rate = r["n_probes"] / r["seconds"]
+                print(f"  {label:<30}{rate:>10.2f} probes/s{r['peak'] / 2**20:>10.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
