@@ -254,7 +254,7 @@ def test_corroboration_reports_agreement():
     assert by["transfer_ratio"]["verdict"] == "inconclusive"
     assert by["transfer_ratio"]["n"] == len(STEPS[::2])
     assert res.agreement == pytest.approx(1 / 3)
-    assert res.missing_series == []
+    assert res.missing_series == ["working_language_excess"]
     # The boundaries come from performance alone.
     alone = detect_stages({"performance": (STEPS, y)})
     assert alone.boundaries == res.boundaries
@@ -315,3 +315,184 @@ def test_helpers():
     assert estimate_noise(trend + noise) == pytest.approx(0.2, rel=0.05)
     batch = estimate_noise(np.stack([noise, 2 * noise]))
     assert batch.shape == (2,) and batch[1] == pytest.approx(2 * batch[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The run-level analysis and its command
+
+
+def _fake_run(tmp_path, loss, wl_share=None, neurons=None, ratio=None, competence=None):
+    """A run directory holding what the trainer and the other analyzers write, in their formats:
+    checkpoints (trainer state only: the stage detector loads no model), eval records, and the
+    working-language, neuron and transfer tables."""
+    run = tmp_path / "run"
+    for step in STEPS:
+        d = run / "checkpoints" / f"step_{step:08d}"
+        d.mkdir(parents=True)
+        state = {"step": int(step), "tokens_seen": {"python": 0, "php": int(step) * 512}}
+        (d / "trainer_state.json").write_text(json.dumps(state))
+    (run / "run_config.json").write_text(json.dumps({"corpus": str(tmp_path / "corpus")}))
+    records = []
+    for step, v in zip(STEPS, loss, strict=True):
+        records.append({"type": "train", "step": int(step), "loss": float(v)})
+        records.append(
+            {
+                "type": "eval",
+                "step": int(step),
+                "val_loss": {"php": float(v), "python": 3.0},
+                "val_bpb": {"php": float(v) / 2, "python": None},
+            }
+        )
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    analysis = run / "analysis"
+    if wl_share is not None:
+        wl = analysis / "working_language"
+        wl.mkdir(parents=True)
+        rows = []
+        for step, v in zip(STEPS, wl_share, strict=True):
+            for layer, pos in (("embed", 0.0), ("blocks.1", 0.5), ("final", 1.0)):
+                # Only the middle layer carries the signal; the others would hide it.
+                share = v if layer == "blocks.1" else 0.9
+                rows.append(
+                    dict(
+                        step=int(step),
+                        lens="logit",
+                        layer=layer,
+                        layer_pos=pos,
+                        share_primary=share,
+                        excess_matched=share - 0.5,
+                        competent=True,
+                    )
+                )
+        pd.DataFrame(rows).to_csv(wl / "aggregate.csv", index=False)
+        comp = competence if competence is not None else np.full(N, 0.5)
+        pd.DataFrame(
+            dict(step=STEPS, top1_acc=comp, top5_acc=comp, metric="top1", threshold=0.1)
+        ).to_csv(wl / "competence.csv", index=False)
+        (wl / "summary.json").write_text(json.dumps({"config": {"target": "php"}}))
+    if neurons is not None:
+        nd = analysis / "neurons"
+        nd.mkdir(parents=True)
+        rows = [
+            dict(step=int(s), definition="lape_shared", count=int(c))
+            for s, c in zip(STEPS, neurons, strict=True)
+        ]
+        rows += [dict(step=int(s), definition="target_specific", count=5) for s in STEPS]
+        rows += [dict(step="random_init", definition="lape_shared", count=7)]
+        pd.DataFrame(rows).to_csv(nd / "counts_total.csv", index=False)
+        (nd / "config.json").write_text(json.dumps({"primary": "python", "target": "php"}))
+    if ratio is not None:
+        tr = analysis / "transfer"
+        tr.mkdir(parents=True)
+        pd.DataFrame(dict(language="php", step=STEPS, ratio=ratio)).to_csv(
+            tr / "transfer.csv", index=False
+        )
+    return run
+
+
+def test_stages_command_reads_every_analyzer(tmp_path, capsys):
+    from babel_interp.cli import main
+
+    y = three_stage(sigma=0.02, seed=5)
+    i = np.arange(N)
+    share = np.where(i <= PEAK, 0.8, np.where(i <= BOTTOM, 0.8 - 0.06 * (i - PEAK), 0.2))
+    n_gate = 3
+    competence = np.where(i < n_gate, 0.02, 0.6)
+    run = _fake_run(
+        tmp_path,
+        loss=4.0 - y,
+        wl_share=share,
+        neurons=np.where(i <= PEAK + 3, 400, 150),
+        ratio=np.where(i <= PEAK, 0.6, 0.05),
+        competence=competence,
+    )
+    assert main(["analyze", "stages", "--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "php: three stages" in out
+    df = pd.read_csv(run / "analysis" / "stages" / "stages.csv")
+    assert len(df) == N and set(df["language"]) == {"php"}
+    assert list(df["stage"].iloc[:n_gate]) == ["uninformative"] * n_gate
+    assert {"val_loss", "working_language_share", "transferring_neurons", "transfer_ratio"} <= set(
+        df.columns
+    )
+    verdict = json.loads((run / "analysis" / "stages" / "stages.json").read_text())["php"]
+    assert verdict["verdict"] == "three stages"
+    assert abs(index_of(verdict["boundaries"]["translation_end"]) - PEAK) <= 1
+    assert abs(index_of(verdict["boundaries"]["transition_end"]) - BOTTOM) <= 1
+    assert verdict["config"]["performance"] == "val_loss"
+    assert verdict["config"]["performance_direction"] == -1
+    assert verdict["config"]["competence_threshold"] == 0.1  # the analyzer's own gate
+    assert verdict["missing_inputs"] == {}
+    assert "intermediate layers" in verdict["sources"]["working_language_share"]
+    by = {c["series"]: c["verdict"] for c in verdict["corroboration"]}
+    assert by == {
+        "working_language_share": "agrees",
+        "working_language_excess": "agrees",
+        "transferring_neurons": "agrees",
+        "transfer_ratio": "agrees",
+    }
+    png = run / "figures" / "stages_php.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stages_command_with_metrics_alone_says_what_is_missing(tmp_path, capsys):
+    from babel_interp.cli import main
+
+    # Loss falling monotonically, as in the CPU pilot: no transition.
+    loss = 7.9 - 4.6 * (1 - np.exp(-np.arange(N) / 6))
+    run = _fake_run(tmp_path, loss=loss)
+    assert main(["analyze", "stages", "--run", str(run), "--performance", "bpb"]) == 0
+    out = capsys.readouterr().out
+    assert "no transition: monotone improvement" in out
+    assert "series missing" in out and "run `analyze neurons`" in out
+    verdict = json.loads((run / "analysis" / "stages" / "stages.json").read_text())["php"]
+    assert verdict["boundaries"]["translation_end"] is None
+    assert set(verdict["missing_inputs"]) == {
+        "working_language_share",
+        "working_language_excess",
+        "competence",
+        "transferring_neurons",
+        "transfer_ratio",
+    }
+    assert verdict["config"]["performance"] == "val_bpb"
+    # Asking for accuracy that was never measured is a clear error, not a traceback.
+    assert main(["analyze", "stages", "--run", str(run), "--performance", "accuracy"]) == 1
+    assert "analyze performance" in capsys.readouterr().err
+    assert main(["analyze", "stages", "--run", str(run), "--language", "go"]) == 1
+    assert "no val_loss for 'go'" in capsys.readouterr().err
+
+
+def test_tables_of_another_target_are_not_used(tmp_path):
+    from babel_interp.analysis.stages import stage_series_from_run
+
+    run = _fake_run(tmp_path, loss=np.linspace(5, 3, N), wl_share=np.linspace(0.8, 0.2, N))
+    (run / "analysis" / "working_language" / "summary.json").write_text(
+        json.dumps({"config": {"target": "csharp"}})
+    )
+    rs = stage_series_from_run(run, "php")
+    assert "working_language_share" not in rs.series
+    assert "csharp" in rs.missing["working_language_share"]
+    assert rs.performance == "val_loss" and rs.performance_direction == -1
+
+
+def test_figure_for_every_kind_of_result(tmp_path):
+    from babel_interp.report.stage_plots import plot_stages
+
+    steps = np.concatenate([[0], STEPS[:-1]])  # step 0 needs a symmetric-log axis
+    comp = np.where(np.arange(N) < 4, 0.0, 1.0)
+    res = detect_stages(
+        {
+            "performance": (steps, three_stage(0.03, 2)),
+            "competence": (steps, comp),
+            "transfer_ratio": (steps, np.linspace(0.6, 0.0, N)),
+        }
+    )
+    assert res.labels[0] == UNINFORMATIVE
+    for name, r in {
+        "staged": res,
+        "monotone": detect_stages({"performance": (STEPS, np.log1p(np.arange(N)))}),
+        "short": detect_stages({"performance": [0.1, 0.2]}),
+    }.items():
+        path = plot_stages(r, tmp_path / f"{name}.png", title=name)
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob(".*.tmp*"))

@@ -131,3 +131,82 @@ def test_series_over_checkpoints(run_dir):
     assert list(only["step"]) == [100] and only.iloc[0]["ratio"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="outside the 4 items"):
         transfer_series(run_dir, items, {7}, steps=[100], n_boot=50, progress=False)
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """A run on a small synthetic Python+PHP corpus with two (untrained) checkpoints and the
+    trainer's eval records: the commands' plumbing, end to end, without training."""
+    from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
+
+    root = tmp_path_factory.mktemp("synthetic")
+    cfg = synthetic_corpus_config(
+        root / "corpus", languages=("python", "php"), docs_per_language=20, vocab_size=600
+    )
+    cfg.progress = False
+    build_corpus(cfg)
+    from babel_interp.model import prepare_tokenizer
+
+    tok = prepare_tokenizer(root / "corpus" / "tokenizer")
+    run = root / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "run_config.json").write_text(json.dumps({"corpus": str(root / "corpus")}))
+    records = []
+    for step in (0, 50):
+        model = build_model(TINY, tokenizer=tok)
+        d = run / "checkpoints" / checkpoint_dirname(step)
+        save_model(model, d, tokenizer=tok)
+        state = {"step": step, "tokens_seen": {"python": 0, "php": 100 * step}}
+        (d / "trainer_state.json").write_text(json.dumps(state))
+        records.append({"type": "eval", "step": step, "val_loss": {"php": 6.0 - step / 100}})
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return run
+
+
+def test_commands_on_a_synthetic_run(synthetic_run, capsys):
+    import pandas as pd
+
+    from babel_interp.cli import main
+
+    run = str(synthetic_run)
+    fast = ["--max-new-tokens", "4", "--n-boot", "50", "--quiet"]
+    assert main(["analyze", "performance", "--run", run, "--n-documents", "2", *fast]) == 0
+    comp = pd.read_csv(synthetic_run / "analysis" / "performance" / "completion.csv")
+    assert list(comp["step"]) == [0, 50] and set(comp["language"]) == {"php"}
+    items = pd.read_csv(synthetic_run / "analysis" / "performance" / "completion_items.csv")
+    assert set(items["kind"]) <= {"builtin", "call"} and len(items) == 2 * comp["n"].iloc[0]
+    val = pd.read_csv(synthetic_run / "analysis" / "performance" / "val_series.csv")
+    assert list(val["val_loss"]) == [6.0, 5.5]
+
+    args = ["analyze", "transfer", "--run", run, "--n-planted", "4", "--n-shared", "3", *fast]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "facts planted only in python (4 of 7)" in out
+    tr = pd.read_csv(synthetic_run / "analysis" / "transfer" / "transfer.csv")
+    assert list(tr["step"]) == [0, 50] and set(tr["language"]) == {"php"}
+    assert list(tr["n_p"]) == [4, 4] and list(tr["tokens_seen"]) == [0, 5000]
+    # Rerunning replaces this language's rows instead of appending.
+    assert main(args) == 0
+    assert len(pd.read_csv(synthetic_run / "analysis" / "transfer" / "transfer.csv")) == 2
+
+    # The probes file path needs the reference models that define P.
+    items_path = synthetic_run / "items.jsonl"
+    from babel_interp.analysis.performance import save_completion_items
+
+    its, _ = synthetic_transfer_items(
+        {"languages": ["python", "php"], "n_planted_facts": 3, "n_shared_facts": 2}, "php"
+    )
+    save_completion_items(its, items_path)
+    assert main(["analyze", "transfer", "--run", run, "--probes", str(items_path)]) == 1
+    assert "--primary-model" in capsys.readouterr().err
+    ckpt = str(synthetic_run / "checkpoints" / checkpoint_dirname(0))
+    args = ["analyze", "transfer", "--run", run, "--probes", str(items_path)]
+    args += ["--primary-model", ckpt, "--target-only-model", ckpt, *fast]
+    assert main(args) == 0
+    tr = pd.read_csv(synthetic_run / "analysis" / "transfer" / "transfer.csv")
+    # The same model on both sides: nothing is primary-only.
+    assert list(tr["n_p"]) == [0, 0] and tr["definition"].iloc[0].startswith("paper")
+
+    # Two checkpoints are too few for stages; the command still writes its verdict.
+    assert main(["analyze", "stages", "--run", run, "--no-figures"]) == 0
+    assert "insufficient data" in capsys.readouterr().out

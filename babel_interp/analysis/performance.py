@@ -39,23 +39,29 @@ from tqdm.auto import tqdm
 
 from babel_interp.analysis.stats import CI, bootstrap_ci, grouped_bootstrap_ci
 from babel_interp.model import HookedModel
-from babel_interp.runs import list_checkpoints, read_metrics
+from babel_interp.runs import analysis_dir, list_checkpoints, read_metrics
 
 __all__ = [
+    "ANALYZER",
     "Completion",
     "CompletionItem",
     "CompletionResult",
     "ValidationLoss",
+    "analyze_run",
     "as_completion_item",
     "completion_accuracy",
     "evaluate_checkpoints",
     "greedy_continuations",
     "load_completion_items",
     "performance_series",
+    "replace_rows_csv",
     "save_completion_items",
     "site_completion_items",
     "synthetic_completion_items",
+    "synthetic_config_of_run",
+    "target_languages",
     "validation_loss",
+    "write_csv_atomic",
 ]
 
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_]")
@@ -728,3 +734,133 @@ def evaluate_checkpoints(
             rows.append({"step": c.step, "language": lang, **sub.summary()})
         del model
     return pd.DataFrame(rows), results
+
+
+# ---------------------------------------------------------------------------------------------
+# Run-level analysis (what ``babel-interp analyze performance`` runs)
+
+ANALYZER = "performance"
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` as CSV through a temporary file renamed into place: a crash leaves the old
+    file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def replace_rows_csv(
+    df: pd.DataFrame, path: str | os.PathLike, column: str, values: Iterable[Any]
+) -> Path:
+    """Rewrite a CSV table keeping its rows whose ``column`` is not in ``values`` and adding
+    ``df``: one table can collect several languages' analyses, each rerun replacing its own."""
+    path = Path(path)
+    drop = set(values)
+    if path.is_file():
+        old = pd.read_csv(path)
+        if column in old.columns:
+            old = old[~old[column].isin(drop)]
+            df = pd.concat([old, df], ignore_index=True) if len(old) else df
+    return write_csv_atomic(df, path)
+
+
+def synthetic_config_of_run(run_dir: str | os.PathLike) -> Any:
+    """The ``SyntheticConfig`` the run's corpus was generated from, or None (not synthetic).
+
+    Read from the corpus manifest (``build.config.sources``) of the corpus named in
+    ``RUN/run_config.json``.
+    """
+    from babel_interp.corpus.shards import MANIFEST
+    from babel_interp.corpus.synthetic import SyntheticConfig
+    from babel_interp.runs import read_run_config
+
+    corpus = read_run_config(run_dir).get("corpus")
+    if not corpus or not (Path(corpus) / MANIFEST).is_file():
+        return None
+    manifest = json.loads((Path(corpus) / MANIFEST).read_text(encoding="utf-8"))
+    sources = manifest.get("build", {}).get("config", {}).get("sources", [])
+    for src in sources:
+        if isinstance(src, dict) and src.get("kind") == "synthetic":
+            return SyntheticConfig.from_dict(src.get("options", {}))
+    return None
+
+
+def target_languages(run_dir: str | os.PathLike, primary: str = "python") -> list[str]:
+    """Languages other than ``primary`` that the run's last checkpoint has trained on."""
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        raise FileNotFoundError(f"run {run_dir} has no complete checkpoint")
+    seen = ckpts[-1].tokens_seen
+    return sorted(lang for lang, n in seen.items() if n > 0 and lang != primary)
+
+
+def analyze_run(
+    run_dir: str | os.PathLike,
+    items: Sequence[Any] | None = None,
+    languages: Sequence[str] | None = None,
+    primary: str = "python",
+    n_documents: int = 40,
+    steps: Sequence[int] | None = None,
+    device: str | torch.device | None = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    n_boot: int = 1000,
+    seed: int = 0,
+    completion: bool = True,
+    progress: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Per-checkpoint performance of a run, written under ``RUN/analysis/performance/``.
+
+    ``val_series.csv``: validation loss and bits per byte per language at each checkpoint (from
+    the trainer's eval records). With ``completion``: ``completion.csv`` (accuracy per step and
+    language with intervals) and ``completion_items.csv`` (every item's continuation per step) on
+    ``items``, or, when none are given and the run's corpus is synthetic, on held-out synthetic
+    items for ``languages`` (default: the run's target languages). Rows of other languages in
+    existing tables are kept. Returns the tables by name.
+    """
+    out = analysis_dir(run_dir, ANALYZER)
+    tables: dict[str, pd.DataFrame] = {}
+    val = performance_series(run_dir)
+    write_csv_atomic(val, out / "val_series.csv")
+    tables["val_series"] = val
+    if not completion:
+        return tables
+    if items is None:
+        synth = synthetic_config_of_run(run_dir)
+        if synth is None:
+            raise ValueError(
+                f"run {run_dir} was not trained on the synthetic corpus: pass completion items "
+                "(--probes FILE) or skip completion accuracy (--no-completion)"
+            )
+        langs = list(languages) if languages else target_languages(run_dir, primary)
+        if not langs:
+            raise ValueError(f"run {run_dir} has trained on no language besides {primary!r}")
+        items = []
+        for lang in langs:
+            items += synthetic_completion_items(synth, lang, n_documents, seed=seed)
+    items_ = [as_completion_item(x) for x in items]
+    summary, results = evaluate_checkpoints(
+        run_dir,
+        items_,
+        steps=steps,
+        device=device,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        n_boot=n_boot,
+        seed=seed,
+        progress=progress,
+    )
+    per_item = pd.concat(
+        [results[s].to_dataframe().assign(step=s) for s in sorted(results)], ignore_index=True
+    )
+    per_item["language"] = per_item["language"].fillna("all")
+    langs_done = sorted(set(summary["language"]))
+    replace_rows_csv(summary, out / "completion.csv", "language", langs_done)
+    replace_rows_csv(per_item, out / "completion_items.csv", "language", langs_done)
+    tables["completion"] = summary
+    tables["completion_items"] = per_item
+    return tables

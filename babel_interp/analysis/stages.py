@@ -34,9 +34,11 @@ labelled ``"undetermined"`` rather than forced into stages.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
@@ -46,7 +48,10 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 __all__ = [
+    "ANALYZER",
     "DEFAULT_CORROBORATING",
+    "PERFORMANCE_SOURCES",
+    "RunSeries",
     "STAGES",
     "UNDETERMINED",
     "UNINFORMATIVE",
@@ -54,11 +59,13 @@ __all__ = [
     "StageConfig",
     "StageResult",
     "align_series",
+    "analyze_run",
     "detect_stages",
     "estimate_noise",
     "mann_kendall",
     "max_drawdown",
     "smooth",
+    "stage_series_from_run",
 ]
 
 STAGES: tuple[str, ...] = ("translation", "transition", "stabilization")
@@ -83,9 +90,11 @@ VERDICTS: tuple[str, ...] = (
 )
 
 # Expected direction of each internal series during Transition (-1: falls). The working-language
-# share is the share of probes whose intermediate layers favour the *primary* language.
+# share is the share of probes whose intermediate layers favour the *primary* language, the
+# excess its log-ratio lean beyond matched controls.
 DEFAULT_CORROBORATING: dict[str, int] = {
     "working_language_share": -1,
+    "working_language_excess": -1,
     "transferring_neurons": -1,
     "transfer_ratio": -1,
 }
@@ -988,3 +997,250 @@ def _corroborate(
         )
         out.append(entry)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Run-level analysis (what ``babel-interp analyze stages`` runs)
+
+ANALYZER = "stages"
+PERFORMANCE_SOURCES = ("auto", "accuracy", "line_accuracy", "loss", "bpb")
+
+
+@dataclass
+class RunSeries:
+    """The per-checkpoint series of one run and language, read from what the analyzers wrote.
+
+    ``sources`` says where each series came from; ``missing`` lists the series that could not be
+    read and why. ``competence_threshold`` is the working-language analyzer's own gate, if any.
+    """
+
+    language: str
+    series: dict[str, pd.Series]
+    performance: str
+    performance_direction: int
+    competence_threshold: float | None
+    sources: dict[str, str]
+    missing: dict[str, str]
+
+
+def _numeric_steps(df: pd.DataFrame) -> pd.DataFrame:
+    # Analyzers may add rows that are not checkpoints (a random-init model, a bare model).
+    steps = pd.to_numeric(df["step"], errors="coerce")
+    return df.assign(step=steps)[steps.notna()].astype({"step": "int64"})
+
+
+def _analysis_target(path: Path, key: str = "target") -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    meta = meta.get("config", meta)
+    return meta.get(key) if isinstance(meta, dict) else None
+
+
+def stage_series_from_run(
+    run_dir: Any,
+    language: str,
+    performance: str = "auto",
+    neuron_definition: str = "lape_shared",
+    lens: str = "logit",
+) -> RunSeries:
+    """Collect the series the stage detector uses from a run's analysis tables.
+
+    * performance: ``analysis/performance/completion.csv`` (``accuracy``: next-identifier exact
+      match; ``line_accuracy``) or the trainer's eval records (``loss``, ``bpb``; lower is
+      better). ``auto`` takes accuracy when it was measured for ``language``, else loss.
+    * ``working_language_share`` / ``working_language_excess``: from
+      ``analysis/working_language/aggregate.csv``, the share of probes leaning to the primary
+      language and the log-ratio excess over matched controls, averaged over the intermediate
+      layers (the embedding and output layers are left out: the hypothesis is about the middle);
+      ``competence`` from its ``competence.csv`` (the gate's own metric and threshold).
+    * ``transferring_neurons``: ``analysis/neurons/counts_total.csv``, the ``neuron_definition``
+      set's size.
+    * ``transfer_ratio``: ``analysis/transfer/transfer.csv``.
+
+    Tables written for another target language are skipped and reported in ``missing``.
+    """
+    from babel_interp.analysis.performance import performance_series
+
+    if performance not in PERFORMANCE_SOURCES:
+        raise ValueError(f"performance must be one of {PERFORMANCE_SOURCES}, got {performance!r}")
+    run = Path(run_dir)
+    root = run / "analysis"
+    series: dict[str, pd.Series] = {}
+    sources: dict[str, str] = {}
+    missing: dict[str, str] = {}
+
+    comp_path = root / "performance" / "completion.csv"
+    acc = pd.DataFrame()
+    if comp_path.is_file():
+        acc = pd.read_csv(comp_path)
+        acc = _numeric_steps(acc[acc["language"] == language])
+    if performance == "auto":
+        performance = "accuracy" if len(acc) else "loss"
+    if performance in ("accuracy", "line_accuracy"):
+        col = "identifier_accuracy" if performance == "accuracy" else "line_accuracy"
+        if not len(acc):
+            raise FileNotFoundError(
+                f"no completion accuracy for {language!r} in {comp_path}: run "
+                f"`babel-interp analyze performance --run {run}` first"
+            )
+        perf_name, direction = col, 1
+        series[perf_name] = acc.set_index("step")[col]
+        sources[perf_name] = str(comp_path)
+    else:
+        col = "val_loss" if performance == "loss" else "val_bpb"
+        val = performance_series(run, languages=[language])
+        val = val[val[col].notna()]
+        if not len(val):
+            raise FileNotFoundError(
+                f"{run / 'metrics.jsonl'} has no {col} for {language!r} (eval records with "
+                f"per-language {col})"
+            )
+        perf_name, direction = col, -1
+        series[perf_name] = val.drop_duplicates("step", keep="last").set_index("step")[col]
+        sources[perf_name] = str(run / "metrics.jsonl")
+
+    threshold = None
+    wl = root / "working_language"
+    target = _analysis_target(wl / "summary.json")
+    if target is not None and target != language:
+        for name in ("working_language_share", "working_language_excess", "competence"):
+            missing[name] = f"{wl} holds the analysis of {target!r}, not {language!r}"
+    else:
+        agg_path = wl / "aggregate.csv"
+        if agg_path.is_file():
+            agg = _numeric_steps(pd.read_csv(agg_path))
+            if "lens" in agg.columns and len(agg):
+                agg = agg[
+                    agg["lens"] == (lens if lens in set(agg["lens"]) else agg["lens"].iloc[0])
+                ]
+            pos = agg["layer_pos"] if "layer_pos" in agg.columns else None
+            if pos is not None and pos.nunique() > 2:
+                agg = agg[(pos > pos.min()) & (pos < pos.max())]
+            for name, col in (
+                ("working_language_share", "share_primary"),
+                ("working_language_excess", "excess_matched"),
+            ):
+                if col in agg.columns and agg[col].notna().any():
+                    series[name] = agg.groupby("step")[col].mean()
+                    sources[name] = f"{agg_path} ({col}, mean over intermediate layers)"
+                else:
+                    missing[name] = f"{agg_path} has no {col} values"
+        else:
+            for name in ("working_language_share", "working_language_excess"):
+                missing[name] = f"{agg_path} does not exist (run `analyze working-language`)"
+        comp = wl / "competence.csv"
+        if comp.is_file():
+            c = _numeric_steps(pd.read_csv(comp))
+            metric = str(c["metric"].iloc[0]) if "metric" in c.columns and len(c) else "top1"
+            col = "top5_acc" if metric == "top5" else "top1_acc"
+            if col in c.columns and len(c):
+                series["competence"] = c.set_index("step")[col]
+                sources["competence"] = f"{comp} ({col})"
+                if "threshold" in c.columns:
+                    threshold = float(c["threshold"].iloc[0])
+        else:
+            missing["competence"] = f"{comp} does not exist: no competence gate"
+
+    nd = root / "neurons"
+    target = _analysis_target(nd / "config.json")
+    counts = nd / "counts_total.csv"
+    if target is not None and target != language:
+        missing["transferring_neurons"] = f"{nd} holds the analysis of {target!r}"
+    elif counts.is_file():
+        n = _numeric_steps(pd.read_csv(counts))
+        n = n[n["definition"] == neuron_definition] if "definition" in n.columns else n.iloc[:0]
+        if len(n):
+            series["transferring_neurons"] = n.groupby("step")["count"].sum()
+            sources["transferring_neurons"] = f"{counts} ({neuron_definition})"
+        else:
+            missing["transferring_neurons"] = f"{counts} has no {neuron_definition!r} rows"
+    else:
+        missing["transferring_neurons"] = f"{counts} does not exist (run `analyze neurons`)"
+
+    tr = root / "transfer" / "transfer.csv"
+    if tr.is_file():
+        t = pd.read_csv(tr)
+        t = _numeric_steps(t[t["language"] == language]) if "language" in t.columns else t.iloc[:0]
+        if len(t) and t["ratio"].notna().any():
+            series["transfer_ratio"] = t.set_index("step")["ratio"]
+            sources["transfer_ratio"] = str(tr)
+        else:
+            missing["transfer_ratio"] = f"{tr} has no ratio for {language!r}"
+    else:
+        missing["transfer_ratio"] = f"{tr} does not exist (run `analyze transfer`)"
+    return RunSeries(language, series, perf_name, direction, threshold, sources, missing)
+
+
+def analyze_run(
+    run_dir: Any,
+    language: str | None = None,
+    primary: str = "python",
+    cfg: StageConfig | None = None,
+    performance: str = "auto",
+    competence_threshold: float | None = None,
+    neuron_definition: str = "lape_shared",
+    figures: bool = True,
+    progress: bool = False,
+) -> tuple[StageResult, RunSeries, dict[str, Any]]:
+    """Detect the stages of one target language of a run and write the results.
+
+    Writes ``RUN/analysis/stages/stages.csv`` (one row per checkpoint and language; rows of
+    other languages are kept), ``stages.json`` (the verdict, boundaries, evidence and the series'
+    sources per language) and ``RUN/figures/stages_<language>.png``. ``cfg`` supplies the
+    detector settings; its performance name and direction are taken from the series read, and
+    the competence threshold is ``competence_threshold``, else the working-language analyzer's.
+    Returns the result, the series and the paths written.
+    """
+    from babel_interp.analysis.performance import replace_rows_csv, target_languages
+    from babel_interp.corpus.shards import write_json_atomic
+    from babel_interp.runs import analysis_dir, figures_dir
+
+    if language is None:
+        langs = target_languages(run_dir, primary)
+        if len(langs) != 1:
+            raise ValueError(
+                f"run {run_dir} trained on target languages {langs}: name one with --language"
+            )
+        language = langs[0]
+    rs = stage_series_from_run(run_dir, language, performance, neuron_definition)
+    cfg = cfg or StageConfig()
+    threshold = competence_threshold
+    if threshold is None:
+        threshold = rs.competence_threshold
+    changes: dict[str, Any] = dict(
+        performance=rs.performance, performance_direction=rs.performance_direction
+    )
+    if threshold is not None:
+        changes["competence_threshold"] = float(threshold)
+    cfg = replace(cfg, **changes)
+    result = detect_stages(rs.series, cfg, progress=progress)
+
+    out = analysis_dir(run_dir, ANALYZER)
+    paths: dict[str, Any] = {}
+    df = result.to_dataframe()
+    df.insert(0, "language", language)
+    paths["csv"] = replace_rows_csv(df, out / "stages.csv", "language", [language])
+    json_path = Path(out) / "stages.json"
+    verdicts: dict[str, Any] = {}
+    if json_path.is_file():
+        try:
+            verdicts = json.loads(json_path.read_text(encoding="utf-8"))
+        except ValueError:
+            verdicts = {}  # a damaged file from elsewhere is replaced, not merged
+    entry = result.to_dict()
+    entry["sources"] = rs.sources
+    entry["missing_inputs"] = rs.missing
+    verdicts[language] = entry
+    write_json_atomic(json_path, verdicts)
+    paths["json"] = json_path
+    if figures:
+        from babel_interp.report.stage_plots import plot_stages
+
+        paths["figure"] = plot_stages(
+            result, figures_dir(run_dir) / f"stages_{language}.png", title=language
+        )
+    return result, rs, paths

@@ -38,8 +38,13 @@ from babel_interp.analysis.performance import (
 )
 from babel_interp.analysis.stats import bootstrap_ci, grouped_bootstrap_ci
 
+ANALYZER = "transfer"
+
 __all__ = [
+    "ANALYZER",
     "TransferRatio",
+    "analyze_run",
+    "primary_only_from_models",
     "primary_only_items",
     "synthetic_transfer_items",
     "transfer_ratio",
@@ -237,3 +242,119 @@ def transfer_series(
         progress=progress,
     )
     return transfer_series_from_results(results, primary_only, by, n_boot, level, seed)
+
+
+def primary_only_from_models(
+    primary_model: str | os.PathLike,
+    target_only_model: str | os.PathLike,
+    items: Sequence[Any],
+    by: str = "identifier",
+    device: str | torch.device | None = None,
+    max_new_tokens: int = 16,
+    batch_size: int = 16,
+) -> set[int]:
+    """The paper's ``P`` over ``items``, from two saved models (checkpoint directories): the
+    primary-only model and a model trained only on the target language."""
+    from babel_interp.analysis.performance import completion_accuracy
+    from babel_interp.model import load_model
+
+    solved = []
+    for path in (primary_model, target_only_model):
+        model, _ = load_model(path, device=device)
+        res = completion_accuracy(
+            model,
+            model.tokenizer,
+            items,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            n_boot=1,
+            progress=False,
+        )
+        hit = res.solved(by)
+        solved.append({i: i in hit for i in range(res.n)})
+        del model
+    return {int(i) for i in primary_only_items(solved[0], solved[1])}
+
+
+def analyze_run(
+    run_dir: str | os.PathLike,
+    language: str | None = None,
+    primary: str = "python",
+    items: Sequence[Any] | None = None,
+    primary_only: Collection[int] | None = None,
+    primary_model: str | os.PathLike | None = None,
+    target_only_model: str | os.PathLike | None = None,
+    n_planted: int | None = None,
+    n_shared: int | None = None,
+    steps: Sequence[int] | None = None,
+    by: str = "identifier",
+    device: str | torch.device | None = None,
+    max_new_tokens: int = 16,
+    batch_size: int = 16,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The transfer ratio of one target language over a run, written to
+    ``RUN/analysis/transfer/transfer.csv`` (rows of other languages are kept).
+
+    ``P`` comes from, in order: ``primary_model`` and ``target_only_model`` (the paper's
+    definition, evaluated on ``items`` or the synthetic fact items); ``primary_only`` (indices
+    into ``items``); or, with neither and no items, the synthetic world's planted facts.
+    ``language`` defaults to the run's only target language.
+    """
+    from babel_interp.analysis.performance import (
+        replace_rows_csv,
+        synthetic_config_of_run,
+        target_languages,
+    )
+    from babel_interp.runs import analysis_dir, list_checkpoints
+
+    if language is None:
+        langs = target_languages(run_dir, primary)
+        if len(langs) != 1:
+            raise ValueError(
+                f"run {run_dir} trained on target languages {langs}: name one with --language"
+            )
+        language = langs[0]
+    if (primary_model is None) != (target_only_model is None):
+        raise ValueError("the paper's P needs both a primary-only and a target-only model")
+    definition = "given"
+    if items is None:
+        synth = synthetic_config_of_run(run_dir)
+        if synth is None:
+            raise ValueError(
+                f"run {run_dir} was not trained on the synthetic corpus: pass items and P "
+                "(--probes with --primary-model/--target-only-model)"
+            )
+        items, planted = synthetic_transfer_items(synth, language, n_planted, n_shared)
+        if primary_only is None:
+            primary_only, definition = planted, "synthetic: facts planted only in " + primary
+    items = [as_completion_item(x) for x in items]
+    if primary_model is not None:
+        primary_only = primary_only_from_models(
+            primary_model, target_only_model, items, by, device, max_new_tokens, batch_size
+        )
+        definition = "paper: solved by the primary-only model, failed by the target-only model"
+    if primary_only is None:
+        raise ValueError("no P: give primary_only indices or the two reference models")
+    df = transfer_series(
+        run_dir,
+        items,
+        primary_only,
+        steps=steps,
+        by=by,
+        device=device,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        n_boot=n_boot,
+        seed=seed,
+        progress=progress,
+    )
+    tokens = {c.step: c.tokens_seen.get(language, math.nan) for c in list_checkpoints(run_dir)}
+    df.insert(0, "language", language)
+    df["tokens_seen"] = [tokens.get(int(s), math.nan) for s in df["step"]]
+    df["definition"] = definition
+    df["solved_by"] = by
+    replace_rows_csv(df, analysis_dir(run_dir, ANALYZER) / "transfer.csv", "language", [language])
+    return df
