@@ -22,6 +22,7 @@ from babel_interp.analysis.logit_lens import (
     read_records,
     select_hooks,
     stream_vocab_stats,
+    synthetic_world,
 )
 from babel_interp.analysis.probes import Probe, build_probes
 from babel_interp.analysis.stats import (
@@ -443,23 +444,22 @@ def test_pair_level_intervals_are_wider(tiny, tok, probes):
     assert wide > narrow
 
 
-def _make_run(root, tok, steps=(0, 10)):
-    """A run directory with a synthetic corpus and one random checkpoint per step."""
-    from babel_interp.corpus.shards import ShardWriter, write_manifest
+def _make_run(root, steps=(0, 10)):
+    """A run directory over a synthetic corpus made by the corpus builder, with one random
+    checkpoint per step (using the corpus's tokenizer)."""
+    from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
+    from babel_interp.corpus.shards import CorpusReader
+    from babel_interp.model import prepare_tokenizer
     from babel_interp.runs import checkpoint_dirname
 
     corpus = root / "corpus"
-    syn = SyntheticConfig(languages=("python", "php"), docs_per_language=6, seed=5)
-    splits = {}
-    tok.save_pretrained(corpus / "tokenizer")
-    for split in ("train", "val"):
-        w = ShardWriter(corpus, split, ["python", "php"], len(tok), tok.eos_token_id)
-        for d in generate_documents(syn):
-            ids = tok(d.text, add_special_tokens=False)["input_ids"]
-            w.add(d.language, np.asarray(ids), len(d.text.encode()))
-        splits[split] = w.close()
-    info = {"vocab_size": len(tok), "eos_id": tok.eos_token_id, "hash": "test"}
-    write_manifest(corpus, ["python", "php"], splits, info, synthetic=syn.to_dict())
+    build_corpus(
+        synthetic_corpus_config(
+            corpus, languages=("python", "php"), docs_per_language=12, vocab_size=500,
+            progress=False,
+        )
+    )  # fmt: skip
+    tok = prepare_tokenizer(CorpusReader(corpus).tokenizer_dir)
     run = root / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "run_config.json").write_text(json.dumps({"corpus": str(corpus)}), encoding="utf-8")
@@ -474,8 +474,22 @@ def _make_run(root, tok, steps=(0, 10)):
     return run
 
 
-def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, tok, monkeypatch):
-    run = _make_run(tmp_path, tok)
+def test_synthetic_world_is_read_from_either_manifest_form():
+    world = SyntheticConfig(languages=("python", "php"), seed=4).to_dict()
+    assert synthetic_world({"synthetic": world}, "php") == world
+    assert synthetic_world({"synthetic": {"config": world}}, "php") == world
+    assert synthetic_world({"synthetic": world}, "go") is None
+    built = {
+        "build": {
+            "config": {"sources": [{"kind": "local"}, {"kind": "synthetic", "options": world}]}
+        }
+    }
+    assert synthetic_world(built, "php") == world
+    assert synthetic_world({"build": {"config": {"sources": [{"kind": "local"}]}}}, "php") is None
+
+
+def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, monkeypatch):
+    run = _make_run(tmp_path)
     cfg = WorkingLanguageConfig(n_per_pair=2, n_boot=30, batch_size=8)
     res = analyze_run(run, cfg, progress=False)
     out = run / "analysis" / "working_language"
@@ -487,6 +501,7 @@ def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, tok, monkey
         "probes.jsonl",
     ):
         assert (out / name).is_file(), name
+    assert (res.records["doc_id"].str.startswith("synth-")).all()  # synthetic probes
     agg = pd.read_csv(out / "aggregate.csv")
     assert sorted(agg["step"].unique()) == [0, 10]
     assert set(agg["target_tokens"]) == {0, 1000}
@@ -511,10 +526,10 @@ def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, tok, monkey
         analyze_run(run, cfg, checkpoints=[5], progress=False)
 
 
-def test_cli_working_language(tmp_path, tok, capsys):
+def test_cli_working_language(tmp_path, capsys):
     from babel_interp.cli import main
 
-    run = _make_run(tmp_path, tok, steps=(3,))
+    run = _make_run(tmp_path, steps=(3,))
     argv = ["analyze", "working-language", "--run", str(run), "--target", "php"]
     argv += ["--n-per-pair", "1", "--n-boot", "20", "--quiet", "--no-figures"]
     assert main(argv + ["--format", "parquet", "--checkpoints", "3"]) == 0

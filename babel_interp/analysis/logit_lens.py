@@ -1123,19 +1123,40 @@ def lens_comparison(records: pd.DataFrame, aggregate: pd.DataFrame) -> pd.DataFr
 
 
 def probes_for_run(run_dir: str | os.PathLike, cfg: WorkingLanguageConfig) -> list[Probe]:
-    """Probes for a training run: from the synthetic generator when the run's corpus is
-    synthetic (its manifest has a ``synthetic`` entry), else mined from its validation split."""
+    """Probes for a training run: from the synthetic generator when the run's corpus drew the
+    target language from it (see :func:`synthetic_world`), else mined from its validation split."""
     from babel_interp.analysis.probes import build_probes, probes_from_corpus
     from babel_interp.corpus.shards import CorpusReader
 
     reader = CorpusReader(run_corpus_dir(run_dir))
-    synth = reader.manifest.get("synthetic")
-    if synth:
-        synth_cfg = synth.get("config", synth) if isinstance(synth, dict) else None
+    world = synthetic_world(reader.manifest, _canon(cfg.target))
+    if world is not None:
         return build_probes(
-            cfg.primary, cfg.target, cfg.n_per_pair, cfg.seed, synthetic_config=synth_cfg
+            cfg.primary, cfg.target, cfg.n_per_pair, cfg.seed, synthetic_config=world
         )
     return probes_from_corpus(reader, cfg.primary, cfg.target, cfg.n_per_pair, cfg.seed)
+
+
+def synthetic_world(manifest: Mapping[str, Any], language: str) -> dict[str, Any] | None:
+    """The synthetic generator config a corpus drew ``language`` from, or None.
+
+    Read from a ``synthetic`` manifest entry (the config, or ``{"config": ...}``), or from the
+    corpus builder's record of its sources (``build.config.sources``, kind ``synthetic``).
+    """
+    entry = manifest.get("synthetic")
+    if isinstance(entry, Mapping) and entry:
+        world = dict(entry.get("config", entry))
+        if language in world.get("languages", [language]):
+            return world
+    build = manifest.get("build")
+    config = build.get("config") if isinstance(build, Mapping) else None
+    sources = config.get("sources", []) if isinstance(config, Mapping) else []
+    for src in sources:
+        if isinstance(src, Mapping) and src.get("kind") == "synthetic":
+            world = dict(src.get("options") or {})
+            if language in world.get("languages", [language]):
+                return world
+    return None
 
 
 def run_corpus_dir(run_dir: str | os.PathLike) -> Path:
