@@ -82,7 +82,8 @@ def ablation_hooks(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mask.dim() != 2 or mask.shape[0] != len(layers):
         raise ValueError(
-            f"mask must be [layer, neuron] with {len(layers)} layers, got {tuple(mask.shape)}"
+            f"mask must be [layer, neuron] with one row per layer of {list(layers)}, "
+            f"got shape {tuple(mask.shape)}"
         )
     neurons = {layer: mask[i].nonzero().flatten().tolist() for i, layer in enumerate(layers)}
     if mode == "zero":

@@ -13,12 +13,14 @@ a temporary file.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.figure import Figure
 
 DEFINITION_ORDER = ("lape_shared", "primary_active", "primary_specific", "target_specific")
@@ -106,7 +108,12 @@ def plot_effect_sizes(
     order = [str(s) for s in sorted(effects["step"].unique())]
     fig = Figure(figsize=(max(5.0, 0.8 * len(order) * df["layer"].nunique() ** 0.5), 3.8))
     ax = fig.subplots()
-    sns.boxplot(data=df, x="step", y=statistic, hue="layer", order=order, showfliers=False, ax=ax)
+    with warnings.catch_warnings():
+        # seaborn 0.13 passes matplotlib 3.11 a deprecated boxplot argument; nothing to act on.
+        warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
+        sns.boxplot(
+            data=df, x="step", y=statistic, hue="layer", order=order, showfliers=False, ax=ax
+        )
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_ylabel(f"{statistic} ({primary} - {target})")
     ax.legend(title="layer", fontsize=7, title_fontsize=7)
