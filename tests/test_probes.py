@@ -55,6 +55,15 @@ def test_synthetic_probes_meet_the_paper_design(synthetic_probes):
     assert (per_pair_docs["n_y"] >= 5).all()
 
 
+@pytest.mark.parametrize("target", ["csharp", "go", "cpp"])
+def test_every_paper_language_gets_the_paper_design(target):
+    probes = build_probes("python", target, n_per_pair=10, seed=0)
+    assert check_coverage(probes, min_pairs=5, n_per_pair=10) == []
+    # Concepts spelled alike in the target share one pair (C++ size for length and count).
+    cov = probe_coverage(probes)
+    assert cov[["primary", "target"]].duplicated().sum() == 0
+
+
 def test_synthetic_prompts_end_right_before_the_identifier(synthetic_probes):
     for p in synthetic_probes[::7]:
         text = _document(p).text

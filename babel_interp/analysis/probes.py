@@ -199,17 +199,24 @@ def load_probes_jsonl(
 
 
 def probe_coverage(probes: Sequence[Probe]) -> pd.DataFrame:
-    """Probes per (concept, primary, target) pair, with the counts of each control kind."""
-    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    """Probes per (primary, target) identifier pair, with the counts of each control kind.
+
+    Concepts spelled the same way in both languages share a pair (C++ ``size`` stands for both
+    Python ``len`` concepts), so they are counted together and listed in ``concept``.
+    """
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for p in probes:
-        key = (p.concept, p.primary, p.target)
         r = rows.setdefault(
-            key,
-            dict(concept=p.concept, primary=p.primary, target=p.target, n=0, matched=0, random=0),
+            p.pair,
+            dict(concept=[], primary=p.primary, target=p.target, n=0, matched=0, random=0),
         )
+        if p.concept not in r["concept"]:
+            r["concept"].append(p.concept)
         r["n"] += 1
         r["matched"] += p.control_prompt is not None
         r["random"] += p.random_prompt is not None
+    for r in rows.values():
+        r["concept"] = "/".join(r["concept"])
     cols = ["concept", "primary", "target", "n", "matched", "random"]
     return pd.DataFrame(list(rows.values()), columns=cols)
 
