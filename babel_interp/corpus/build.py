@@ -53,12 +53,15 @@ from babel_interp.corpus.sources import (
     resolve_language,
 )
 from babel_interp.corpus.tokenizer import (
+    EOS_TOKEN,
+    PAD_TOKEN,
     DocumentEncoder,
     TokenizerConfig,
     TokenizerSample,
     load_tokenizer,
     tokenizer_hash,
-    train_on_texts,
+    train_backend,
+    write_tokenizer_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -108,8 +111,10 @@ class CorpusConfig:
     in ``langs.bin``); without it, languages are ordered by first appearance in the sources.
     ``tokenizer_dir`` reuses an existing tokenizer instead of training one (``tokenizer`` is then
     ignored). ``filters.max_bytes`` is the largest document kept. ``batch_bytes`` is how much text
-    is tokenized per batch. ``overwrite`` allows replacing a corpus in ``out`` that was built with
-    a different tokenizer (never a directory holding anything else).
+    is tokenized per batch; ``workers`` is the number of tokenizing processes (0: one per CPU
+    core, up to 4, for corpora over 8 MB; 1: in this process). ``overwrite`` allows replacing a
+    corpus in ``out`` that was built with a different tokenizer (never a directory holding
+    anything else).
     """
 
     out: str
@@ -120,7 +125,8 @@ class CorpusConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
     val_fraction: float = 0.05
     seed: int = 0
-    batch_bytes: int = 2_000_000
+    batch_bytes: int = 1_000_000
+    workers: int = 0
     overwrite: bool = False
     progress: bool = True
 
@@ -172,6 +178,8 @@ class CorpusConfig:
             raise ValueError(
                 f"CorpusConfig.batch_bytes must be a positive int, got {self.batch_bytes!r}"
             )
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0:
+            raise ValueError(f"CorpusConfig.workers must be an int >= 0, got {self.workers!r}")
         for name in ("overwrite", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CorpusConfig.{name} must be a bool")
@@ -194,7 +202,7 @@ class CorpusConfig:
     def recorded(self) -> dict[str, Any]:
         """The config as recorded in the manifest: what decides the content, not where it went."""
         d = self.to_dict()
-        for key in ("out", "overwrite", "progress", "batch_bytes"):
+        for key in ("out", "overwrite", "progress", "batch_bytes", "workers"):
             d.pop(key)
         return d
 
@@ -504,6 +512,112 @@ def _read_spill(path: Path) -> Iterator[tuple[int, int, str, int]]:
             yield lang, split, data.decode("utf-8", "surrogatepass"), n
 
 
+_PARALLEL_MIN_BYTES = 8_000_000
+_Meta = list[tuple[int, int, int]]  # (language index, split, n_bytes) per document
+
+
+def _batches(
+    spill_path: Path, moves: dict[int, int], lang_index: dict[int, int], batch_bytes: int
+) -> Iterator[tuple[_Meta, list[str]]]:
+    """The spilled documents in order, in batches of about ``batch_bytes`` of text."""
+    meta: _Meta = []
+    texts: list[str] = []
+    size = 0
+    for index, (lang, split, text, n) in enumerate(_read_spill(spill_path)):
+        meta.append((lang_index[lang], moves.get(index, split), n))
+        texts.append(text)
+        size += n
+        if size >= batch_bytes:
+            yield meta, texts
+            meta, texts, size = [], [], 0
+    if meta:
+        yield meta, texts
+
+
+def _encode_batches(
+    batches: Iterator[tuple[_Meta, list[str]]], encoder: DocumentEncoder, workers: int
+) -> Iterator[tuple[_Meta, list[Any]]]:
+    """Encoded batches in input order; with ``workers > 1`` in worker processes.
+
+    At most ``2 * workers`` batches are in flight, so memory stays bounded and the output order
+    (hence the corpus bytes) does not depend on the number of workers.
+    """
+    if workers <= 1:
+        for meta, texts in batches:
+            yield meta, encoder.encode_batch(texts)
+        return
+    import multiprocessing
+    import sys
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork on Linux: spawn would re-run an unguarded calling script in every worker. The
+    # workers run only tokenizers' single-threaded encoding, which is fork-safe.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    ctx = multiprocessing.get_context(method)
+    spec = encoder._backend.to_str()
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_worker_init, initargs=(spec,)
+    ) as pool:
+        pending: deque = deque()
+        first = True
+        for meta, texts in batches:
+            if first:
+                # Workers start on the first submit: with TOKENIZERS_PARALLELISM set they start
+                # single-threaded and silent (tokenizers warns after a fork otherwise).
+                with _env("TOKENIZERS_PARALLELISM", "false"):
+                    pending.append((meta, pool.submit(_worker_encode, texts)))
+                first = False
+            else:
+                pending.append((meta, pool.submit(_worker_encode, texts)))
+            if len(pending) >= 2 * workers:
+                done_meta, future = pending.popleft()
+                yield done_meta, _from_bytes(future.result(), encoder.dtype)
+        while pending:
+            done_meta, future = pending.popleft()
+            yield done_meta, _from_bytes(future.result(), encoder.dtype)
+
+
+class _env:
+    """Set an environment variable for the duration of a ``with`` block."""
+
+    def __init__(self, key: str, value: str) -> None:
+        self.key, self.value = key, value
+
+    def __enter__(self) -> None:
+        self.old = os.environ.get(self.key)
+        os.environ[self.key] = self.value
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is None:
+            os.environ.pop(self.key, None)
+        else:
+            os.environ[self.key] = self.old
+
+
+_worker_encoder: DocumentEncoder | None = None
+
+
+def _worker_init(tokenizer_json: str) -> None:
+    # One thread per worker process: the processes are the parallelism.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from tokenizers import Tokenizer
+
+    global _worker_encoder
+    _worker_encoder = DocumentEncoder(Tokenizer.from_str(tokenizer_json))
+
+
+def _worker_encode(texts: list[str]) -> list[bytes]:
+    assert _worker_encoder is not None
+    return [ids.tobytes() for ids in _worker_encoder.encode_batch(texts)]
+
+
+def _from_bytes(parts: list[bytes], dtype: Any) -> list[Any]:
+    import numpy as np
+
+    return [np.frombuffer(b, dtype=dtype) for b in parts]
+
+
 def _existing_corpus_hash(out: Path) -> str | None:
     """The tokenizer hash of a corpus already in ``out`` (None if ``out`` is new or empty).
 
@@ -633,46 +747,50 @@ def _build_into(
         sample_info = {"sample_bytes": p1.sample.n_bytes, "sample_documents": p1.sample.n_docs}
         texts = p1.sample.texts()
         p1.sample = None  # the sample's memory is free before the tokenizer trains
-        tokenizer = train_on_texts(texts, cfg.tokenizer, tok_dir)
+        backend = train_backend(texts, cfg.tokenizer)
         del texts
+        write_tokenizer_dir(backend, tok_dir)
+        eos_id = backend.token_to_id(EOS_TOKEN)
+        special_ids = {
+            "vocab_size": backend.get_vocab_size(with_added_tokens=True),
+            "eos_id": eos_id,
+            "bos_id": eos_id,
+            "pad_id": backend.token_to_id(PAD_TOKEN),
+        }
+        encoder = DocumentEncoder(backend)
     else:
         shutil.copytree(cfg.tokenizer_dir, tok_dir)  # type: ignore[arg-type]
         tokenizer = load_tokenizer(tok_dir)
+        special_ids = {
+            "vocab_size": len(tokenizer),
+            "eos_id": int(tokenizer.eos_token_id),
+            "bos_id": tokenizer.bos_token_id,
+            "pad_id": tokenizer.pad_token_id,
+        }
+        encoder = DocumentEncoder(tokenizer)
     tok_hash = tokenizer_hash(tok_dir)
     _check_reuse(out, existing_hash, tok_hash, cfg)
     seconds["tokenizer"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    vocab_size = len(tokenizer)
-    eos_id = int(tokenizer.eos_token_id)
+    vocab_size = int(special_ids["vocab_size"])
+    eos_id = int(special_ids["eos_id"])
     writers = {split: ShardWriter(tmp, split, languages, vocab_size, eos_id) for split in SPLITS}
-    encoder = DocumentEncoder(tokenizer)
     old_index = {
         i: languages.index(lang) for i, lang in enumerate(p1.languages) if lang in languages
     }
     bar = tqdm(
         total=p1.n_docs, desc="tokenizing", unit="doc", disable=not cfg.progress, leave=False
     )
-    batch: list[tuple[int, int, str, int]] = []
-    batch_bytes = 0
-
-    def flush() -> None:
-        ids = encoder.encode_batch([text for _, _, text, _ in batch])
-        for (lang, split, _, n), doc_ids in zip(batch, ids, strict=True):
-            writers[SPLITS[split]].add(languages[lang], doc_ids, n)
-        bar.update(len(batch))
-        batch.clear()
-
+    workers = cfg.workers or (
+        min(4, os.cpu_count() or 1) if spill_path.stat().st_size > _PARALLEL_MIN_BYTES else 1
+    )
     try:
-        for index, (lang, split, text, n) in enumerate(_read_spill(spill_path)):
-            split = moves.get(index, split)
-            batch.append((old_index[lang], split, text, n))
-            batch_bytes += n
-            if batch_bytes >= cfg.batch_bytes:
-                flush()
-                batch_bytes = 0
-        if batch:
-            flush()
+        batches = _batches(spill_path, moves, old_index, cfg.batch_bytes)
+        for meta, encoded in _encode_batches(batches, encoder, workers):
+            for (lang, split, n), doc_ids in zip(meta, encoded, strict=True):
+                writers[SPLITS[split]].add(languages[lang], doc_ids, n)
+            bar.update(len(meta))
     finally:
         bar.close()
     os.remove(spill_path)
@@ -714,10 +832,7 @@ def _build_into(
     skipped_total = dict(sorted(p1.skips.by_reason().items()))
     other_files = skipped_total.pop("other_extension", 0)
     tokenizer_info = {
-        "vocab_size": vocab_size,
-        "eos_id": eos_id,
-        "bos_id": tokenizer.bos_token_id,
-        "pad_id": tokenizer.pad_token_id,
+        **special_ids,
         "hash": tok_hash,
         "trained": reuse is None,
         **sample_info,

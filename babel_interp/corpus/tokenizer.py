@@ -232,7 +232,19 @@ def content_key(data: bytes) -> int:
 def train_on_texts(
     texts: list[str], cfg: TokenizerConfig, directory: str | os.PathLike | None = None
 ) -> Any:
-    """Train on exactly ``texts`` (already sampled); save to ``directory`` and load it back."""
+    """Train on exactly ``texts`` (already sampled); save to ``directory`` and load it back.
+
+    Without ``directory`` the files go to a directory kept until the process exits: the result
+    must stay loadable by path, since TransformerLens re-reads ``init_kwargs['name_or_path']`` to
+    build its BOS-prepending copy of a tokenizer that has a BOS token.
+    """
+    target = directory if directory is not None else _session_dir()
+    write_tokenizer_dir(train_backend(texts, cfg), target)
+    return load_tokenizer(target)
+
+
+def train_backend(texts: list[str], cfg: TokenizerConfig) -> Any:
+    """Train a ``tokenizers.Tokenizer`` on exactly ``texts`` (no ``transformers`` involved)."""
     from tokenizers import pre_tokenizers, trainers
 
     if not texts or not any(texts):
@@ -246,7 +258,7 @@ def train_on_texts(
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer, length=len(texts))
-    got = tok.get_vocab_size()
+    got = tok.get_vocab_size(with_added_tokens=True)
     if got < cfg.vocab_size:
         log.warning(
             "the tokenizer sample (%d documents) supports only %d tokens, fewer than "
@@ -256,7 +268,7 @@ def train_on_texts(
             cfg.vocab_size,
             got,
         )
-    return _wrap(tok, directory)
+    return tok
 
 
 _session_dirs: list[str] = []
@@ -275,21 +287,31 @@ def _session_dir() -> str:
     return d
 
 
-def _wrap(tok: Any, directory: str | os.PathLike | None = None) -> Any:
-    """Save a trained ``tokenizers.Tokenizer`` as a HF tokenizer directory and load it back.
+def write_tokenizer_dir(backend: Any, directory: str | os.PathLike) -> Path:
+    """Write a trained ``tokenizers.Tokenizer`` as a directory ``AutoTokenizer`` loads.
 
-    The result must stay loadable by path: TransformerLens re-reads
-    ``init_kwargs['name_or_path']`` to build its BOS-prepending copy of any tokenizer with a BOS
-    token, so without ``directory`` the files go to a directory kept until the process exits.
+    Written directly (``tokenizer.json`` plus ``tokenizer_config.json``) rather than through
+    ``transformers``, whose import alone costs seconds in a corpus build.
     """
-    from transformers import PreTrainedTokenizerFast
-
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    for token in SPECIAL_TOKENS:
+        if backend.token_to_id(token) is None:
+            raise TokenizerError(f"the tokenizer lacks the special token {token!r}")
+    backend.save(str(d / TOKENIZER_FILE))
+    config = {
+        # The generic class name loads on transformers 4.x and 5.x alike.
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": EOS_TOKEN,
+        "eos_token": EOS_TOKEN,
+        "pad_token": PAD_TOKEN,
+        # Code is whitespace-sensitive: decoding must never "clean up" spaces.
+        "clean_up_tokenization_spaces": False,
+    }
+    (d / "tokenizer_config.json").write_text(
+        json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
-    target = directory if directory is not None else _session_dir()
-    save_tokenizer(fast, target)
-    return load_tokenizer(target)
+    return d
 
 
 def save_tokenizer(tokenizer: Any, directory: str | os.PathLike) -> Path:
@@ -302,6 +324,7 @@ def save_tokenizer(tokenizer: Any, directory: str | os.PathLike) -> Path:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
         # transformers 5 writes its own class name; the generic name loads on 4.x and 5.x.
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config["clean_up_tokenization_spaces"] = False
         cfg_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return d
 
@@ -374,14 +397,16 @@ class DocumentEncoder:
     """Encodes documents into token ids exactly as the tokenizer does, faster.
 
     For this project's tokenizers the text is split into words with :data:`PRETOKENIZE_PATTERN`
-    and each distinct word is encoded once (a bounded cache; cleared when full, so memory stays
-    flat). Any other tokenizer falls back to the backend's batch encoding. Special-token text in
-    a document is encoded as plain text either way.
+    and each distinct word is encoded once and cached as the bytes of its id array, so a document
+    is one ``bytes.join`` of cached pieces (the cache is bounded and cleared when full, so memory
+    stays flat). Any other tokenizer falls back to the backend's batch encoding. Special-token
+    text in a document is encoded as plain text either way. ``tokenizer`` is a
+    ``PreTrainedTokenizerFast`` or a ``tokenizers.Tokenizer``.
     """
 
     tokenizer: Any
     max_cache_words: int = 200_000
-    _cache: dict[str, tuple[int, ...]] = field(default_factory=dict, init=False, repr=False)
+    _cache: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_cache_words) or self.max_cache_words < 1:
@@ -389,15 +414,16 @@ class DocumentEncoder:
                 f"DocumentEncoder.max_cache_words must be a positive int, "
                 f"got {self.max_cache_words!r}"
             )
-        backend = getattr(self.tokenizer, "backend_tokenizer", self.tokenizer)
-        # A private copy: flipping encode_special_tokens must not change the caller's tokenizer.
         from tokenizers import Tokenizer
 
+        backend = getattr(self.tokenizer, "backend_tokenizer", self.tokenizer)
+        # A private copy: flipping encode_special_tokens must not change the caller's tokenizer.
         self._backend = Tokenizer.from_str(backend.to_str())
         self._backend.encode_special_tokens = True
         self._fast = is_project_tokenizer(backend)
         self._split = re.compile(PRETOKENIZE_PATTERN).findall
-        self.dtype = np.dtype(np.uint16 if self._backend.get_vocab_size() <= 2**16 else np.uint32)
+        size = self._backend.get_vocab_size(with_added_tokens=True)
+        self.dtype = np.dtype(np.uint16 if size <= 2**16 else np.uint32)
 
     def encode(self, text: str) -> Int[np.ndarray, " n"]:
         """Token ids of one document (no special tokens added)."""
@@ -409,22 +435,19 @@ class DocumentEncoder:
             encs = self._backend.encode_batch_fast(texts, add_special_tokens=False)
             return [np.asarray(e.ids, dtype=self.dtype) for e in encs]
         cache = self._cache
-        split = self._split
-        words_per_text = [split(t) for t in texts]
-        missing = {w for words in words_per_text for w in words if w not in cache}
+        words_per_text = [self._split(t) for t in texts]
+        distinct = set().union(*words_per_text)
+        missing = distinct.difference(cache)
         if missing:
             if len(cache) + len(missing) > self.max_cache_words:
                 cache.clear()
-                missing = {w for words in words_per_text for w in words}
+                missing = distinct
             new = sorted(missing)
             encs = self._backend.encode_batch_fast(new, add_special_tokens=False)
+            dtype = self.dtype
             for w, enc in zip(new, encs, strict=True):
-                cache[w] = tuple(enc.ids)
-        out = []
-        for words in words_per_text:
-            ids: list[int] = []
-            extend = ids.extend
-            for w in words:
-                extend(cache[w])
-            out.append(np.asarray(ids, dtype=self.dtype))
-        return out
+                cache[w] = np.asarray(enc.ids, dtype=dtype).tobytes()
+        get = cache.__getitem__
+        return [
+            np.frombuffer(b"".join(map(get, words)), dtype=self.dtype) for words in words_per_text
+        ]
