@@ -26,6 +26,16 @@ CFG = ModelConfig(n_layers=2, d_model=64, n_heads=2, d_head=32, d_mlp=128, n_ctx
 PLANTED = {0: [(0, 3), (0, 40), (1, 7), (1, 100)], 1: [(0, 5), (1, 9), (1, 60)]}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models gain nothing from intra-op threads, and on a loaded machine idle OpenMP
+    # threads spinning at every barrier make each small op ~100x slower. Restored afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def setup():
     model = planted_neuron_model(CFG, 2, PLANTED, seed=0)

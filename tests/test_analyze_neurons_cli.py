@@ -27,6 +27,16 @@ PLANTED = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models gain nothing from intra-op threads, and on a loaded machine idle OpenMP
+    # threads spinning at every barrier make each small op ~100x slower. Restored afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _make_run(root, planted=PLANTED):
     corpus = root / "corpus"
     rng = np.random.default_rng(0)

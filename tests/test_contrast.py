@@ -30,6 +30,16 @@ PLANTED_CFG = ModelConfig(
 ALL = NeuronStatsConfig(tokens_per_language=None)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models gain nothing from intra-op threads, and on a loaded machine idle OpenMP
+    # threads spinning at every barrier make each small op ~100x slower. Restored afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

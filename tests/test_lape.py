@@ -28,6 +28,16 @@ from babel_interp.model import ModelConfig
 # -- a direct recomputation, written for reading, not speed -------------------------------------
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models gain nothing from intra-op threads, and on a loaded machine idle OpenMP
+    # threads spinning at every barrier make each small op ~100x slower. Restored afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def reference_lape(probs: list, filter_rate: float, top_rate: float, bar_ratio: float):
     """Tang et al.'s identify.py step by step on nested lists ``probs[layer][neuron][lang]``."""
     values = sorted(p for layer in probs for neuron in layer for p in neuron)

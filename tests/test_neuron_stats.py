@@ -30,6 +30,16 @@ LANGS = ["python", "php", "go"]
 CFG = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=48, n_ctx=24, d_vocab=97)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models gain nothing from intra-op threads, and on a loaded machine idle OpenMP
+    # threads spinning at every barrier make each small op ~100x slower. Restored afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
