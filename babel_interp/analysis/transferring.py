@@ -270,6 +270,10 @@ class NeuronAnalysisResult:
     ablation: pd.DataFrame
     figures: list[Path] = field(default_factory=list)
 
+    def to_dataframe(self) -> pd.DataFrame:
+        """Each set's total count per checkpoint beside its nulls (``counts_total``)."""
+        return self.counts_total
+
 
 def _run_corpus(run_dir: Path) -> Path:
     corpus = read_run_config(run_dir).get("corpus")

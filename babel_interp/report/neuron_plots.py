@@ -52,7 +52,10 @@ def plot_counts_heatmap(counts: pd.DataFrame, out_path: str | os.PathLike) -> Pa
     if df.empty:
         raise ValueError("no per-layer counts to plot")
     defs = _definitions(df)
-    fig = Figure(figsize=(max(5.0, 1.0 + 0.6 * df["step"].nunique()) * len(defs) / 1.5, 3.6))
+    width = max(3.5, 1.2 + 0.5 * df["step"].nunique())
+    fig = Figure(
+        figsize=(width * len(defs), 0.8 + 0.35 * df["layer"].nunique() + 2.5), layout="constrained"
+    )
     axes = fig.subplots(1, len(defs), squeeze=False)[0]
     for ax, name in zip(axes, defs, strict=True):
         grid = df[df["definition"] == name].pivot_table(
@@ -72,7 +75,7 @@ def plot_counts_vs_null(counts_total: pd.DataFrame, out_path: str | os.PathLike)
     if df.empty:
         raise ValueError("no counts to plot")
     defs = _definitions(df)
-    fig = Figure(figsize=(4.0 * len(defs), 3.4))
+    fig = Figure(figsize=(4.0 * len(defs), 3.4), layout="constrained")
     axes = fig.subplots(1, len(defs), squeeze=False)[0]
     for ax, name in zip(axes, defs, strict=True):
         d = df[df["definition"] == name].sort_values("step")
@@ -106,14 +109,19 @@ def plot_effect_sizes(
         raise ValueError(f"no {statistic} values to plot")
     df = effects.assign(step=effects["step"].astype(str), layer=effects["layer"].astype(str))
     order = [str(s) for s in sorted(effects["step"].unique())]
-    fig = Figure(figsize=(max(5.0, 0.8 * len(order) * df["layer"].nunique() ** 0.5), 3.8))
+    fig = Figure(
+        figsize=(max(5.0, 0.8 * len(order) * df["layer"].nunique() ** 0.5), 3.8),
+        layout="constrained",
+    )
     ax = fig.subplots()
     with warnings.catch_warnings():
         # seaborn 0.13 passes matplotlib 3.11 a deprecated boxplot argument; nothing to act on.
         warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
+        # Outliers are drawn: the few language-specific neurons are the point of the figure.
         sns.boxplot(
-            data=df, x="step", y=statistic, hue="layer", order=order, showfliers=False, ax=ax
-        )
+            data=df, x="step", y=statistic, hue="layer", order=order, ax=ax,
+            flierprops={"marker": ".", "markersize": 3, "alpha": 0.6},
+        )  # fmt: skip
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_ylabel(f"{statistic} ({primary} - {target})")
     ax.legend(title="layer", fontsize=7, title_fontsize=7)
@@ -127,7 +135,7 @@ def plot_ablation(ablation: pd.DataFrame, out_path: str | os.PathLike) -> Path:
         raise ValueError("no ablation results to plot")
     sets = list(dict.fromkeys(ablation["set"]))
     langs = list(dict.fromkeys(ablation["language"]))
-    fig = Figure(figsize=(4.0 * len(sets), 3.2 * len(langs)))
+    fig = Figure(figsize=(4.0 * len(sets), 3.2 * len(langs)), layout="constrained")
     axes = fig.subplots(len(langs), len(sets), squeeze=False)
     for r, lang in enumerate(langs):
         for c, name in enumerate(sets):
@@ -144,7 +152,9 @@ def plot_ablation(ablation: pd.DataFrame, out_path: str | os.PathLike) -> Path:
                     label="random sets",
                 )  # fmt: skip
             ax.axhline(0.0, color="black", lw=0.6)
-            ax.set_xticks(x, [str(s) for s in d["step"]], rotation=45, fontsize=7)
+            # The set size changes between checkpoints: show it under each step.
+            labels = [f"{s}\nn={n}" for s, n in zip(d["step"], d["set_size"], strict=True)]
+            ax.set_xticks(x, labels, fontsize=7)
             ax.set_title(f"{name} / {lang} loss", fontsize=9)
             ax.set_ylabel("loss change (nats)")
     axes[0][0].legend(fontsize=7)
