@@ -410,8 +410,10 @@ def test_bad_inputs_are_clear(tiny, tok, probes):
         analyze_working_language(tiny, tok, [collapsed], progress=False)
     # A dropped pair among kept ones is skipped and reported, not fatal.
     res = analyze_working_language(tiny, tok, [collapsed, probes[0]], progress=False)
-    assert res.skipped and res.dropped_pairs[0].target == "printf"
-    assert set(res.to_dataframe()["target"]) == {probes[0].target}
+    assert res.skipped[0]["probe"] == 0 and res.dropped_pairs[0].target == "printf"
+    df = res.to_dataframe()
+    assert set(df["target"]) == {probes[0].target}
+    assert set(df["probe"]) == {1}  # indices refer to the list passed in
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

@@ -718,10 +718,12 @@ def analyze_working_language(
     if token_sets is None:
         pairs = [(p.concept, p.primary, p.target) for p in probes]
         token_sets = build_token_sets(tokenizer, pairs, cfg.min_token_chars, vocab_size=d_vocab)
-    kept = [p for p in probes if token_sets.get(p.primary, p.target) is not None]
+    # Records keep each probe's index in ``probes``, so they map back to the caller's list.
+    kept_index = [i for i, p in enumerate(probes) if token_sets.get(p.primary, p.target)]
+    kept = [probes[i] for i in kept_index]
     skipped = [
-        dict(probe=-1, site="probe", reason=f"pair {p.primary}/{p.target} dropped", doc_id=p.doc_id)
-        for p in probes
+        dict(probe=i, site="probe", reason=f"pair {p.primary}/{p.target} dropped", doc_id=p.doc_id)
+        for i, p in enumerate(probes)
         if token_sets.get(p.primary, p.target) is None
     ]
     if not kept:
@@ -731,7 +733,7 @@ def analyze_working_language(
     max_len = cfg.max_prompt_tokens or int(model.cfg.n_ctx)
     max_len = min(max_len, int(model.cfg.n_ctx))
     items, bad = _build_items(tokenizer, kept, _prepend_id(tokenizer, cfg.prepend), max_len)
-    skipped.extend(bad)
+    skipped.extend({**b, "probe": kept_index[b["probe"]]} for b in bad)
 
     # Union of every kept pair's ids, with per-pair membership masks over it.
     pair_keys = sorted({p.pair for p in kept})
@@ -835,6 +837,7 @@ def analyze_working_language(
     vocab = token_sets.vocabulary or TokenVocabulary(tokenizer, vocab_size=d_vocab)
     records = _records(
         kept,
+        kept_index,
         hooks,
         [lens.name for lens in lenses],
         arrays,
@@ -879,6 +882,7 @@ def _model_device(model: HookedModel) -> torch.device:
 
 def _records(
     probes: Sequence[Probe],
+    probe_index: Sequence[int],
     hooks: Sequence[str],
     lens_names: Sequence[str],
     arrays: dict[str, np.ndarray],
@@ -908,7 +912,7 @@ def _records(
             target_tokens=pd.array([target_tokens] * len(pi), dtype="Int64"),
             lens=np.asarray(lens_names, dtype=object)[li],
             site=np.asarray(SITES, dtype=object)[si],
-            probe=pi,
+            probe=np.asarray(probe_index, dtype=np.int64)[pi],
             concept=np.asarray([p.concept for p in probes], dtype=object)[pi],
             primary=np.asarray([p.primary for p in probes], dtype=object)[pi],
             target=np.asarray([p.target for p in probes], dtype=object)[pi],
