@@ -16,6 +16,7 @@ from babel_interp.corpus.sources import (
     SkipStats,
     SourceError,
     SourceSpec,
+    SyntheticSource,
     check_text,
     format_hf_spec,
     iter_hf_dataset,
@@ -155,6 +156,7 @@ def test_jsonl_reports_bad_lines_by_number(tmp_path):
             [1, 2],
             "",
             {"content": "fn main() {}", "language": "rust", "extra": 1},
+            '{"content": "x = \\"\\ud800\\"", "language": "python"}',
         ],
     )
     stats = SkipStats()
@@ -165,6 +167,7 @@ def test_jsonl_reports_bad_lines_by_number(tmp_path):
     assert [e.split(": ")[0].rsplit(":", 1)[1] for e in bad] == ["2", "4", "6"]
     assert "not valid JSON" in bad[0] and "no string field 'content'" in bad[1]
     assert stats.for_language("(none)") == {"bad_record": 3, "unknown_language": 1}
+    assert stats.for_language("python") == {"non_utf8": 1}  # a lone surrogate escape
     with pytest.raises(SourceError, match="line 2: not valid JSON"):
         list(iter_jsonl(path, strict=True))
 
@@ -289,6 +292,11 @@ def test_synthetic_adaptor():
     assert [d.language for d in docs] == ["python", "php"] * 3
     assert all(d.source == "synthetic" and d.n_bytes == len(d.text.encode()) for d in docs)
     assert [d.text for d in iter_synthetic(cfg.to_dict())] == [d.text for d in docs]
+    source = SyntheticSource(cfg)
+    assert [d.doc_id for d in source] == [d.doc_id for d in docs]
+    assert [d.text for d in source.spec().iterate(FilterConfig(), SkipStats())] == [
+        d.text for d in docs
+    ]
 
 
 def test_source_specs_and_arguments(tmp_path):

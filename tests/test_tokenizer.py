@@ -123,6 +123,17 @@ def test_document_encoder_matches_the_tokenizer_exactly(tok_dir, texts):
     assert tok("<|endoftext|>")["input_ids"] == [0]
 
 
+def test_document_encoder_shapes_are_checked(tok_dir):
+    from beartype import beartype
+    from jaxtyping import jaxtyped
+
+    enc = DocumentEncoder(load_tokenizer(tok_dir))
+    encode = jaxtyped(typechecker=beartype)(DocumentEncoder.encode)
+    assert encode(enc, "x = 1\n").ndim == 1
+    encode_batch = jaxtyped(typechecker=beartype)(DocumentEncoder.encode_batch)
+    assert [a.shape for a in encode_batch(enc, ["", "a b"])] == [(0,), (2,)]
+
+
 def test_document_encoder_falls_back_for_other_tokenizers(small_tokenizer):
     # A GPT-2-style pre-tokenizer (not this project's) goes through the backend.
     from tokenizers import Tokenizer

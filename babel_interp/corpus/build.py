@@ -9,11 +9,16 @@ Two passes, memory bounded whatever the corpus size:
    (train documents only). Sources are therefore read once, which matters for streamed datasets.
 2. The tokenizer is trained on the sample (or an existing one is reused), then the spill file is
    read back, tokenized in batches and written to the shards with a per-token language label.
+   Larger corpora are tokenized in worker processes; the output bytes do not depend on how many.
 
 The corpus is built in a hidden temporary sibling of the output directory and renamed into place
 at the end, so a crash never leaves a half corpus under the output name, and an existing corpus
 is only replaced once the new one is complete. A directory holding anything but a corpus is never
 touched; a corpus built with a different tokenizer is replaced only with ``overwrite``.
+
+Besides the sources' skip reasons (:mod:`babel_interp.corpus.sources`), the build counts
+``duplicate`` (same content as an earlier document; the first one is kept) and
+``excluded_language`` (a language outside ``CorpusConfig.languages``) per language.
 
 Split guarantee: a language with at least two documents has at least one document in each split
 (its train document of smallest split hash moves to validation if the hash gave it none, and
@@ -89,7 +94,7 @@ def normalize_text(text: str) -> str:
 
 def content_digest(text: str) -> bytes:
     """The 16-byte dedup digest of a normalized document (whitespace at both ends ignored)."""
-    return hashlib.blake2b(text.strip().encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return hashlib.blake2b(text.strip().encode("utf-8"), digest_size=16).digest()
 
 
 def split_key(digest: bytes, seed: int) -> int:
@@ -459,7 +464,7 @@ class _Pass1:
             skips.add(language, "duplicate", where)
             return
         self.seen.add(digest)
-        data = text.encode("utf-8", "surrogatepass")
+        data = text.encode("utf-8")
         key = split_key(digest, self.cfg.seed)
         split = 1 if key < self.val_cut else 0
         st = self.stats.setdefault(language, _LangStats())
@@ -509,7 +514,7 @@ def _read_spill(path: Path) -> Iterator[tuple[int, int, str, int]]:
             data = f.read(n)
             if len(data) != n:
                 raise CorpusBuildError(f"{path} is truncated (the disk may be full)")
-            yield lang, split, data.decode("utf-8", "surrogatepass"), n
+            yield lang, split, data.decode("utf-8"), n
 
 
 _PARALLEL_MIN_BYTES = 8_000_000

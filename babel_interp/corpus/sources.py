@@ -196,6 +196,15 @@ def _looks_generated(head: str) -> bool:
     return False
 
 
+def utf8_size(text: str) -> int | None:
+    """The UTF-8 size of ``text``, or None when it holds lone surrogates (a JSON ``\\ud800``
+    escape) that no UTF-8 file can contain."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
 def decode_bytes(data: bytes, filters: FilterConfig) -> tuple[str | None, str | None]:
     """``(text, None)`` for a file's bytes that pass the filters, else ``(None, reason)``."""
     if len(data) > filters.max_bytes:
@@ -503,10 +512,10 @@ def iter_jsonl(
                 stats.add(None, "unknown_language", f"{where}: {raw!r}")
                 continue
             text = record[text_field]
-            n_bytes = len(text.encode("utf-8", errors="surrogatepass"))
-            reason = check_text(text, n_bytes, filters)
-            if reason is not None:
-                stats.add(lang, reason, where)
+            n_bytes = utf8_size(text)
+            reason = "non_utf8" if n_bytes is None else check_text(text, n_bytes, filters)
+            if reason is not None or n_bytes is None:
+                stats.add(lang, reason or "non_utf8", where)
                 continue
             yield Document(text, lang, source, str(lineno), n_bytes)
 
@@ -776,10 +785,10 @@ def iter_hf_dataset(
             if lang is None:
                 stats.add(None, "unknown_language", f"{where}: {row.get(lang_col)!r}")  # type: ignore[arg-type]
                 continue
-            n_bytes = len(text.encode("utf-8", errors="surrogatepass"))
-            reason = check_text(text, n_bytes, filters)
-            if reason is not None:
-                stats.add(lang, reason, where)
+            n_bytes = utf8_size(text)
+            reason = "non_utf8" if n_bytes is None else check_text(text, n_bytes, filters)
+            if reason is not None or n_bytes is None:
+                stats.add(lang, reason or "non_utf8", where)
                 continue
             yield Document(text, lang, source, f"{forced or ''}#{i}", n_bytes)
             emitted += 1
@@ -813,6 +822,23 @@ def iter_synthetic(cfg: Any) -> Iterator[Document]:
     for doc in generate_documents(cfg):
         yield Document(
             doc.text, doc.language, "synthetic", doc.doc_id, len(doc.text.encode("utf-8"))
+        )
+
+
+@dataclass
+class SyntheticSource:
+    """The synthetic generator as an iterable source of :class:`Document` records."""
+
+    config: Any
+
+    def __iter__(self) -> Iterator[Document]:
+        return iter_synthetic(self.config)
+
+    def spec(self) -> SourceSpec:
+        """This source as a :class:`SourceSpec` for a :class:`CorpusConfig`."""
+        cfg = self.config
+        return SourceSpec(
+            "synthetic", options=dict(cfg) if isinstance(cfg, Mapping) else cfg.to_dict()
         )
 
 

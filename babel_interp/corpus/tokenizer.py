@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jaxtyping import Int
+from jaxtyping import UInt
 
 log = logging.getLogger(__name__)
 
@@ -425,11 +425,11 @@ class DocumentEncoder:
         size = self._backend.get_vocab_size(with_added_tokens=True)
         self.dtype = np.dtype(np.uint16 if size <= 2**16 else np.uint32)
 
-    def encode(self, text: str) -> Int[np.ndarray, " n"]:
+    def encode(self, text: str) -> UInt[np.ndarray, " n"]:
         """Token ids of one document (no special tokens added)."""
         return self.encode_batch([text])[0]
 
-    def encode_batch(self, texts: list[str]) -> list[Int[np.ndarray, " n"]]:
+    def encode_batch(self, texts: list[str]) -> list[UInt[np.ndarray, " n"]]:
         """Token ids of each text, as ``uint16``/``uint32`` arrays (by vocabulary size)."""
         if not self._fast:
             encs = self._backend.encode_batch_fast(texts, add_special_tokens=False)
