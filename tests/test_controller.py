@@ -107,3 +107,153 @@ def test_config_validation():
         StageDecider(BASE, ControllerConfig(languages=["go"]))
     cfg = ControllerConfig(boost=1.5, languages=["php"])
     assert ControllerConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# ------------------------------------------------------------------------------------------
+# The controller inside a real training run (the project's trainer on a synthetic corpus).
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synth_corpus(tmp_path_factory):
+    from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
+
+    out = tmp_path_factory.mktemp("controller") / "corpus"
+    build_corpus(
+        synthetic_corpus_config(
+            out,
+            languages=("python", "php", "go"),
+            docs_per_language=20,
+            vocab_size=320,
+            progress=False,
+        )
+    )
+    return out
+
+
+@pytest.fixture
+def one_thread():
+    # A model this small only suffers from intra-op threads on a shared 2-core machine.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(corpus, out, steps=16, resume=False, preset="tiny"):
+    from babel_interp.model import ModelConfig
+    from babel_interp.training import (
+        CheckpointConfig,
+        CheckpointSchedule,
+        LRSchedule,
+        OptimConfig,
+        TrainConfig,
+    )
+
+    return TrainConfig(
+        corpus=str(corpus),
+        out=str(out),
+        model=ModelConfig(n_layers=2, d_model=64, n_heads=2, d_head=32, d_mlp=128, n_ctx=64),
+        mixture="python=0.5,php=0.3,go=0.2",
+        steps=steps,
+        batch_size=4,
+        seq_len=48,
+        optim=OptimConfig(schedule=LRSchedule(lr=3e-3, warmup_steps=2)),
+        eval_every=4,
+        eval_windows=2,
+        checkpoints=CheckpointConfig(
+            schedule=CheckpointSchedule(kind="steps", steps=[steps], include_start=False),
+            resume_every=4,
+        ),
+        resume=resume,
+        progress=False,
+    )
+
+
+def _mixture_records(run):
+    from babel_interp.runs import read_metrics
+
+    return [
+        (r["step"], r["reason"], r["weights"]) for r in read_metrics(run) if r["type"] == "mixture"
+    ]
+
+
+def test_controller_steers_a_real_run_with_the_working_language_signal(
+    synth_corpus, tmp_path, one_thread
+):
+    from babel_interp.optimizer.controller import StageAwareController, WorkingLanguageSignal
+    from babel_interp.runs import read_metrics
+    from babel_interp.training import AnalyzerCallback, train
+
+    signal = WorkingLanguageSignal(["php", "go"], n_per_pair=2)
+    # Thresholds around the measured shares so that the share, not chance, drives the decision;
+    # a loss plateau threshold of 0 disables the loss signal.
+    ctl = StageAwareController(
+        ControllerConfig(
+            boost=3.0, patience=1, min_dwell=0, share_exit=0.0, share_enter=1.0, plateau_rel=0.0
+        ),
+        share_signal="wl",
+    )
+    run = tmp_path / "run"
+    result = train(_config(synth_corpus, run), [AnalyzerCallback("wl", signal, when="eval"), ctl])
+    assert result.stop_reason == "completed"
+    records = read_decisions(run / "controller.jsonl")
+    assert records[0]["action"] == "start"
+    # php and go are boosted x3 over their base weights from the first step.
+    first = _mixture_records(run)[0]
+    assert first[0] == 1 and first[1] == "controller"
+    w = first[2]
+    assert w["php"] / w["python"] == pytest.approx(3 * 0.3 / 0.5)
+    assert w["go"] / w["python"] == pytest.approx(3 * 0.2 / 0.5)
+    checks = [r for r in records if r["action"] != "start"]
+    assert {r["step"] for r in checks} == {0, 4, 8, 12, 16}
+    assert {r["language"] for r in checks} == {"php", "go"}
+    # The analyzer's share reached the controller at every check.
+    assert all(0.0 <= r["signals"]["primary_share"] <= 1.0 for r in checks)
+    assert all(r["signals"]["val_loss"] > 0 for r in checks)
+    analyzer_log = [json.loads(x) for x in (run / "analysis/wl/results.jsonl").open()]
+    assert [r["step"] for r in analyzer_log] == [0, 4, 8, 12, 16]
+    assert checks[0]["signals"]["primary_share"] == analyzer_log[0]["primary_share"]["php"]
+    events = [r for r in read_metrics(run) if r.get("event") == "set_mixture"]
+    assert events and all(e["source"] == "stage-aware" for e in events)
+    assert signal.seconds > 0 and ctl.seconds > 0
+
+
+def test_controller_releases_on_a_plateau_and_resumes_exactly(synth_corpus, tmp_path, one_thread):
+    from babel_interp.optimizer.controller import StageAwareController
+    from babel_interp.training import Callback, train
+
+    cfg = ControllerConfig(boost=4.0, patience=2, min_dwell=1, plateau_rel=0.08)
+
+    class Crash(Callback):
+        def __init__(self, at):
+            self.at = at
+
+        def on_eval(self, trainer, step, metrics):
+            if step == self.at:
+                raise RuntimeError("simulated crash")
+
+    whole = tmp_path / "whole"
+    train(_config(synth_corpus, whole, steps=24), [StageAwareController(cfg), Crash(-1)])
+    decisions = read_decisions(whole / "controller.jsonl")
+    releases = [d for d in decisions if d["action"] == "release"]
+    assert releases, "the loss flattens within 24 steps: some language must be released"
+    rel = releases[0]
+    assert "plateau" in rel["reason"] and "2 checks" in rel["reason"]
+    assert rel["weights"][rel["language"]] < decisions[0]["weights"][rel["language"]]
+    # The release took effect from the next step.
+    after = [m for m in _mixture_records(whole) if m[0] == rel["step"] + 1]
+    assert after and after[0][2] == pytest.approx(rel["weights"])
+
+    broken = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(_config(synth_corpus, broken, steps=24), [StageAwareController(cfg), Crash(16)])
+    train(
+        _config(synth_corpus, broken, steps=24, resume=True),
+        [StageAwareController(cfg), Crash(-1)],
+    )
+    # Decisions logged after the last checkpoint (at step 16) were dropped and made again.
+    assert read_decisions(broken / "controller.jsonl") == decisions
+    assert _mixture_records(broken) == _mixture_records(whole)

@@ -12,7 +12,12 @@ before it may change again. Leaving and re-entering use different share threshol
 (``share_exit < share_enter``), so a share hovering at one threshold cannot flip the state.
 
 :class:`StageDecider` is the pure decision logic over explicit signal sequences;
-:class:`StageAwareController` (in :mod:`babel_interp.optimizer.online`) binds it to the trainer.
+:class:`StageAwareController` binds it to the trainer: it is a training callback (and a
+:class:`~babel_interp.training.callbacks.MixtureController`) that reads the per-language
+validation loss of each evaluation and, optionally, the working-language share that an analyzer
+callback measured on the live model (:func:`working_language_analyzer`), and calls
+``trainer.set_mixture``. Every decision, with its reasons and signals, goes to
+``RUN/controller.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from babel_interp.mixture import Mixture
+from babel_interp.training.callbacks import Callback
 
 CONTROLLER_LOG = "controller.jsonl"
 TRANSLATION = "translation"
@@ -120,6 +129,9 @@ class _LangState:
     dwell: int = 0
     last_loss: float | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 class StageDecider:
     """Pure decision logic: feed it signals per check, it returns decisions and weights.
@@ -160,6 +172,20 @@ class StageDecider:
 
     def state_of(self, language: str) -> str:
         return self.states[language].state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue deciding exactly where this decider stopped."""
+        return {
+            "base": dict(self.base),
+            "config": self.cfg.to_dict(),
+            "states": {lang: st.to_dict() for lang, st in self.states.items()},
+        }
+
+    @classmethod
+    def from_state_dict(cls, d: Mapping[str, Any]) -> StageDecider:
+        dec = cls(d["base"], ControllerConfig.from_dict(d["config"]))
+        dec.states = {lang: _LangState(**st) for lang, st in d["states"].items()}
+        return dec
 
     def update(
         self, step: int, signals: Mapping[str, LanguageSignal]
@@ -262,3 +288,242 @@ def read_decisions(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+class StageAwareController(Callback):
+    """The stage-aware controller as a training callback.
+
+    At the start of a fresh run it takes the trainer's mixture as the base weights and applies
+    the Translation boost to every new language (they have just been introduced). At each
+    evaluation (and/or checkpoint, by ``when``) it reads the per-language validation loss of that
+    evaluation and, when ``share_signal`` names an analyzer callback that ran at the same step,
+    its ``primary_share`` per language; the decider's new weights, if any, go to
+    ``trainer.set_mixture``. Budgets and epoch caps of the base mixture are kept.
+
+    ``seconds`` accumulates the wall time spent deciding (for the overhead report). The state is
+    checkpointed with the run, so a resumed run continues with the same streaks and dwell times,
+    and decisions logged after the checkpoint are dropped from ``controller.jsonl`` on resume.
+    """
+
+    def __init__(
+        self,
+        cfg: ControllerConfig | None = None,
+        share_signal: str | None = None,
+        when: str | tuple[str, ...] = "eval",
+        log_name: str = CONTROLLER_LOG,
+    ) -> None:
+        self.cfg = cfg or ControllerConfig()
+        self.share_signal = share_signal
+        self.when = (when,) if isinstance(when, str) else tuple(when)
+        bad = [w for w in self.when if w not in ("eval", "checkpoint")]
+        if bad or not self.when:
+            raise ValueError(f"StageAwareController.when must name eval and/or checkpoint: {when}")
+        self.log_name = log_name
+        self.decider: StageDecider | None = None
+        self.base_mixture: Mixture | None = None
+        self.seconds = 0.0
+        self.last_step: int | None = None
+        self._resumed_at: int | None = None
+
+    # -------------------------------------------------------------- protocol
+    def decide(self, trainer: Any, step: int, signals: dict[str, Any]) -> Mixture | None:
+        """One check at ``step`` from the trainer's ``signals``; a new Mixture or None."""
+        if self.decider is None:
+            raise RuntimeError("StageAwareController.decide before on_train_start")
+        per_lang: dict[str, LanguageSignal] = {}
+        ev = signals.get("eval")
+        losses = ev.get("val_loss", {}) if isinstance(ev, dict) and ev.get("step") == step else {}
+        shares: dict[str, Any] = {}
+        if self.share_signal is not None:
+            rec = signals.get(self.share_signal)
+            if isinstance(rec, dict) and rec.get("step") == step:
+                shares = rec.get("primary_share") or {}
+        for lang in self.decider.states:
+            loss = losses.get(lang)
+            share = shares.get(lang)
+            per_lang[lang] = LanguageSignal(
+                val_loss=None if loss is None else float(loss),
+                primary_share=None if share is None or not math.isfinite(share) else float(share),
+            )
+        decisions, new = self.decider.update(step, per_lang)
+        append_decisions(Path(trainer.run_dir) / self.log_name, decisions)
+        self.last_step = int(step)
+        return None if new is None else self._mixture(new)
+
+    def _mixture(self, weights: Mapping[str, float]) -> Mixture:
+        base = self.base_mixture
+        assert base is not None
+        return Mixture(weights=dict(weights), budgets=base.budgets, epoch_caps=base.epoch_caps)
+
+    # -------------------------------------------------------------- callback
+    def on_train_start(self, trainer: Any) -> None:
+        run_log = Path(trainer.run_dir) / self.log_name
+        if self.decider is not None:
+            # Resumed: decisions logged after the checkpoint will be made again.
+            if self._resumed_at is not None:
+                _truncate_log(run_log, self._resumed_at)
+            return
+        t0 = time.perf_counter()
+        base = trainer.mixture
+        if base.phases:
+            raise ValueError(
+                "StageAwareController sets the weights itself; the run's mixture has phases "
+                f"({base.to_spec()}): give it a static mixture"
+            )
+        self.base_mixture = base
+        self.decider = StageDecider(base.weights, self.cfg)
+        boosted = self.decider.weights()
+        start = Decision(
+            step=int(trainer.step),
+            language="*",
+            action="start",
+            state_before="",
+            state_after=TRANSLATION,
+            reason=(
+                f"new languages {list(self.decider.states)} start in Translation: "
+                f"weights x{self.cfg.boost}"
+            ),
+            signals={},
+            streak=0,
+            dwell=0,
+            weights=boosted,
+        )
+        append_decisions(run_log, [start])
+        trainer.set_mixture(self._mixture(boosted), reason="controller", source="stage-aware")
+        self.seconds += time.perf_counter() - t0
+
+    def _check(self, trainer: Any, step: int) -> None:
+        t0 = time.perf_counter()
+        new = self.decide(trainer, step, dict(trainer.signals))
+        if new is not None:
+            trainer.set_mixture(new, reason="controller", source="stage-aware")
+        self.seconds += time.perf_counter() - t0
+
+    def on_eval(self, trainer: Any, step: int, metrics: dict[str, Any]) -> None:
+        if "eval" in self.when:
+            self._check(trainer, step)
+
+    def on_checkpoint(self, trainer: Any, step: int, ckpt_path: Path) -> None:
+        if "checkpoint" in self.when:
+            self._check(trainer, step)
+
+    # ------------------------------------------------------------ resumption
+    def state_dict(self) -> dict[str, Any] | None:
+        if self.decider is None or self.base_mixture is None:
+            return None
+        return {
+            "decider": self.decider.state_dict(),
+            "base_mixture": self.base_mixture.to_dict(),
+            "seconds": self.seconds,
+            "last_step": self.last_step,
+        }
+
+    def load_state_dict(self, d: Mapping[str, Any]) -> None:
+        self.decider = StageDecider.from_state_dict(d["decider"])
+        self.base_mixture = Mixture.from_dict(d["base_mixture"])
+        self.seconds = float(d.get("seconds", 0.0))
+        self.last_step = d.get("last_step")
+        self._resumed_at = self.last_step if self.last_step is not None else -1
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the records of ``path`` with ``step <= step`` (atomically)."""
+    if not path.is_file():
+        return
+    keep = [r for r in read_decisions(path) if int(r.get("step", -1)) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in keep:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class WorkingLanguageSignal:
+    """An analyzer for :class:`~babel_interp.training.callbacks.AnalyzerCallback`: the primary
+    working-language share of each new language, measured on the live model.
+
+    For each language, probes are built once (from the run's corpus, as the working-language
+    analyzer does for a saved run) and decoded with the logit lens; the share is averaged over
+    the middle layers (see :func:`babel_interp.optimizer.evidence.working_share_series`).
+    Returns ``{"primary_share": {lang: x}, "control_share": {lang: x}, "competent": {...}}``.
+    ``seconds`` accumulates the time spent, for the overhead report.
+    """
+
+    def __init__(
+        self,
+        languages: list[str],
+        primary: str = "python",
+        n_per_pair: int = 2,
+        batch_size: int = 16,
+        seed: int = 0,
+    ) -> None:
+        if not languages:
+            raise ValueError("WorkingLanguageSignal needs at least one target language")
+        self.languages = list(languages)
+        self.primary = primary
+        self.n_per_pair = n_per_pair
+        self.batch_size = batch_size
+        self.seed = seed
+        self.seconds = 0.0
+        self._probes: dict[str, Any] = {}
+        self._token_sets: dict[str, Any] = {}
+
+    def _config(self, lang: str) -> Any:
+        from babel_interp.analysis.logit_lens import WorkingLanguageConfig
+
+        return WorkingLanguageConfig(
+            primary=self.primary,
+            target=lang,
+            n_per_pair=self.n_per_pair,
+            batch_size=self.batch_size,
+            n_boot=1,
+            seed=self.seed,
+        )
+
+    def __call__(self, trainer: Any, step: int, out_dir: Path) -> dict[str, Any] | None:
+        from babel_interp.analysis.logit_lens import analyze_working_language, probes_for_run
+        from babel_interp.analysis.token_sets import build_token_sets
+        from babel_interp.optimizer.evidence import working_share_series
+
+        t0 = time.perf_counter()
+        out: dict[str, dict[str, float]] = {
+            "primary_share": {},
+            "control_share": {},
+            "competent": {},
+        }
+        tokenizer = getattr(trainer.model, "tokenizer", None)
+        for lang in self.languages:
+            cfg = self._config(lang)
+            if lang not in self._probes:
+                self._probes[lang] = probes_for_run(trainer.run_dir, cfg)
+            probes = self._probes[lang]
+            if not probes:
+                continue
+            if lang not in self._token_sets:
+                # The sets depend only on the tokenizer: build them once, not at every check.
+                pairs = [(p.concept, p.primary, p.target) for p in probes]
+                self._token_sets[lang] = build_token_sets(
+                    tokenizer, pairs, cfg.min_token_chars, vocab_size=int(trainer.model.cfg.d_vocab)
+                )
+            res = analyze_working_language(
+                trainer.model,
+                tokenizer,
+                probes,
+                cfg,
+                step=step,
+                token_sets=self._token_sets.get(lang),
+                progress=False,
+            )
+            agg = res.aggregate()
+            if agg.empty:
+                continue
+            series = working_share_series(agg)
+            row = series.iloc[-1]
+            out["primary_share"][lang] = float(row["share"])
+            out["control_share"][lang] = float(row["control_share"])
+            if "competent" in series.columns:
+                out["competent"][lang] = float(bool(row["competent"]))
+        self.seconds += time.perf_counter() - t0
+        return out

@@ -50,6 +50,17 @@ def _coerce(value: str) -> Any:
     return value
 
 
+def parse_params(text: str, where: str = "") -> dict[str, Any]:
+    """``"temperature=3,share=true"`` -> ``{"temperature": 3, "share": True}``."""
+    params: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"method parameter {item!r} in {where or text!r} is not key=value")
+        params[key.strip()] = _coerce(value.strip())
+    return params
+
+
 @dataclass
 class MethodSpec:
     """A mixture method and its parameters."""
@@ -72,13 +83,7 @@ class MethodSpec:
                 raise ValueError(f"a method spec dict needs a 'method' key, got {sorted(d)}")
             return cls(d.pop("method"), d)
         method, _, rest = str(spec).partition(":")
-        params: dict[str, Any] = {}
-        for item in filter(None, (p.strip() for p in rest.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise ValueError(f"method parameter {item!r} in {spec!r} is not key=value")
-            params[key.strip()] = _coerce(value.strip())
-        return cls(method.strip(), params)
+        return cls(method.strip(), parse_params(rest, str(spec)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, **self.params}

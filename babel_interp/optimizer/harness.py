@@ -1,0 +1,650 @@
+"""The evaluation harness: the same model trained on each mixture at an equal token budget.
+
+For every (mixture, seed) one run is trained through :func:`babel_interp.training.train` with the
+same model shape, batch, schedule and number of steps, so each run sees the same number of
+training tokens. The per-language validation bits per byte of every evaluation are collected and
+summarized (:mod:`babel_interp.optimizer.summary`): mean and 95% interval over seeds per language,
+macro average, worst language, primary regression, tokens-to-target speedup against the
+reference mixture, and the optimizer's overhead as a share of training time. The table is
+written as CSV and Markdown and the figure with seaborn.
+
+Mixtures are given by name -> spec:
+
+* a method spec (``proportional``, ``temperature:temperature=3``, ``unimax:max_epochs=2``,
+  ``babel-tower``, ``babel-tower:evidence=FILE``) computed on the corpus for the budget;
+* ``controller`` or ``controller:boost=3,patience=2,share=true``: proportional base weights
+  steered online by :class:`~babel_interp.optimizer.controller.StageAwareController`
+  (``share=true`` adds the working-language analyzer as a signal);
+* a :class:`~babel_interp.mixture.Mixture`, a mixture JSON path or a compact string.
+
+``babel-tower`` without an evidence file runs the evidence phase first, once for all seeds: a
+primary-only model, then one continual-pretraining run per new language from it, whose loss
+curves (and the stage detector) give the allocation. Its wall time is that method's optimizer
+overhead: what the paper's recipe costs before the final training.
+
+Runs live under ``OUT/runs/<mixture>/seed_<s>/``; a completed run is reused and an interrupted
+one resumed, so a harness killed at any point loses at most the run in progress since its last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from babel_interp.corpus.shards import MANIFEST, CorpusReader, write_json_atomic
+from babel_interp.mixture import Mixture, load_mixture
+from babel_interp.optimizer.methods import (
+    METHODS,
+    MethodSpec,
+    allocate,
+    parse_params,
+    write_mixture_file,
+)
+from babel_interp.optimizer.summary import (
+    RunOutcome,
+    markdown_table,
+    per_seed_measures,
+    summarize,
+)
+from babel_interp.runs import read_metrics
+
+PROFILES = ("quick", "full")
+RUN_RECORD = "harness_run.json"
+
+# The quick profile is sized for the test suite on 2 CPU cores: a one-layer model, three
+# languages, a few dozen steps. The full profile is the comparison reported in the docs.
+_QUICK_MODEL = {
+    "n_layers": 1,
+    "d_model": 64,
+    "n_heads": 2,
+    "d_head": 32,
+    "d_mlp": 256,
+    "n_ctx": 64,
+}
+_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "mixtures": {"proportional": "proportional", "uniform": "uniform"},
+        "seeds": [0, 1],
+        "model": _QUICK_MODEL,
+        "preset": "tiny",
+        "batch_size": 8,
+        "seq_len": 64,
+        "token_budget": 8 * 64 * 24,
+        "eval_every": 6,
+        "eval_windows": 4,
+        "lr": 3e-3,
+        "warmup_steps": 4,
+        "corpus_languages": ["python", "php", "go"],
+        "corpus_docs": 30,
+        "corpus_vocab": 384,
+        "evidence_primary_steps": 16,
+        "evidence_steps": 16,
+        "evidence_every": 2,
+        "checkpoint_every": 0,
+        # Intra-op threads only add contention for a model this small (measured on 2 loaded
+        # cores: 27 ms per step with one thread, 1.5 s with two).
+        "num_threads": 1,
+    },
+    "full": {
+        "mixtures": {
+            "proportional": "proportional",
+            "uniform": "uniform",
+            "temperature": "temperature:temperature=3",
+            "unimax": "unimax:max_epochs=4",
+            "babel-tower": "babel-tower",
+            "controller": "controller",
+        },
+        "seeds": [0, 1, 2],
+        "model": None,
+        "preset": "tiny",
+        "batch_size": 16,
+        "seq_len": 128,
+        "token_budget": 16 * 128 * 300,
+        "eval_every": 25,
+        "eval_windows": 16,
+        "lr": 2e-3,
+        "warmup_steps": 20,
+        "corpus_languages": ["python", "php", "csharp", "go", "cpp"],
+        "corpus_docs": {"python": 600, "php": 400, "csharp": 300, "go": 200, "cpp": 150},
+        "corpus_vocab": 2048,
+        "evidence_primary_steps": 150,
+        "evidence_steps": 120,
+        "evidence_every": 10,
+        "checkpoint_every": 100,
+        "num_threads": None,
+    },
+}
+
+
+@dataclass
+class HarnessConfig:
+    """What to compare and how.
+
+    ``corpus`` None builds the embedded default (the synthetic five-language corpus, sized by the
+    profile) under ``OUT/corpus``. ``token_budget`` is the training tokens of every run (rounded
+    up to whole steps of ``batch_size * seq_len``). ``model`` (a ModelConfig dict) overrides
+    ``preset``. ``reference`` is the mixture speedups and regressions are measured against.
+    """
+
+    out: str
+    corpus: str | None = None
+    mixtures: dict[str, Any] = field(default_factory=dict)
+    profile: str = "quick"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    token_budget: int = 100_000
+    preset: str = "tiny"
+    model: dict[str, Any] | None = None
+    batch_size: int = 16
+    seq_len: int = 128
+    eval_every: int = 25
+    eval_windows: int = 16
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    primary: str = "python"
+    reference: str = "proportional"
+    corpus_languages: list[str] = field(default_factory=lambda: ["python", "php"])
+    corpus_docs: int | dict[str, int] = 100
+    corpus_vocab: int = 1024
+    evidence_primary_steps: int = 100
+    evidence_steps: int = 100
+    evidence_every: int = 10
+    checkpoint_every: int = 0
+    num_threads: int | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise ValueError("HarnessConfig.out must be a directory path")
+        if self.profile not in PROFILES:
+            raise ValueError(
+                f"HarnessConfig.profile must be one of {PROFILES}, got {self.profile!r}"
+            )
+        if not self.mixtures:
+            raise ValueError("HarnessConfig.mixtures must name at least one mixture")
+        if self.reference not in self.mixtures:
+            raise ValueError(
+                f"HarnessConfig.reference {self.reference!r} is not one of the mixtures "
+                f"{sorted(self.mixtures)}"
+            )
+        for name in self.mixtures:
+            if not name or any(c in name for c in "/\\") or name.startswith("."):
+                raise ValueError(f"HarnessConfig.mixtures: {name!r} is not a usable name")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"HarnessConfig.seeds must be distinct and non-empty: {self.seeds}")
+        if self.profile == "full" and len(self.seeds) < 3:
+            raise ValueError("HarnessConfig.seeds: the full profile needs at least 3 seeds")
+        for name in (
+            "token_budget",
+            "batch_size",
+            "seq_len",
+            "eval_every",
+            "eval_windows",
+            "evidence_primary_steps",
+            "evidence_steps",
+            "evidence_every",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"HarnessConfig.{name} must be a positive int, got {value!r}")
+        if isinstance(self.checkpoint_every, bool) or not (
+            isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0
+        ):
+            raise ValueError(
+                f"HarnessConfig.checkpoint_every must be an int >= 0, got {self.checkpoint_every!r}"
+            )
+        if self.num_threads is not None and (
+            not isinstance(self.num_threads, int) or self.num_threads < 1
+        ):
+            raise ValueError(
+                f"HarnessConfig.num_threads must be None or an int >= 1, got {self.num_threads!r}"
+            )
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"HarnessConfig.lr must be positive, got {self.lr!r}")
+        if self.primary not in self.corpus_languages and self.corpus is None:
+            raise ValueError(
+                f"HarnessConfig.primary {self.primary!r} is not in corpus_languages "
+                f"{self.corpus_languages}"
+            )
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps of every run: the budget in whole batches."""
+        return math.ceil(self.token_budget / (self.batch_size * self.seq_len))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mixtures"] = {
+            k: (v.to_dict() if isinstance(v, Mixture) else str(v) if not isinstance(v, dict) else v)
+            for k, v in self.mixtures.items()
+        }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HarnessConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"HarnessConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def for_profile(
+        cls, profile: str, out: str, mixtures: Mapping[str, Any] | None = None, **overrides: Any
+    ) -> HarnessConfig:
+        """The profile's defaults, with ``mixtures`` and any field overridden."""
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+        d = {k: v for k, v in _PROFILE_DEFAULTS[profile].items()}
+        if mixtures:
+            d["mixtures"] = dict(mixtures)
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(out=str(out), profile=profile, **d)
+
+
+@dataclass
+class HarnessResult:
+    """Every run's outcome, the per-seed measures, the table, and where files went."""
+
+    outcomes: list[RunOutcome]
+    per_seed: pd.DataFrame
+    table: pd.DataFrame
+    markdown: str
+    weights: dict[str, dict[str, float]]
+    paths: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ corpus
+def ensure_corpus(cfg: HarnessConfig) -> Path:
+    """The corpus to train on: ``cfg.corpus``, or the embedded default built under OUT/corpus."""
+    if cfg.corpus is not None:
+        path = Path(cfg.corpus)
+        if not (path / MANIFEST).is_file():
+            raise FileNotFoundError(f"{path} is not a corpus directory ({MANIFEST} is missing)")
+        return path
+    from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
+
+    path = Path(cfg.out) / "corpus"
+    if (path / MANIFEST).is_file():
+        return path
+    build_corpus(
+        synthetic_corpus_config(
+            path,
+            languages=tuple(cfg.corpus_languages),
+            docs_per_language=cfg.corpus_docs,
+            vocab_size=cfg.corpus_vocab,
+            progress=cfg.progress,
+        )
+    )
+    return path
+
+
+# ------------------------------------------------------------------------------------ training
+def _train_config(
+    cfg: HarnessConfig,
+    corpus: Path,
+    out: Path,
+    mixture: Mixture,
+    seed: int,
+    steps: int,
+    eval_every: int,
+    ckpt_steps: list[int],
+    init_from: str | None = None,
+    resume: bool = False,
+) -> Any:
+    from babel_interp.model import ModelConfig
+    from babel_interp.training import (
+        CheckpointConfig,
+        CheckpointSchedule,
+        LRSchedule,
+        OptimConfig,
+        TrainConfig,
+    )
+
+    model = None
+    if cfg.model is not None and init_from is None:
+        model = ModelConfig.from_dict(dict(cfg.model))
+    warmup = min(cfg.warmup_steps, max(1, steps // 5))
+    return TrainConfig(
+        corpus=str(corpus),
+        out=str(out),
+        preset=cfg.preset,
+        model=model,
+        mixture=mixture,
+        steps=steps,
+        batch_size=cfg.batch_size,
+        seq_len=cfg.seq_len,
+        optim=OptimConfig(schedule=LRSchedule(lr=cfg.lr, warmup_steps=warmup)),
+        eval_every=eval_every,
+        eval_windows=cfg.eval_windows,
+        checkpoints=CheckpointConfig(
+            schedule=CheckpointSchedule(kind="steps", steps=ckpt_steps, include_start=False),
+            # Resume points only: a killed harness run restarts from the last one.
+            resume_every=cfg.checkpoint_every if init_from is None else 0,
+            keep_last=1 if init_from is None else None,
+        ),
+        init_from=init_from,
+        resume=resume,
+        seed=seed,
+        device=cfg.device,
+        progress=False,
+    )
+
+
+def _completed(run_dir: Path) -> bool:
+    return (run_dir / RUN_RECORD).is_file()
+
+
+def _train_run(tcfg: Any, callbacks: list[Any]) -> Any:
+    from babel_interp.training import train
+
+    return train(tcfg, callbacks)
+
+
+# ------------------------------------------------------------------------------------ evidence
+def run_evidence_phase(cfg: HarnessConfig, corpus: Path) -> tuple[dict[str, Any], float, list]:
+    """Primary-only pretraining, then one continual-pretraining run per new language.
+
+    Returns the per-language evidence, the wall time spent (the method's overhead), and the run
+    records for the provenance. Completed runs are reused.
+    """
+    from babel_interp.optimizer.evidence import evidence_from_run
+    from babel_interp.optimizer.provenance import run_record
+
+    root = Path(cfg.out) / "evidence"
+    reader = CorpusReader(corpus)
+    sizes = {
+        lang: int(reader.manifest["splits"]["train"]["languages"][lang]["tokens"])
+        for lang in reader.languages
+    }
+    new_langs = [lang for lang in reader.languages if lang != cfg.primary and sizes[lang] > 0]
+    record_path = root / "evidence.json"
+    if record_path.is_file():
+        saved = json.loads(record_path.read_text(encoding="utf-8"))
+        from babel_interp.optimizer.babel_tower import LanguageEvidence
+
+        evidence = {k: LanguageEvidence.from_dict(v) for k, v in saved["evidence"].items()}
+        return evidence, float(saved["seconds"]), saved["runs"]
+    t0 = time.perf_counter()
+    primary_dir = root / cfg.primary
+    p_steps = cfg.evidence_primary_steps
+    if not _completed(primary_dir):
+        tcfg = _train_config(
+            cfg,
+            corpus,
+            primary_dir,
+            Mixture(weights={cfg.primary: 1.0}),
+            seed=0,
+            steps=p_steps,
+            eval_every=p_steps,
+            ckpt_steps=[p_steps],
+            resume=primary_dir.exists(),
+        )
+        _train_run(tcfg, [])
+        write_json_atomic(primary_dir / RUN_RECORD, {"completed": True})
+    evidence = {}
+    runs = []
+    every = cfg.evidence_every
+    steps = cfg.evidence_steps
+    for lang in tqdm(new_langs, desc="evidence runs", disable=not cfg.progress):
+        run_dir = root / lang
+        if not _completed(run_dir):
+            tcfg = _train_config(
+                cfg,
+                corpus,
+                run_dir,
+                Mixture(weights={lang: 1.0}),
+                seed=0,
+                steps=steps,
+                eval_every=every,
+                ckpt_steps=list(range(0, steps + 1, every)),
+                init_from=str(primary_dir),
+                resume=run_dir.exists(),
+            )
+            _train_run(tcfg, [])
+            write_json_atomic(run_dir / RUN_RECORD, {"completed": True})
+        ev = evidence_from_run(run_dir, lang, primary=cfg.primary, detect=True)
+        evidence[lang] = ev
+        runs.append(run_record(run_dir, ev.steps))
+    seconds = time.perf_counter() - t0
+    write_json_atomic(
+        record_path,
+        {
+            "evidence": {k: v.to_dict() for k, v in evidence.items()},
+            "seconds": seconds,
+            "runs": runs,
+        },
+    )
+    return evidence, seconds, runs
+
+
+# ------------------------------------------------------------------------------------ mixtures
+@dataclass
+class _Resolved:
+    name: str
+    mixture: Mixture
+    controller: dict[str, Any] | None = None
+    optimizer_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _resolve(
+    cfg: HarnessConfig, corpus: Path, name: str, spec: Any, evidence_cache: dict
+) -> _Resolved:
+    out = Path(cfg.out) / "mixtures"
+    if isinstance(spec, Mixture):
+        return _Resolved(name, spec)
+    if isinstance(spec, Mapping):
+        head, params = str(spec.get("method", "")), {k: v for k, v in spec.items() if k != "method"}
+    else:
+        head, _, rest = str(spec).partition(":")
+        params = parse_params(rest, str(spec)) if head.strip() in (*METHODS, "controller") else {}
+        head = head.strip()
+    if head == "controller":
+        base = allocate("proportional", corpus, cfg.token_budget).mixture
+        return _Resolved(name, base, controller=params)
+    if head in METHODS:
+        ms = MethodSpec.parse(spec)
+        evidence = None
+        runs: list = []
+        seconds = 0.0
+        if ms.method == "babel-tower" and "evidence" not in ms.params:
+            if "phase" not in evidence_cache:
+                evidence_cache["phase"] = run_evidence_phase(cfg, corpus)
+            evidence, seconds, runs = evidence_cache["phase"]
+            ms.params.setdefault("primary", cfg.primary)
+        t0 = time.perf_counter()
+        result = allocate(ms, corpus, cfg.token_budget, evidence=evidence, runs=runs)
+        seconds += time.perf_counter() - t0
+        write_mixture_file(out / f"{name}.json", result)
+        return _Resolved(
+            name, result.mixture, optimizer_seconds=seconds, notes=result.allocation.notes
+        )
+    return _Resolved(name, load_mixture(spec))
+
+
+def _controller_callbacks(resolved: _Resolved, cfg: HarnessConfig, corpus: Path) -> list[Any]:
+    from babel_interp.optimizer.controller import (
+        ControllerConfig,
+        StageAwareController,
+        WorkingLanguageSignal,
+    )
+    from babel_interp.training import AnalyzerCallback
+
+    params = dict(resolved.controller or {})
+    use_share = bool(params.pop("share", False))
+    ccfg = ControllerConfig.from_dict({"primary": cfg.primary, **params})
+    callbacks: list[Any] = []
+    share_name = None
+    if use_share:
+        langs = [lang for lang in resolved.mixture.weights if lang != cfg.primary]
+        signal = WorkingLanguageSignal(langs, primary=cfg.primary)
+        share_name = "working_language_signal"
+        callbacks.append(AnalyzerCallback(share_name, signal, when="eval"))
+    callbacks.append(StageAwareController(ccfg, share_signal=share_name))
+    return callbacks
+
+
+def _optimizer_seconds(callbacks: list[Any]) -> float:
+    total = 0.0
+    for cb in callbacks:
+        total += float(getattr(cb, "seconds", 0.0))
+        fn = getattr(cb, "fn", None)
+        total += float(getattr(fn, "seconds", 0.0))
+    return total
+
+
+# ------------------------------------------------------------------------------------ outcomes
+def run_curve(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every evaluation of a run: ``tokens``, ``step``, ``language``, ``val_loss``, ``val_bpb``."""
+    rows = []
+    for r in read_metrics(run_dir):
+        if r.get("type") != "eval":
+            continue
+        for lang, bpb in (r.get("val_bpb") or {}).items():
+            if bpb is None:
+                continue
+            rows.append(
+                {
+                    "step": int(r["step"]),
+                    "tokens": int(r.get("tokens", 0)),
+                    "language": lang,
+                    "val_loss": (r.get("val_loss") or {}).get(lang),
+                    "val_bpb": float(bpb),
+                }
+            )
+    df = pd.DataFrame(rows, columns=["step", "tokens", "language", "val_loss", "val_bpb"])
+    return df.drop_duplicates(["step", "language"], keep="last").reset_index(drop=True)
+
+
+def evaluate_mixtures(cfg: HarnessConfig) -> HarnessResult:
+    """Train every (mixture, seed), then write the comparison table and figure under OUT."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        return _evaluate(cfg)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _evaluate(cfg: HarnessConfig) -> HarnessResult:
+    from babel_interp.report.mixture_plots import plot_mixture_comparison
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "harness_config.json", cfg.to_dict())
+    corpus = ensure_corpus(cfg)
+    reader = CorpusReader(corpus)
+    if cfg.primary not in reader.languages:
+        raise ValueError(f"primary {cfg.primary!r} is not in corpus {reader.languages}")
+    evidence_cache: dict[str, Any] = {}
+    resolved = {
+        name: _resolve(cfg, corpus, name, spec, evidence_cache)
+        for name, spec in cfg.mixtures.items()
+    }
+    steps = cfg.steps
+    outcomes: list[RunOutcome] = []
+    notes: list[str] = []
+    jobs = [(name, seed) for name in resolved for seed in cfg.seeds]
+    for name, seed in tqdm(jobs, desc="harness runs", disable=not cfg.progress):
+        r = resolved[name]
+        run_dir = out / "runs" / name / f"seed_{seed}"
+        record_path = run_dir / RUN_RECORD
+        if not record_path.is_file():
+            callbacks = _controller_callbacks(r, cfg, corpus) if r.controller is not None else []
+            tcfg = _train_config(
+                cfg,
+                corpus,
+                run_dir,
+                r.mixture,
+                seed=seed,
+                steps=steps,
+                eval_every=cfg.eval_every,
+                ckpt_steps=[steps],
+                resume=(run_dir / "run_config.json").is_file(),
+            )
+            result = _train_run(tcfg, callbacks)
+            online = _optimizer_seconds(callbacks)
+            record = {
+                "mixture": name,
+                "seed": seed,
+                "stop_reason": result.stop_reason,
+                "total_tokens": result.total_tokens,
+                "tokens_seen": result.tokens_seen,
+                "elapsed_s": result.elapsed_s,
+                "train_seconds": max(result.elapsed_s - online, 1e-9),
+                "optimizer_seconds": online + r.optimizer_seconds,
+            }
+            write_json_atomic(record_path, record)
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record["stop_reason"] != "completed":
+            notes.append(
+                f"{name} seed {seed} stopped early ({record['stop_reason']}) after "
+                f"{record['total_tokens']} tokens"
+            )
+        outcomes.append(
+            RunOutcome(
+                mixture=name,
+                seed=seed,
+                curve=run_curve(run_dir),
+                train_seconds=float(record["train_seconds"]),
+                optimizer_seconds=float(record["optimizer_seconds"]),
+                run_dir=str(run_dir),
+                extra={"total_tokens": record["total_tokens"]},
+            )
+        )
+    per_seed = per_seed_measures(outcomes, cfg.primary, cfg.reference)
+    per_seed["total_tokens"] = [o.extra["total_tokens"] for o in outcomes]
+    table = summarize(outcomes, cfg.primary, cfg.reference)
+    languages = [lang for lang in reader.languages if f"bpb:{lang}" in per_seed.columns]
+    md = markdown_table(table, languages)
+    weights = {name: dict(r.mixture.weights) for name, r in resolved.items()}
+    curves = pd.concat(
+        [o.curve.assign(mixture=o.mixture, seed=o.seed) for o in outcomes], ignore_index=True
+    )
+    paths = {
+        "table_csv": str(_write_csv(table, out / "comparison.csv")),
+        "per_seed_csv": str(_write_csv(per_seed, out / "per_seed.csv")),
+        "curves_csv": str(_write_csv(curves, out / "curves.csv")),
+    }
+    header = (
+        f"# Mixture comparison ({cfg.profile} profile)\n\n"
+        f"Equal budget: {steps} steps x {cfg.batch_size} x {cfg.seq_len} = "
+        f"{steps * cfg.batch_size * cfg.seq_len} tokens per run; seeds {cfg.seeds}; "
+        f"reference {cfg.reference!r}. Values: mean ± 95% CI half-width over seeds "
+        f"(validation bits per byte; lower is better; speedup > 1 is faster than the "
+        f"reference).\n\n"
+    )
+    notes_md = "".join(f"- {n}\n" for n in notes)
+    md_full = header + md + ("\nNotes:\n" + notes_md if notes else "")
+    md_path = out / "comparison.md"
+    tmp = md_path.with_name(md_path.name + ".tmp")
+    tmp.write_text(md_full, encoding="utf-8")
+    os.replace(tmp, md_path)
+    paths["table_md"] = str(md_path)
+    fig = plot_mixture_comparison(
+        per_seed, curves, languages, out / "comparison.png", weights=weights
+    )
+    paths["figure"] = str(fig)
+    return HarnessResult(outcomes, per_seed, table, md_full, weights, paths, notes)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
