@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +93,154 @@ def test_resample_rejects_bad_input_and_leaves_no_debris(tmp_path, small_tokeniz
         write_resampled_corpus(src, {"python": 1.0}, 0, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["src"]
+
+
+# ------------------------------------------------------------------------------------------
+# Summary math on explicit curves
+# ------------------------------------------------------------------------------------------
+
+
+def _outcome(mixture, seed, python, php, tokens=(0, 100, 200, 300)):
+    import pandas as pd
+
+    from babel_interp.optimizer.summary import RunOutcome
+
+    rows = [
+        {"tokens": t, "language": lang, "val_bpb": v}
+        for lang, vals in (("python", python), ("php", php))
+        for t, v in zip(tokens, vals, strict=True)
+    ]
+    return RunOutcome(mixture, seed, pd.DataFrame(rows), train_seconds=10.0, optimizer_seconds=1.0)
+
+
+def test_summary_measures_on_known_curves():
+    from babel_interp.optimizer.summary import per_seed_measures, summarize, tokens_to_target
+
+    assert tokens_to_target(np.array([0, 100, 200]), np.array([5.0, 3.0, 2.0]), 4.0) == 50.0
+    assert np.isnan(tokens_to_target(np.array([0, 100]), np.array([5.0, 4.5]), 4.0))
+    outs = [
+        _outcome("proportional", 0, [5, 4, 3, 2], [6, 5, 4, 3]),
+        _outcome("proportional", 1, [5, 4, 3, 2.2], [6, 5, 4, 3.2]),
+        # Reaches the reference's final python bpb (2.0) at 150 tokens: speedup 300 / 150 = 2.
+        _outcome("fast", 0, [5, 3, 1, 1], [6, 5, 4, 3.5]),
+        _outcome("fast", 1, [5, 3, 1.2, 1], [6, 5, 4, 3.6]),
+    ]
+    ps = per_seed_measures(outs, primary="python", reference="proportional")
+    fast0 = ps[(ps.mixture == "fast") & (ps.seed == 0)].iloc[0]
+    assert fast0["speedup:python"] == pytest.approx(2.0)
+    assert np.isnan(fast0["speedup:php"]) and fast0["not_reached"] == 1
+    assert fast0["speedup"] == pytest.approx(2.0)
+    assert fast0["primary_regression"] == pytest.approx(1.0 - 2.0)  # paired with seed 0
+    assert fast0["worst_language"] == "php" and fast0["worst_bpb"] == 3.5
+    assert fast0["macro_bpb"] == pytest.approx((1.0 + 3.5) / 2)
+    assert fast0["overhead_share"] == pytest.approx(0.1)
+    table = summarize(outs, primary="python")
+    row = table.set_index("mixture").loc["fast"]
+    assert row["seeds"] == 2 and row["not_reached"] == 2
+    assert row["bpb:php_mean"] == pytest.approx(3.55)
+    assert row["bpb:php_low"] < 3.55 < row["bpb:php_high"]
+    with pytest.raises(ValueError, match="reference mixture"):
+        per_seed_measures(outs, "python", reference="uniform")
+
+
+# ------------------------------------------------------------------------------------------
+# The harness end to end on the embedded default corpus, quick profile
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    from babel_interp.optimizer.harness import HarnessConfig, evaluate_mixtures
+
+    out = tmp_path_factory.mktemp("harness")
+    cfg = HarnessConfig.for_profile("quick", out=str(out), progress=False)
+    return cfg, evaluate_mixtures(cfg)
+
+
+def test_quick_profile_runs_end_to_end(quick):
+    cfg, res = quick
+    assert set(cfg.mixtures) == {"proportional", "babel-tower"} and cfg.seeds == [0, 1]
+    out = Path(cfg.out)
+    for key in ("table_csv", "per_seed_csv", "curves_csv", "table_md", "figure"):
+        assert Path(res.paths[key]).is_file(), key
+    assert (out / "corpus" / "manifest.json").is_file()  # the embedded default, built here
+    # Equal budgets: every run trained the same number of tokens.
+    assert set(res.per_seed["total_tokens"]) == {cfg.steps * cfg.batch_size * cfg.seq_len}
+    table = res.table.set_index("mixture")
+    assert list(table.index) == ["proportional", "babel-tower"]
+    assert table.loc["proportional", "speedup_mean"] == pytest.approx(1.0)
+    assert table.loc["proportional", "primary_regression_mean"] == pytest.approx(0.0)
+    for lang in ("python", "php", "go"):
+        assert np.isfinite(table[f"bpb:{lang}_mean"]).all()
+        assert (table[f"bpb:{lang}_low"] <= table[f"bpb:{lang}_mean"]).all()
+    # The paper's allocation pays for its evidence runs: a real overhead, recorded.
+    assert table.loc["babel-tower", "overhead_share_mean"] > 0.1
+    assert table.loc["proportional", "overhead_share_mean"] < 0.05
+    prov = json.loads((out / "mixtures" / "babel-tower.provenance.json").read_text())
+    decisions = {d["language"]: d for d in prov["provenance"]["decisions"]}
+    assert decisions["python"]["action"] == "keep"
+    assert {decisions["php"]["action"], decisions["go"]["action"]} <= {"keep", "cut"}
+    assert all(r["metrics_digest"] for r in prov["provenance"]["runs"])
+    assert "| babel-tower | 2 |" in res.markdown
+    assert Path(res.paths["table_md"]).read_text() == res.markdown
+
+
+def test_completed_runs_are_reused_and_a_new_mixture_is_added(quick):
+    from babel_interp.optimizer.controller import read_decisions
+    from babel_interp.optimizer.harness import HarnessConfig, evaluate_mixtures
+
+    cfg, res = quick
+    metrics = Path(cfg.out) / "runs" / "proportional" / "seed_0" / "metrics.jsonl"
+    before = metrics.stat().st_mtime_ns
+    d = cfg.to_dict()
+    d["mixtures"] = {"proportional": "proportional", "controller": "controller:patience=1"}
+    d["seeds"] = [0]
+    again = evaluate_mixtures(HarnessConfig.from_dict(d))
+    assert metrics.stat().st_mtime_ns == before  # reused, not retrained
+    old = res.per_seed.set_index(["mixture", "seed"]).loc[("proportional", 0), "bpb:php"]
+    new = again.per_seed.set_index(["mixture", "seed"]).loc[("proportional", 0), "bpb:php"]
+    assert old == new
+    log = read_decisions(Path(cfg.out) / "runs" / "controller" / "seed_0" / "controller.jsonl")
+    assert log[0]["action"] == "start" and len(log) > 1
+
+
+def test_evaluate_mixtures_cli_reads_the_existing_runs(quick, capsys):
+    from babel_interp.cli import main
+
+    cfg, _ = quick
+    rc = main(
+        [
+            "evaluate-mixtures",
+            "--profile",
+            "quick",
+            "--out",
+            cfg.out,
+            "--corpus",
+            str(Path(cfg.out) / "corpus"),
+            "--mixture",
+            "proportional=proportional",
+            "--mixture",
+            "babel-tower=babel-tower",
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    assert "| proportional | 2 |" in capsys.readouterr().out
+
+
+def test_harness_config_validation(tmp_path):
+    from babel_interp.optimizer.harness import HarnessConfig
+
+    with pytest.raises(ValueError, match="HarnessConfig.reference"):
+        HarnessConfig(out=str(tmp_path), mixtures={"uniform": "uniform"})
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        HarnessConfig.for_profile("full", out=str(tmp_path), seeds=[0, 1])
+    with pytest.raises(ValueError, match="HarnessConfig.token_budget"):
+        HarnessConfig.for_profile("quick", out=str(tmp_path), token_budget=0)
+    with pytest.raises(ValueError, match="HarnessConfig.profile"):
+        HarnessConfig(out=str(tmp_path), profile="huge", mixtures={"proportional": "p"})
+    with pytest.raises(ValueError, match="unknown field"):
+        HarnessConfig.from_dict({"out": str(tmp_path), "budget": 3})
+    cfg = HarnessConfig.for_profile("full", out=str(tmp_path))
+    assert len(cfg.seeds) >= 3 and "babel-tower" in cfg.mixtures
+    assert HarnessConfig.from_dict(cfg.to_dict()) == cfg

@@ -73,7 +73,7 @@ _QUICK_MODEL = {
 }
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "quick": {
-        "mixtures": {"proportional": "proportional", "uniform": "uniform"},
+        "mixtures": {"proportional": "proportional", "babel-tower": "babel-tower"},
         "seeds": [0, 1],
         "model": _QUICK_MODEL,
         "preset": "tiny",
