@@ -405,6 +405,12 @@ def test_bad_inputs_are_clear(tiny, tok, probes):
         analyze_working_language(tiny, tok, probes[:1], WorkingLanguageConfig(lens="tuned"))
     with pytest.raises(ValueError, match="language pair"):
         analyze_working_language(tiny, tok, probes[:1], WorkingLanguageConfig(target="go"))
+    small = build_model(
+        ModelConfig(n_layers=1, d_model=8, n_heads=1, d_head=8, d_mlp=8, n_ctx=32, d_vocab=50)
+    )
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        sets = build_token_sets(tok, [(probes[0].concept, probes[0].primary, probes[0].target)])
+        analyze_working_language(small, tok, probes[:1], token_sets=sets, progress=False)
     collapsed = Probe("$x = ", "printf", "print", target_language="php", primary_language="python")
     with pytest.raises(ValueError, match="every probe's pair was dropped"):
         analyze_working_language(tiny, tok, [collapsed], progress=False)

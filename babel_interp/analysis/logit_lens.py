@@ -734,6 +734,12 @@ def analyze_working_language(
     max_len = min(max_len, int(model.cfg.n_ctx))
     items, bad = _build_items(tokenizer, kept, _prepend_id(tokenizer, cfg.prepend), max_len)
     skipped.extend({**b, "probe": kept_index[b["probe"]]} for b in bad)
+    too_big = max((max(it.ids) for it in items), default=-1)
+    if too_big >= d_vocab:
+        raise ValueError(
+            f"the tokenizer produced token id {too_big}, outside the model's vocabulary "
+            f"(d_vocab={d_vocab}): is it the model's own tokenizer?"
+        )
 
     # Union of every kept pair's ids, with per-pair membership masks over it.
     pair_keys = sorted({p.pair for p in kept})
