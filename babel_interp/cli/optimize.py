@@ -128,6 +128,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--primary", default="python")
     e.add_argument("--reference", default="proportional")
     e.add_argument("--device", default="auto")
+    e.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads during the runs"
+    )
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(handler=run_evaluate)
 
@@ -217,6 +220,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
+    if args.threads is not None:
+        overrides["num_threads"] = args.threads
     cfg = HarnessConfig.for_profile(
         args.profile,
         corpus=args.corpus,
