@@ -100,9 +100,12 @@ def test_forced_language_and_restrictions(tree):
     _write(tree / "inc" / "lib.inc", "<?php\nfunction f() {}\n")
     docs = list(iter_local_tree(tree / "inc", "php", extensions=[".inc"]))
     assert [(d.doc_id, d.language) for d in docs] == [("lib.inc", "php")]
-    # One file as the root.
+    # One file as the root; with a forced language, whatever its extension.
     docs = list(iter_local_tree(tree / "pkg" / "a.py"))
     assert [(d.doc_id, d.text) for d in docs] == [("a.py", GOOD_PY)]
+    script = _write(tree / "bin" / "tool", "#!/usr/bin/env python3\nprint(1)\n")
+    assert [d.language for d in iter_local_tree(script, "python")] == ["python"]
+    assert list(iter_local_tree(script)) == []
 
 
 def test_local_tree_errors(tmp_path):
@@ -305,6 +308,8 @@ def test_source_specs_and_arguments(tmp_path):
     assert s.describe() == f"local:python={tmp_path}"
     s = parse_source_arg(str(tmp_path), kind="jsonl")
     assert (s.kind, s.language) == ("jsonl", None)
+    assert parse_source_arg("php=~/src").path == os.path.expanduser("~/src")
+    assert parse_source_arg("rel/dir").path == os.path.abspath("rel/dir")
     with pytest.raises(SourceError, match="unknown language 'klingon'; known languages: python"):
         parse_source_arg("klingon=/src")
     # A path that really contains '=' is a path.

@@ -386,7 +386,9 @@ def iter_local_tree(
     for path in paths:
         rel = path.name if path == root else path.relative_to(root).as_posix()
         if forced is not None:
-            lang = forced if path.suffix.lower() in exts else None  # type: ignore[operator]
+            # A file named as the source itself is labelled whatever its extension.
+            named = path == root or path.suffix.lower() in exts  # type: ignore[operator]
+            lang = forced if named else None
         elif exts is not None:
             inferred = language_for_path(path)
             lang = inferred.name if inferred and path.suffix.lower() in exts else None
@@ -941,8 +943,8 @@ _LANG_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_#+\-]*)=(.+)$")
 def parse_source_arg(arg: str, kind: str = "local") -> SourceSpec:
     """Parse a command-line source: ``LANG=PATH`` (language forced) or ``PATH`` (inferred).
 
-    The language name is checked against the registry, so an unknown name is an error that
-    lists the known languages.
+    The path is made absolute (``~`` expanded). The language name is checked against the
+    registry, so an unknown name is an error that lists the known languages.
     """
     if not isinstance(arg, str) or not arg.strip():
         raise SourceError(f"empty {kind} source argument {arg!r}")
@@ -953,5 +955,10 @@ def parse_source_arg(arg: str, kind: str = "local") -> SourceSpec:
             lang = resolve_language(lang)
         except ValueError as exc:
             raise SourceError(f"source {arg!r}: {exc}") from None
-        return SourceSpec(kind=kind, path=path, language=lang)
-    return SourceSpec(kind=kind, path=arg.strip())
+        return SourceSpec(kind=kind, path=_abspath(path), language=lang)
+    return SourceSpec(kind=kind, path=_abspath(arg.strip()))
+
+
+def _abspath(path: str) -> str:
+    # Absolute, so the manifest's record of the sources does not depend on the working directory.
+    return os.path.abspath(os.path.expanduser(path))
