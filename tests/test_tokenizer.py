@@ -81,7 +81,8 @@ def test_trained_tokenizer_has_fixed_specials_and_loads_with_autotokenizer(tok_d
     # Padding needs no new token: the vocabulary size cannot grow after training.
     batch = tok(["def f():", "x"], padding=True)
     assert len(tok) == 1024 and 1 in batch["input_ids"][1]
-    text = "def parse(s):\n    return json.loads(s)\n"
+    # Code is whitespace-sensitive: decoding never "cleans up" the space before a comma.
+    text = "def parse(s):\n    return json.loads(s) , x ;\n"
     assert tok.decode(tok(text)["input_ids"]) == text
 
 
