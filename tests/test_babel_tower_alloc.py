@@ -147,3 +147,77 @@ def test_validation_errors_name_the_field():
     with pytest.raises(ValueError, match="not in the corpus"):
         babel_tower_allocation({"python": 1}, {"php": _curve("php", 10)})
     assert BabelTowerConfig.from_dict(BabelTowerConfig().to_dict()) == BabelTowerConfig()
+
+
+# ------------------------------------------------------------------------------------------
+# From real runs: continual pretraining, the working-language analyzer, the optimize command
+# ------------------------------------------------------------------------------------------
+
+
+def test_optimize_from_a_continual_pretraining_run_calibrates_the_proxy(tmp_path):
+    import json
+
+    import torch
+
+    from babel_interp.cli import main
+    from babel_interp.corpus.shards import CorpusReader
+    from babel_interp.optimizer.harness import HarnessConfig, ensure_corpus, run_evidence_phase
+    from babel_interp.optimizer.methods import read_mixture_file
+
+    cfg = HarnessConfig.for_profile(
+        "quick",
+        out=str(tmp_path / "h"),
+        corpus_languages=["python", "php"],
+        corpus_docs=20,
+        evidence_working_language=True,
+        evidence_probes_per_pair=2,
+        progress=False,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small only loses from threads on a shared machine
+    try:
+        corpus = ensure_corpus(cfg)
+        evidence, seconds, runs = run_evidence_phase(cfg, corpus)
+    finally:
+        torch.set_num_threads(threads)
+    ev = evidence["php"]
+    assert seconds > 0 and len(runs) == 1
+    assert ev.steps == list(range(0, cfg.evidence_steps + 1, cfg.evidence_every))
+    assert ev.tokens[0] == 0 and ev.tokens == sorted(ev.tokens)
+    assert ev.measured_share is not None and all(0 <= x <= 1 for x in ev.measured_share)
+    run = tmp_path / "h" / "evidence" / "php"
+    mix = tmp_path / "bt.json"
+    rc = main(
+        [
+            "optimize",
+            "--method",
+            "babel-tower",
+            "--corpus",
+            str(corpus),
+            "--run",
+            f"php={run}",
+            "--out",
+            str(mix),
+            "--resample-out",
+            str(tmp_path / "resampled"),
+        ]
+    )
+    assert rc == 0
+    mixture, meta = read_mixture_file(mix)
+    prov = meta["provenance"]
+    assert prov["runs"][0]["path"] == str(run.resolve())
+    assert prov["runs"][0]["checkpoints"] == ev.steps
+    cal = prov["calibration"][0]
+    assert cal["label"] == "php" and cal["n"] == len(ev.steps)
+    assert -1 <= cal["pearson"]["r"] <= 1 and cal["rmse"] >= 0
+    php = {d["language"]: d for d in prov["decisions"]}["php"]
+    assert php["action"] in ("cut", "keep") and php["alpha"] > php["beta"]
+    if php["action"] == "cut":
+        assert mixture.budgets["php"] == meta["allocation"]["budgets"]["php"]
+    # The resampled corpus holds the mixture's tokens, labels intact.
+    out = CorpusReader(tmp_path / "resampled")
+    report = json.loads((tmp_path / "resampled" / "resample_report.json").read_text())
+    for lang in ("python", "php"):
+        got = out.manifest["splits"]["train"]["languages"][lang]["tokens"]
+        assert got == report["written"][lang] > 0
+    assert out.manifest["resampled_from"]["provenance"]["method"] == "babel-tower"

@@ -112,7 +112,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "write a comparison table (CSV, Markdown) and a figure under --out."
         ),
     )
-    e.add_argument("--corpus", required=True)
+    e.add_argument(
+        "--corpus",
+        default=None,
+        help="corpus directory (default: build the embedded synthetic corpus under --out)",
+    )
     e.add_argument("--out", required=True, help="harness directory (runs, table, figure)")
     e.add_argument(
         "--mixture",

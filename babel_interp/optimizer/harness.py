@@ -64,7 +64,7 @@ RUN_RECORD = "harness_run.json"
 # The quick profile is sized for the test suite on 2 CPU cores: a one-layer model, three
 # languages, a few dozen steps. The full profile is the comparison reported in the docs.
 _QUICK_MODEL = {
-    "n_layers": 1,
+    "n_layers": 2,
     "d_model": 64,
     "n_heads": 2,
     "d_head": 32,
@@ -120,6 +120,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "evidence_primary_steps": 150,
         "evidence_steps": 120,
         "evidence_every": 10,
+        "evidence_working_language": True,
         "checkpoint_every": 100,
         "num_threads": None,
     },
@@ -158,6 +159,8 @@ class HarnessConfig:
     evidence_primary_steps: int = 100
     evidence_steps: int = 100
     evidence_every: int = 10
+    evidence_working_language: bool = False
+    evidence_probes_per_pair: int = 5
     checkpoint_every: int = 0
     num_threads: int | None = None
     device: str = "auto"
@@ -193,6 +196,7 @@ class HarnessConfig:
             "evidence_primary_steps",
             "evidence_steps",
             "evidence_every",
+            "evidence_probes_per_pair",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -346,10 +350,21 @@ def _completed(run_dir: Path) -> bool:
     return (run_dir / RUN_RECORD).is_file()
 
 
+class HarnessInterrupted(RuntimeError):
+    """A run stopped on a signal: the harness stops too, and a rerun resumes that run."""
+
+
 def _train_run(tcfg: Any, callbacks: list[Any]) -> Any:
     from babel_interp.training import train
 
-    return train(tcfg, callbacks)
+    result = train(tcfg, callbacks)
+    if result.interrupted:
+        # Never record an interrupted run as done: its directory holds a resumable checkpoint.
+        raise HarnessInterrupted(
+            f"run {tcfg.out} stopped on {result.stop_reason} at step {result.step}; "
+            "run the harness again to resume it"
+        )
+    return result
 
 
 # ------------------------------------------------------------------------------------ evidence
@@ -414,6 +429,8 @@ def run_evidence_phase(cfg: HarnessConfig, corpus: Path) -> tuple[dict[str, Any]
             )
             _train_run(tcfg, [])
             write_json_atomic(run_dir / RUN_RECORD, {"completed": True})
+        if cfg.evidence_working_language:
+            _working_language(cfg, run_dir, lang)
         ev = evidence_from_run(run_dir, lang, primary=cfg.primary, detect=True)
         evidence[lang] = ev
         runs.append(run_record(run_dir, ev.steps))
@@ -429,6 +446,17 @@ def run_evidence_phase(cfg: HarnessConfig, corpus: Path) -> tuple[dict[str, Any]
     return evidence, seconds, runs
 
 
+def _working_language(cfg: HarnessConfig, run_dir: Path, lang: str) -> None:
+    """The working-language analyzer over a continual-pretraining run's checkpoints, so the
+    loss proxy can be calibrated against the measured share (cached per checkpoint)."""
+    from babel_interp.analysis.logit_lens import WorkingLanguageConfig, analyze_run
+
+    wl_cfg = WorkingLanguageConfig(
+        primary=cfg.primary, target=lang, n_per_pair=cfg.evidence_probes_per_pair, n_boot=200
+    )
+    analyze_run(run_dir, wl_cfg, figures=False, progress=cfg.progress)
+
+
 # ------------------------------------------------------------------------------------ mixtures
 @dataclass
 class _Resolved:
@@ -437,6 +465,8 @@ class _Resolved:
     controller: dict[str, Any] | None = None
     optimizer_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    calibration: list[dict[str, Any]] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve(
@@ -469,7 +499,12 @@ def _resolve(
         seconds += time.perf_counter() - t0
         write_mixture_file(out / f"{name}.json", result)
         return _Resolved(
-            name, result.mixture, optimizer_seconds=seconds, notes=result.allocation.notes
+            name,
+            result.mixture,
+            optimizer_seconds=seconds,
+            notes=result.allocation.notes,
+            calibration=result.provenance.calibration,
+            evidence=dict(evidence or {}),
         )
     return _Resolved(name, load_mixture(spec))
 
@@ -640,7 +675,71 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
         per_seed, curves, languages, out / "comparison.png", weights=weights
     )
     paths["figure"] = str(fig)
+    md_full += _calibration_outputs(resolved, cfg, out, paths)
+    tmp.write_text(md_full, encoding="utf-8")
+    os.replace(tmp, md_path)
     return HarnessResult(outcomes, per_seed, table, md_full, weights, paths, notes)
+
+
+def _calibration_outputs(
+    resolved: Mapping[str, _Resolved], cfg: HarnessConfig, out: Path, paths: dict[str, str]
+) -> str:
+    """The loss proxy's calibration (when measured): CSV, figure and a Markdown section."""
+    from babel_interp.optimizer.babel_tower import fit_loss_proxy
+    from babel_interp.report.mixture_plots import plot_calibration
+
+    reports = [c for r in resolved.values() for c in r.calibration]
+    if not reports:
+        return ""
+    rows = []
+    for c in reports:
+        rows.append(
+            {
+                "label": c["label"],
+                "n": c["n"],
+                "pearson_r": c["pearson"]["r"],
+                "pearson_low": c["pearson"]["low"],
+                "pearson_high": c["pearson"]["high"],
+                "spearman_rho": c["spearman"]["r"],
+                "spearman_low": c["spearman"]["low"],
+                "spearman_high": c["spearman"]["high"],
+                "rmse": c["rmse"],
+                "mae": c["mae"],
+                "rmse_complement": c["rmse_complement"],
+                "mae_complement": c["mae_complement"],
+                "orientation": c["orientation"],
+            }
+        )
+    df = pd.DataFrame(rows).drop_duplicates()
+    paths["calibration_csv"] = str(_write_csv(df, out / "calibration.csv"))
+    xs, ys, labels = [], [], []
+    for r in resolved.values():
+        for lang, ev in r.evidence.items():
+            if ev.measured_share is None:
+                continue
+            proxy = fit_loss_proxy(ev.steps, ev.losses).share(ev.losses)
+            xs.extend(list(proxy))
+            ys.extend(ev.measured_share)
+            labels.extend([lang] * len(ev.steps))
+    if xs:
+        paths["calibration_figure"] = str(plot_calibration(xs, ys, out / "calibration.png", labels))
+    lines = [
+        "\n## Loss proxy against the measured working-language share\n",
+        "P(l) = (alpha - l) / (alpha - beta) per continual-pretraining run, against the share of "
+        "probes whose middle layers favour the primary identifier (logit lens), at the same "
+        "checkpoints. The paper used the proxy without this check.\n",
+        "| run | n | Pearson r [95% CI] | Spearman rho [95% CI] | RMSE | RMSE of 1 - P | "
+        "orientation |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['label']} | {row['n']} | {row['pearson_r']:.3f} "
+            f"[{row['pearson_low']:.3f}, {row['pearson_high']:.3f}] | {row['spearman_rho']:.3f} "
+            f"[{row['spearman_low']:.3f}, {row['spearman_high']:.3f}] | {row['rmse']:.3f} | "
+            f"{row['rmse_complement']:.3f} | {row['orientation']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
