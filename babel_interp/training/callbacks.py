@@ -191,6 +191,16 @@ class ControllerCallback(Callback):
         self.when = _check_when("ControllerCallback", when)
         self.name = name or type(controller).__name__
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """The controller's state (if it has ``state_dict``), saved in every checkpoint."""
+        fn = getattr(self.controller, "state_dict", None)
+        return fn() if callable(fn) else None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        fn = getattr(self.controller, "load_state_dict", None)
+        if callable(fn):
+            fn(state)
+
     def _decide(self, trainer: Trainer, step: int) -> None:
         new = self.controller.decide(trainer, step, dict(trainer.signals))
         if new is None:

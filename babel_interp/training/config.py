@@ -117,7 +117,10 @@ class TrainConfig:
     ``init_from`` (a checkpoint directory, or a run whose last checkpoint is taken) starts from
     another run's weights for continual pretraining, with a fresh optimizer unless
     ``init_optimizer``. ``eval_windows`` is the number of fixed validation windows per language
-    (0: every non-overlapping window of the split).
+    (0: every non-overlapping window of the split). ``deterministic`` turns on
+    ``torch.use_deterministic_algorithms`` for the run (``None``: on CPU only, where it costs
+    little and makes a resumed run's losses bit-identical; multi-threaded CPU backward of the
+    embedding lookup is otherwise order-nondeterministic).
     """
 
     corpus: str
@@ -143,6 +146,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False
+    deterministic: bool | None = None
     fast_path: bool = True
     hooks: list[str] = field(default_factory=list)
     progress: bool = True
@@ -188,6 +192,10 @@ class TrainConfig:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         ):
             raise ValueError(f"TrainConfig.device must be {DEVICES_HINT}, got {self.device!r}")
+        if self.deterministic is not None and not isinstance(self.deterministic, bool):
+            raise ValueError(
+                f"TrainConfig.deterministic must be True, False or None, got {self.deterministic!r}"
+            )
         if not isinstance(self.hooks, list) or not all(isinstance(h, str) for h in self.hooks):
             raise ValueError(f"TrainConfig.hooks must be a list of hook names, got {self.hooks!r}")
         if self.init_from is not None and (

@@ -782,6 +782,13 @@ class Trainer:
         """Run to ``config.steps`` (or until data runs out or a signal arrives)."""
         t_start = time.perf_counter()
         self._stop.install()
+        deterministic = self.config.deterministic
+        if deterministic is None:
+            deterministic = self.device.type == "cpu"
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
+        was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
         stop_reason = "completed"
         bar = tqdm(
             total=self.config.steps,
@@ -863,6 +870,7 @@ class Trainer:
                 run_callbacks(self.callbacks, "on_train_end", self, result)
             return result
         finally:
+            torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
             bar.close()
             self._stop.restore()
             self.metrics.close()
