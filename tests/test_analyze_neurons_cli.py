@@ -134,7 +134,7 @@ def test_rerun_reuses_statistics_and_checkpoint_selection(analyzed, capsys):
     stats_path = run / "analysis" / "neurons" / "step_00000020" / "stats.safetensors"
     before = stats_path.stat().st_mtime_ns
     argv = ["analyze", "neurons", "--run", str(run), "--target", "php", *FAST]
-    rc = main([*argv, "--checkpoints", "20", "--no-ablation", "--no-figures"])
+    rc = main([*argv, "--checkpoints", "20", "--no-ablation", "--no-figures", "--threads", "1"])
     assert rc == 0
     assert stats_path.stat().st_mtime_ns == before  # same collection settings: reused
     printed = capsys.readouterr().out

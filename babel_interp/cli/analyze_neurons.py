@@ -42,6 +42,7 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="val", choices=("train", "val"))
     p.add_argument("--device", default=None, help="torch device (default: CPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     g = p.add_argument_group("statistics")
     g.add_argument("--tokens-per-language", type=int, default=65_536)
     g.add_argument("--window-len", type=int, default=128)
@@ -132,6 +133,12 @@ def config_from_args(args: argparse.Namespace) -> NeuronAnalysisConfig:
 def run_neurons(args: argparse.Namespace) -> int:
     """Handler of ``babel-interp analyze neurons``."""
     cfg = config_from_args(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = analyze_run(args.run, cfg, checkpoints=args.checkpoints)
     summary = summarize_counts(result)
     if not summary.empty:
