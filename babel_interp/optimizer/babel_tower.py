@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float
 
 from babel_interp.optimizer.baselines import Allocation, integer_budgets
 from babel_interp.optimizer.stats import Correlation, pearson, spearman
@@ -356,7 +357,9 @@ class BabelTowerResult:
         return pd.concat([c.to_dataframe() for c in self.calibration], ignore_index=True)
 
 
-def _first_crossing(tokens: np.ndarray, share: np.ndarray, target: float) -> float | None:
+def _first_crossing(
+    tokens: Float[np.ndarray, " n"], share: Float[np.ndarray, " n"], target: float
+) -> float | None:
     """Tokens at which ``share`` first reaches ``target``, linearly interpolated."""
     hits = np.nonzero(share >= target)[0]
     if hits.size == 0:

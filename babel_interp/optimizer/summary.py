@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float
 
 from babel_interp.optimizer.stats import mean_ci
 
@@ -62,7 +63,9 @@ class RunOutcome:
         return c["tokens"].to_numpy(np.float64), c["val_bpb"].to_numpy(np.float64)
 
 
-def tokens_to_target(tokens: np.ndarray, values: np.ndarray, target: float) -> float:
+def tokens_to_target(
+    tokens: Float[np.ndarray, " n"], values: Float[np.ndarray, " n"], target: float
+) -> float:
     """Tokens at which a falling curve first reaches ``target`` (linear interpolation); NaN if
     never."""
     hit = np.nonzero(values <= target)[0]
