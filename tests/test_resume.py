@@ -1,0 +1,246 @@
+"""Exact resume: a run killed with SIGKILL, or stopped with SIGTERM, and resumed with ``--resume``
+logs exactly the losses of the run that was never interrupted (CPU, same thread count)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from _corpus_fixtures import make_corpus
+
+from babel_interp.cli import main
+from babel_interp.mixture import Mixture
+from babel_interp.runs import list_checkpoints, read_metrics
+from babel_interp.training import (
+    CheckpointConfig,
+    CheckpointSchedule,
+    ControllerCallback,
+    TrainConfig,
+    Trainer,
+    read_trainer_state,
+    train,
+)
+from babel_interp.training.callbacks import Callback
+
+STEPS = 80
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The subprocesses run with --threads 1; the in-process runs must use the same kernels.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"), ("python", "php"), docs=60)
+
+
+def _args(corpus: Path, out: Path) -> list[str]:
+    return [
+        "train",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--steps",
+        str(STEPS),
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "32",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "5",
+        "--mixture",
+        "0:python=1;40:php=0.8,python=0.2",
+        "--eval-every",
+        "20",
+        "--eval-windows",
+        "4",
+        "--checkpoints",
+        "log",
+        "--resume-every",
+        "20",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+
+
+def _comparable(run: Path) -> list[tuple]:
+    out = []
+    for r in read_metrics(run):
+        if r["type"] == "train":
+            out.append(("train", r["step"], r["loss"], r["loss_per_language"], r["tokens_seen"],
+                        r["lr"], r["grad_norm"]))  # fmt: skip
+        elif r["type"] == "eval":
+            out.append(("eval", r["step"], r["val_loss"], r["val_bpb"]))
+        elif r["type"] == "mixture":
+            out.append(("mixture", r["step"], r["reason"], r["weights"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory) -> list[tuple]:
+    run = tmp_path_factory.mktemp("ref") / "run"
+    n = torch.get_num_threads()
+    try:
+        assert main(_args(corpus, run)) == 0
+    finally:
+        torch.set_num_threads(n)
+    ref = _comparable(run)
+    assert sum(r[0] == "train" for r in ref) == STEPS
+    return ref
+
+
+def _start(corpus: Path, out: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "babel_interp.cli", *_args(corpus, out)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ)
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, run: Path, step: int, timeout: float = 240):
+    target = run / "checkpoints" / f"step_{step:08d}"
+    deadline = time.monotonic() + timeout
+    while not target.is_dir():
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            pytest.fail(f"training exited ({proc.returncode}) before step {step}: {err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no checkpoint at step {step} after {timeout}s")
+        time.sleep(0.005)
+
+
+def test_sigkill_then_resume_reproduces_the_uninterrupted_run(corpus, tmp_path, reference):
+    run = tmp_path / "run"
+    proc = _start(corpus, run)
+    _wait_for_checkpoint(proc, run, 20)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = list_checkpoints(run)[-1].step
+    assert 20 <= killed_at < STEPS
+    # The same command with --resume continues from the last complete checkpoint.
+    assert main([*_args(corpus, run), "--resume"]) == 0
+    assert _comparable(run) == reference
+    events = [r for r in read_metrics(run) if r["type"] == "event"]
+    assert [e["event"] for e in events] == ["start", "resume", "end"]
+    assert events[1]["step"] == killed_at
+    assert not list((run / "checkpoints").glob("*.tmp-*"))
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_completes_exactly(corpus, tmp_path, reference):
+    run = tmp_path / "run"
+    proc = _start(corpus, run)
+    _wait_for_checkpoint(proc, run, 20)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
+    ends = [r for r in read_metrics(run) if r.get("event") == "end"]
+    assert ends and ends[-1]["reason"] == "signal:SIGTERM"
+    stopped = ends[-1]["step"]
+    assert list_checkpoints(run)[-1].step == stopped
+    assert json.loads(err.decode().strip().splitlines()[-1])["stop_reason"] == "signal:SIGTERM"
+    if stopped < STEPS:
+        assert main(["train", "--out", str(run), "--resume", "--threads", "1"]) == 0
+    assert _comparable(run) == reference
+
+
+def test_resume_rejects_a_changed_configuration(corpus, tmp_path):
+    run = tmp_path / "run"
+    cfg = dict(
+        corpus=str(corpus),
+        out=str(run),
+        steps=4,
+        batch_size=4,
+        seq_len=32,
+        eval_every=0,
+        progress=False,
+        checkpoints=CheckpointConfig(fsync=False),
+    )
+    train(TrainConfig(**cfg))
+    with pytest.raises(ValueError, match=r"\['seed'\] differ"):
+        Trainer(TrainConfig(**{**cfg, "seed": 9, "resume": True}))
+    # Resuming a finished run is a no-op that changes nothing.
+    before = read_metrics(run)
+    result = train(TrainConfig(**{**cfg, "resume": True}))
+    assert result.step == 4 and result.stop_reason == "completed"
+    assert [r for r in read_metrics(run) if r["type"] == "train"] == [
+        r for r in before if r["type"] == "train"
+    ]
+
+
+class _Halve:
+    """A checkpoint-time controller: each checkpoint moves half of python's weight to php."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decide(self, trainer, step, signals):
+        self.calls += 1
+        w = trainer.mixture.weights
+        py = w.get("python", 0.0) / 2
+        return Mixture(weights={"python": py, "php": 1 - py}) if py > 0.01 else None
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls = state["calls"]
+
+
+class _DieAt(Callback):
+    """Raises at one checkpoint, after it is written and before later callbacks run."""
+
+    def __init__(self, step: int | None) -> None:
+        self.step = step
+
+    def on_checkpoint(self, trainer, step, ckpt_path):
+        if step == self.step:
+            raise RuntimeError("simulated crash inside checkpoint callbacks")
+
+
+def test_a_crash_inside_checkpoint_callbacks_is_replayed_on_resume(corpus, tmp_path):
+    def cfg(out, resume=False):
+        return TrainConfig(
+            corpus=str(corpus),
+            out=str(out),
+            steps=12,
+            batch_size=4,
+            seq_len=32,
+            eval_every=0,
+            mixture=Mixture(weights={"python": 1.0}),
+            progress=False,
+            resume=resume,
+            checkpoints=CheckpointConfig(
+                schedule=CheckpointSchedule(kind="every", every=4), fsync=False
+            ),
+        )
+
+    ref = tmp_path / "ref"
+    train(cfg(ref), callbacks=[_DieAt(None), ControllerCallback(_Halve(), when="checkpoint")])
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg(run), callbacks=[_DieAt(8), ControllerCallback(_Halve(), when="checkpoint")])
+    state = read_trainer_state(run / "checkpoints" / "step_00000008")
+    assert state["callbacks_done"] is False
+    ctl = _Halve()
+    callbacks = [_DieAt(None), ControllerCallback(ctl, when="checkpoint")]
+    train(cfg(run, resume=True), callbacks=callbacks)
+    assert _comparable(run) == _comparable(ref)
+    assert ctl.calls == 4  # steps 0, 4, 8 (replayed) and 12
+    final = read_trainer_state(list_checkpoints(run)[-1].path)
+    assert final["mixture"] == read_trainer_state(list_checkpoints(ref)[-1].path)["mixture"]
