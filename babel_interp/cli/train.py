@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -202,7 +203,8 @@ def run_train(args: argparse.Namespace) -> int:
         "train_loss": result.train_loss,
         "val_loss": (result.eval or {}).get("val_loss"),
     }
-    if result.eval is not None or result.train_loss is not None:
+    is_main = int(os.environ.get("RANK", "0")) == 0  # torchrun: one summary, from rank 0
+    if is_main and (result.eval is not None or result.train_loss is not None):
         print(json.dumps(summary), file=sys.stderr if result.interrupted else sys.stdout)
     if result.interrupted:
         name = result.stop_reason.split(":", 1)[1]
