@@ -147,6 +147,15 @@ def main() -> None:
             tps = tokens_per_round / statistics.median(t[i] for t in ts)
             print(f"[{clock} clock] {name:24s} {tps:12.0f} {tps / base:7.3f} {1 - tps / base:9.1%}")
 
+    main_clock = 0 if gpu else 1
+    ratio = statistics.median(t[main_clock] for t in times["plain forward"]) / statistics.median(
+        t[main_clock] for t in times["stats + window records"]
+    )
+    print(
+        f"RESULT ratio (stats + window records / plain forward, "
+        f"{'wall' if gpu else 'cpu'} clock): {ratio:.3f}; overhead {1 - ratio:.1%} (goal <= 15%)"
+    )
+
     # Memory: state after N vs 4N batches (bounded window records excluded: capped at 0 here).
     c = collector(0)
     for t, la in zip(tokens, pure, strict=True):
