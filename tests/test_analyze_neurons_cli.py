@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,11 @@ def test_rerun_reuses_statistics_and_checkpoint_selection(analyzed, capsys):
     total = pd.read_csv(run / "analysis" / "neurons" / "counts_total.csv")
     assert total["step"].astype(str).unique().tolist() == ["20"]
     assert NeuronStats.load(stats_path).tokens.tolist() == [1024, 1024]
+    # A rewritten checkpoint (new weights file) is never matched with its old statistics.
+    weights = run / "checkpoints" / "step_00000020" / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert main([*argv, "--checkpoints", "20", "--no-ablation", "--no-figures"]) == 0
+    assert stats_path.stat().st_mtime_ns != before
 
 
 def test_cli_reports_bad_input_in_one_line(analyzed, capsys):

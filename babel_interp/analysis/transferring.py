@@ -50,7 +50,7 @@ from babel_interp.analysis.neuron_stats import (
     corpus_windows,
 )
 from babel_interp.corpus.shards import CorpusReader, write_json_atomic
-from babel_interp.model import HookedModel, ModelConfig, build_model, load_model
+from babel_interp.model import MODEL_WEIGHTS, HookedModel, ModelConfig, build_model, load_model
 from babel_interp.runs import (
     Checkpoint,
     analysis_dir,
@@ -226,10 +226,10 @@ class NeuronAnalysisConfig:
                 "NeuronAnalysisConfig.random_init_seed must be an int, "
                 f"got {self.random_init_seed!r}"
             )
-        if self.n_null_permutations and self.stats.max_windows_per_language < 2:
+        if self.stats.max_windows_per_language < 2:
             raise ValueError(
-                "NeuronAnalysisConfig.n_null_permutations > 0 needs window records: set "
-                "stats.max_windows_per_language >= 2 (or n_null_permutations = 0)"
+                "NeuronAnalysisConfig.stats.max_windows_per_language must be >= 2: contrast "
+                "intervals and the permutation nulls resample window records"
             )
 
     @property
@@ -432,8 +432,11 @@ def analyze_run(
                 )
         step_dir = out / checkpoint_dirname(ckpt.step)
         step_dir.mkdir(parents=True, exist_ok=True)
+        # The weights' size and mtime join the key: a rewritten checkpoint is recollected.
+        weights = (ckpt.path / MODEL_WEIGHTS).stat()
+        ckpt_key = f"{key}-{weights.st_size}-{weights.st_mtime_ns}"
         stats = _stats_for(
-            model, windows, cfg, step_dir / STATS_FILE, key, f"stats step {ckpt.step}"
+            model, windows, cfg, step_dir / STATS_FILE, ckpt_key, f"stats step {ckpt.step}"
         )
         layers = stats.layers
         res = lape(stats, cfg.lape)
@@ -491,7 +494,8 @@ def analyze_run(
         model.eval()
         rand_dir = out / "random_init"
         rand_dir.mkdir(parents=True, exist_ok=True)
-        rand_key = f"{key}-seed{cfg.random_init_seed}"
+        shape = json.dumps(rand_cfg.to_dict(), sort_keys=True).encode()
+        rand_key = f"{key}-{hashlib.sha256(shape).hexdigest()[:12]}"
         stats = _stats_for(
             model, windows, cfg, rand_dir / STATS_FILE, rand_key, "stats random init"
         )
