@@ -56,10 +56,12 @@ class AblationConfig:
             raise ValueError(f"AblationConfig.seed must be an int, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AblationConfig:
+        """The config ``d`` describes; an unknown field is an error naming it."""
         return _from_dict(cls, d)
 
 

@@ -108,10 +108,12 @@ class ContrastConfig:
             raise ValueError(f"ContrastConfig.seed must be an int, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ContrastConfig:
+        """The config ``d`` describes; an unknown field is an error naming it."""
         return _from_dict(cls, d)
 
 

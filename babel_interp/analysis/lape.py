@@ -52,10 +52,12 @@ class LapeConfig:
             setattr(self, name, float(value))
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LapeConfig:
+        """The config ``d`` describes; an unknown field is an error naming it."""
         return _from_dict(cls, d)
 
 
@@ -97,6 +99,7 @@ class LapeResult:
     n_selected_filtered: int
 
     def lang_index(self, language: str) -> int:
+        """Position of ``language`` in :attr:`languages`."""
         try:
             return self.languages.index(language)
         except ValueError:

@@ -116,10 +116,12 @@ class NeuronStatsConfig:
             raise ValueError(f"NeuronStatsConfig.seed must be an int, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NeuronStatsConfig:
+        """The config ``d`` describes; an unknown field is an error naming it."""
         return _from_dict(cls, d)
 
 
@@ -217,6 +219,7 @@ class NeuronStats:
 
     @property
     def n_windows(self) -> int:
+        """Number of window records."""
         return int(self.window_lang.shape[0])
 
     def lang_index(self, language: str) -> int:

@@ -79,10 +79,12 @@ class TransferConfig:
         self.active_quantile = float(q)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TransferConfig:
+        """The config ``d`` describes; an unknown field is an error naming it."""
         return _from_dict(cls, d)
 
 
@@ -234,16 +236,19 @@ class NeuronAnalysisConfig:
 
     @property
     def all_languages(self) -> list[str]:
+        """Primary, target, then the extra languages (no repeats)."""
         extra = [x for x in (self.languages or []) if x not in (self.primary, self.target)]
         return [self.primary, self.target, *extra]
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
         d = asdict(self)
         d["ablation"] = None if self.ablation is None else self.ablation.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NeuronAnalysisConfig:
+        """The config ``d`` describes; an unknown field is an error naming it."""
         d = dict(d)
         nested = {
             "stats": NeuronStatsConfig,
