@@ -403,6 +403,17 @@ def _attention_fast_ok(attn: Any, extra_inputs: tuple) -> bool:
     )
 
 
+def _fused_qkv(attn: Any, x: Float[Tensor, "batch pos d_model"]) -> tuple[Tensor, Tensor, Tensor]:
+    """Q, K and V from one matrix multiply instead of three (TL: one ``F.linear`` each)."""
+    n_heads, d_model, d_head = attn.W_Q.shape
+    w = torch.cat([attn.W_Q, attn.W_K, attn.W_V], 0).transpose(0, 1).reshape(d_model, -1)
+    b = torch.cat([attn.b_Q, attn.b_K, attn.b_V], 0).reshape(-1)
+    qkv = torch.addmm(b, x.reshape(-1, d_model), w)
+    qkv = qkv.view(x.shape[0], x.shape[1], 3, n_heads, d_head)
+    q, k, v = qkv.unbind(2)
+    return attn.hook_q(q), attn.hook_k(k), attn.hook_v(v)
+
+
 def _fast_attention_forward(
     self: Any,
     query_input: Float[Tensor, "batch pos d_model"],
@@ -417,7 +428,14 @@ def _fast_attention_forward(
     if not _attention_fast_ok(self, extra):
         return self._babel_base.forward(self, query_input, key_input, value_input, *extra)
     # Same hook points in the same order as TL, minus hook_attn_scores / hook_pattern.
-    q, k, v = self.calculate_qkv_matrices(query_input, key_input, value_input)
+    if (
+        query_input is key_input is value_input
+        and type(self).calculate_qkv_matrices is self._babel_base.calculate_qkv_matrices
+        and not any(_has_hooks(h) for h in (self.hook_q, self.hook_k, self.hook_v))
+    ):
+        q, k, v = _fused_qkv(self, query_input)
+    else:
+        q, k, v = self.calculate_qkv_matrices(query_input, key_input, value_input)
     if self.cfg.positional_embedding_type == "rotary":
         q = self.hook_rot_q(self.apply_rotary(q, 0, None))
         k = self.hook_rot_k(self.apply_rotary(k, 0, None))
@@ -463,6 +481,72 @@ def _fast_rms_norm_forward(
     return F.rms_norm(x, (self.length,), self.w, self.eps)
 
 
+def _block_fast_ok(block: Any, extra_inputs: tuple) -> bool:
+    """Whether a pre-LN block may normalize its input once for Q, K and V.
+
+    TL applies ``ln1`` three times to the same tensor (once per Q/K/V input) so that split-input
+    configurations can differ; for a plain block the three results are identical. With a hook
+    on ``ln1`` (which would see three calls) TL's path runs.
+    """
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    cfg = block.cfg
+    return (
+        all(x is None for x in extra_inputs)
+        and not getattr(cfg, "use_attn_in", False)
+        and not getattr(cfg, "use_split_qkv_input", False)
+        and not getattr(cfg, "use_normalization_before_and_after", False)
+        and not getattr(cfg, "attn_only", False)
+        and not getattr(cfg, "parallel_attn_mlp", False)
+        and cfg.original_architecture not in POST_NORM_ARCHITECTURES
+        and not _has_hooks(block.ln1)
+        and not any(_has_hooks(m) for m in block.ln1.children())
+        and not _global_hooks()
+    )
+
+
+def _fast_block_forward(
+    self: Any,
+    resid_pre: Float[Tensor, "batch pos d_model"],
+    shortformer_pos_embed: Any = None,
+    past_kv_cache_entry: Any = None,
+    attention_mask: Any = None,
+) -> Float[Tensor, "batch pos d_model"]:
+    extra = (shortformer_pos_embed, past_kv_cache_entry, attention_mask)
+    if not _block_fast_ok(self, extra):
+        return self._babel_base.forward(self, resid_pre, *extra)
+    # TL's block for the plain pre-LN case, with ln1 computed once; every hook point fires.
+    resid_pre = self.hook_resid_pre(resid_pre)
+    normalized = self.ln1(resid_pre)
+    attn_out = self.attn(query_input=normalized, key_input=normalized, value_input=normalized)
+    attn_out = self.hook_attn_out(attn_out)
+    resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+    mlp_in = resid_mid if not self.cfg.use_hook_mlp_in else self.hook_mlp_in(resid_mid.clone())
+    mlp_out = self.apply_mlp(self.ln2(mlp_in))
+    return self.hook_resid_post(resid_mid + mlp_out)
+
+
+def _fast_embed_forward(self: Any, tokens: Any) -> Float[Tensor, "batch pos d_model"]:
+    # F.embedding's backward is a dedicated kernel; TL's W_E[tokens] goes through index_put_.
+    if getattr(self.cfg, "post_embedding_ln", False) or _global_hooks():
+        return self._babel_base.forward(self, tokens)
+    return F.embedding(tokens, self.W_E)
+
+
+def _fast_unembed_forward(
+    self: Any, residual: Float[Tensor, "batch pos d_model"]
+) -> Float[Tensor, "batch pos d_vocab"]:
+    # TL copies W_U.T into a contiguous matrix on every call (to mirror HF's bf16 layout);
+    # addmm reads W_U [d_model, d_vocab] as it is stored.
+    if _global_hooks() or self.W_U.dim() != 2:
+        return self._babel_base.forward(self, residual)
+    residual = self.hook_in(residual)
+    flat = residual.reshape(-1, residual.shape[-1])
+    # addmm is on autocast's low-precision list, like TL's F.linear: same output dtype.
+    out = torch.addmm(self.b_U, flat, self.W_U)
+    return self.hook_out(out.reshape(*residual.shape[:-1], self.W_U.shape[-1]))
+
+
 _FAST_CLASSES: dict[type, type] = {}
 
 
@@ -484,19 +568,35 @@ def _fast_class(base: type, forward: Any) -> type:
 
 
 def enable_fast_path(model: HookedModel) -> int:
-    """Switch a TL 3.x ``HookedTransformer``'s attention and norms to fused kernels.
+    """Switch a TL 3.x ``HookedTransformer`` to fused kernels where no hook needs TL's own ops.
 
-    The modules keep their class hierarchy (each becomes a subclass of its own class), weights,
-    hook points and results; per call, the fused kernel runs only when the hook points it skips
-    (``attn.hook_attn_scores``/``hook_pattern``, the norms' ``hook_scale``/``hook_normalized``)
-    have no hook. TL 4.x bridges are left unchanged. Returns the number of modules switched.
+    Attention uses ``scaled_dot_product_attention``, norms ``F.layer_norm``/``F.rms_norm``,
+    blocks normalize once for Q/K/V, the embedding uses ``F.embedding`` and the unembedding
+    reads ``W_U`` in place. The modules keep their class hierarchy (each becomes a subclass of
+    its own class), weights, hook points and results; per call, a fused kernel runs only when
+    the hook points it skips (``attn.hook_attn_scores``/``hook_pattern``, the norms'
+    ``hook_scale``/``hook_normalized``) have no hook, and every other hook point fires as in
+    TL. TL 4.x bridges are left unchanged. Returns the number of modules switched.
     """
     if tl_major_version() >= 4:
         return 0
-    from transformer_lens.components import Attention, LayerNorm, RMSNorm
+    from transformer_lens.components import (
+        Attention,
+        Embed,
+        LayerNorm,
+        RMSNorm,
+        TransformerBlock,
+        Unembed,
+    )
 
-    plan = {Attention: _fast_attention_forward, LayerNorm: _fast_layer_norm_forward}
-    plan[RMSNorm] = _fast_rms_norm_forward
+    plan = {
+        Attention: _fast_attention_forward,
+        LayerNorm: _fast_layer_norm_forward,
+        RMSNorm: _fast_rms_norm_forward,
+        TransformerBlock: _fast_block_forward,
+        Embed: _fast_embed_forward,
+        Unembed: _fast_unembed_forward,
+    }
     n = 0
     for module in model.modules():  # type: ignore[attr-defined]
         if getattr(module, "_babel_fast_path", False):

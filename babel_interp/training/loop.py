@@ -258,8 +258,14 @@ class Trainer:
         elif cfg.init_from is not None:
             model, self.model_cfg = self._init_from(cfg.init_from)
         else:
-            tok_dir = self.corpus.tokenizer_dir
+            # A pre-tokenized corpus may ship without its tokenizer; d_vocab must then be set.
+            tok_dir = self.corpus.tokenizer_dir if self.corpus.tokenizer_dir.is_dir() else None
             self.model_cfg = cfg.model_config()
+            if tok_dir is None and self.model_cfg.d_vocab == -1:
+                raise ValueError(
+                    f"corpus {self.corpus.dir} has no tokenizer directory: give a model "
+                    "configuration with d_vocab set"
+                )
             model = build_model(
                 self.model_cfg, tokenizer=tok_dir, device=self.device, fast_path=cfg.fast_path
             )
@@ -572,7 +578,9 @@ class Trainer:
                     "last_lr": self.schedule.lr_at(max(self.step, 1), self.config.steps),
                 },
                 rng_state=capture_rng(),
-                tokenizer_dir=self.corpus.tokenizer_dir,
+                tokenizer_dir=self.corpus.tokenizer_dir
+                if self.corpus.tokenizer_dir.is_dir()
+                else None,
             )
             path = write_checkpoint(
                 self.run_dir,
@@ -701,6 +709,16 @@ class Trainer:
             self._last_weights = weights
         self._pending_mixture_reason = None
         return plan
+
+    def train_step(self) -> dict[str, Any]:
+        """Draw and train on the next step's batch only: no logging, evaluation or checkpoint.
+
+        Returns the step's metrics record. :meth:`train` is the full loop; this is the unit
+        the throughput benchmark measures.
+        """
+        record = self._train_step(self._plan(self.step + 1))
+        record.pop("_stop", None)
+        return record
 
     def _train_step(self, plan: BatchPlan) -> dict[str, Any]:
         t0 = time.perf_counter()
