@@ -547,6 +547,95 @@ def _fast_unembed_forward(
     return self.hook_out(out.reshape(*residual.shape[:-1], self.W_U.shape[-1]))
 
 
+def _tl4_fast_attention_forward(
+    self: Any,
+    hidden_states: Float[Tensor, "batch pos d_model"],
+    attention_mask: Any = None,
+    position_ids: Any = None,
+    pattern_fn: Any = None,
+    **kwargs: Any,
+) -> tuple[Tensor, Tensor | None]:
+    # TL 4.x native attention: the bridge passes its hook_pattern as pattern_fn and fires
+    # hook_attn_scores after the call with the returned pattern. With neither hooked, the
+    # pattern is never looked at, so SDPA computes the output and no pattern is returned.
+    from transformer_lens.utilities.activation_functions import softcap_enabled
+
+    scores_hook = self.__dict__.get("_babel_scores_hook")
+    ok = (
+        attention_mask is None
+        and not kwargs
+        and scores_hook is not None
+        and not _has_hooks(scores_hook)
+        and (
+            pattern_fn is None
+            or (isinstance(pattern_fn, torch.nn.Module) and not _has_hooks(pattern_fn))
+        )
+        and not softcap_enabled(self.attn_scores_soft_cap)
+        and not _global_hooks()
+    )
+    if not ok:
+        return self._babel_base.forward(
+            self, hidden_states, attention_mask, position_ids, pattern_fn=pattern_fn, **kwargs
+        )
+    batch, seq, _ = hidden_states.shape
+    q = self.q(hidden_states).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
+    k = self.k(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
+    v = self.v(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
+    if self.rotary is not None:
+        q, k = self.rotary.apply_rope(q, k, position_ids=position_ids)
+    if self.kv_repeats > 1:
+        k = k.repeat_interleave(self.kv_repeats, dim=1)
+        v = v.repeat_interleave(self.kv_repeats, dim=1)
+    z = F.scaled_dot_product_attention(q, k, v, is_causal=bool(self.causal), scale=1.0 / self.scale)
+    return self.o(z.transpose(1, 2).contiguous().view(batch, seq, -1)), None
+
+
+def _tl4_fast_norm_forward(
+    self: Any, hidden_states: Float[Tensor, "batch pos d"], **kwargs: Any
+) -> Float[Tensor, "batch pos d"]:
+    # TL 4.x's bridge computes LayerNorm elementwise so hook_scale / hook_normalized can fire.
+    comp = self.original_component
+    if (
+        kwargs
+        or type(comp) is not torch.nn.LayerNorm
+        or not comp.elementwise_affine
+        or self.uses_rms_norm
+        or self.uses_weight_offset
+        or self.use_native_layernorm_autograd
+        or getattr(self.config, "layer_norm_folding", False)
+        or hidden_states.dtype not in (torch.float32, torch.float64)
+        or _has_hooks(self.hook_scale)
+        or _has_hooks(self.hook_normalized)
+        or _global_hooks()
+    ):
+        return self._babel_base.forward(self, hidden_states, **kwargs)
+    x = self.hook_in(hidden_states)
+    return self.hook_out(F.layer_norm(x, comp.normalized_shape, self.weight, comp.bias, comp.eps))
+
+
+def _enable_fast_path_tl4(model: HookedModel) -> int:
+    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
+    from transformer_lens.model_bridge.generalized_components.normalization import (
+        NormalizationBridge,
+    )
+    from transformer_lens.model_bridge.sources.native.model import NativeAttention
+
+    n = 0
+    for module in list(model.modules()):  # type: ignore[attr-defined]
+        if getattr(module, "_babel_fast_path", False):
+            continue
+        if type(module) is AttentionBridge and type(module.original_component) is NativeAttention:
+            native = module.original_component
+            # A plain attribute (not a submodule): the bridge's scores hook point, to check.
+            object.__setattr__(native, "_babel_scores_hook", module.hook_attn_scores)
+            native.__class__ = _fast_class(NativeAttention, _tl4_fast_attention_forward)
+            n += 1
+        elif type(module) is NormalizationBridge:
+            module.__class__ = _fast_class(NormalizationBridge, _tl4_fast_norm_forward)
+            n += 1
+    return n
+
+
 _FAST_CLASSES: dict[type, type] = {}
 
 
@@ -576,10 +665,12 @@ def enable_fast_path(model: HookedModel) -> int:
     its own class), weights, hook points and results; per call, a fused kernel runs only when
     the hook points it skips (``attn.hook_attn_scores``/``hook_pattern``, the norms'
     ``hook_scale``/``hook_normalized``) have no hook, and every other hook point fires as in
-    TL. TL 4.x bridges are left unchanged. Returns the number of modules switched.
+    TL. On TL 4.x the native bridge's attention (SDPA when ``hook_pattern`` and
+    ``hook_attn_scores`` are free) and LayerNorm bridges are switched. Returns the number of
+    modules switched.
     """
     if tl_major_version() >= 4:
-        return 0
+        return _enable_fast_path_tl4(model)
     from transformer_lens.components import (
         Attention,
         Embed,

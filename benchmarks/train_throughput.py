@@ -2,7 +2,8 @@
 
 The reference is written here: token and position embeddings, pre-LN blocks with one fused QKV
 projection and ``scaled_dot_product_attention``, GELU MLP, final LayerNorm and an unembedding
-with bias, i.e. the parameter count of TransformerLens's GPT-2-style model (asserted). Its step
+with bias (without on TL 4.x, whose bridge keeps that bias fixed), i.e. the trainable
+parameters of TransformerLens's GPT-2-style model (asserted). Its step
 is forward, float32 cross-entropy, backward, gradient clipping and AdamW on an in-memory batch.
 The trainer's step (:meth:`babel_interp.training.Trainer.train_step`) is the real one: it draws
 the batch from corpus shards by the mixture, runs the hooked model, computes per-language
@@ -70,13 +71,13 @@ class Block(nn.Module):
 class PlainGPT(nn.Module):
     """The reference: a GPT-2-style decoder in plain PyTorch."""
 
-    def __init__(self, c: ModelConfig) -> None:
+    def __init__(self, c: ModelConfig, head_bias: bool = True) -> None:
         super().__init__()
         self.wte = nn.Embedding(c.d_vocab, c.d_model)
         self.wpe = nn.Embedding(c.n_ctx, c.d_model)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d_model)
-        self.head = nn.Linear(c.d_model, c.d_vocab)
+        self.head = nn.Linear(c.d_model, c.d_vocab, bias=head_bias)
         for p in self.parameters():
             if p.dim() >= 2:
                 nn.init.normal_(p, std=0.02)
@@ -142,8 +143,10 @@ def measure(args: argparse.Namespace, preset: str, workdir: Path) -> dict:
     )
     trainer = Trainer(tcfg)
     torch.manual_seed(0)
-    ref = PlainGPT(cfg).to(device)
-    n_ref, n_tl = count_parameters(ref), count_parameters(trainer.model)
+    n_tl = count_parameters(trainer.model)
+    # TL 4.x's native bridge keeps the unembedding bias as a fixed buffer, not a parameter.
+    ref = PlainGPT(cfg, head_bias=n_tl == cfg.n_params()).to(device)
+    n_ref = count_parameters(ref)
     if n_ref != n_tl:
         raise SystemExit(f"shape mismatch: reference has {n_ref} parameters, trainer {n_tl}")
     decay = [p for p in ref.parameters() if p.dim() >= 2]
