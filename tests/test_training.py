@@ -423,3 +423,24 @@ def test_fast_path_matches_transformer_lens_and_yields_to_hooks(positional, monk
         _, r_fast = fast.run_with_cache(x, names_filter=resid)
     for k in r_slow.keys():
         assert torch.allclose(r_fast[k], r_slow[k], atol=1e-5), k
+
+
+def test_per_language_loss_sums_by_target_language_and_checks_shapes():
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    from babel_interp.training import per_language_loss
+
+    checked = jaxtyped(typechecker=beartype)(per_language_loss)
+    logits = torch.randn(2, 5, 7)
+    targets = torch.randint(0, 7, (2, 5))
+    langs = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 0]])
+    total, sums, counts = checked(logits, targets, langs, 2)
+    flat = logits.reshape(-1, 7)
+    ce = torch.nn.functional.cross_entropy(flat, targets.reshape(-1), reduction="none")
+    assert counts.tolist() == [3.0, 7.0]
+    assert float(sums[0]) == pytest.approx(float(ce[langs.reshape(-1) == 0].sum()), rel=1e-6)
+    assert float(sums[1]) == pytest.approx(float(ce[langs.reshape(-1) == 1].sum()), rel=1e-6)
+    assert float(total) == pytest.approx(float(ce.sum()), rel=1e-6)
+    with pytest.raises(TypeCheckError):
+        checked(logits, targets[:, :4], langs, 2)

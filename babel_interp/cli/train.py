@@ -80,10 +80,22 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--resume-every", type=int, help="extra checkpoints every N steps")
     e.add_argument("--keep-last", type=int, help="keep only the N newest unscheduled checkpoints")
+    e.add_argument(
+        "--no-keep-scheduled",
+        dest="keep_scheduled",
+        action="store_false",
+        default=None,
+        help="let --keep-last prune scheduled checkpoints too",
+    )
     h = p.add_argument_group("hardware")
     h.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     h.add_argument("--dtype", choices=("auto", "float32", "bfloat16"))
     h.add_argument("--compile", action="store_true", default=None, help="torch.compile")
+    h.add_argument(
+        "--deterministic",
+        choices=("auto", "on", "off"),
+        help="deterministic kernels (auto: on CPU only; makes resumed losses bit-identical)",
+    )
     h.add_argument(
         "--no-fast-path",
         dest="fast_path",
@@ -172,6 +184,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         ckpt["resume_every"] = args.resume_every
     if args.keep_last is not None:
         ckpt["keep_last"] = args.keep_last
+    if args.keep_scheduled is not None:
+        ckpt["keep_scheduled"] = args.keep_scheduled
+    if args.deterministic is not None:
+        base["deterministic"] = {"auto": None, "on": True, "off": False}[args.deterministic]
     if args.mixture is not None:
         base["mixture"] = load_mixture(args.mixture).to_dict()
     if args.model is not None:

@@ -59,10 +59,12 @@ class OptimConfig:
         _check_float("OptimConfig", "grad_clip", self.grad_clip, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict`` restores an equal object."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OptimConfig:
+        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
         _reject_unknown(cls, d)
         return cls(**d)
 
@@ -97,10 +99,12 @@ class CheckpointConfig:
             _check_int("CheckpointConfig", "keep_last", self.keep_last, 1)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict`` restores an equal object."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CheckpointConfig:
+        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
         _reject_unknown(cls, d)
         return cls(**d)
 
@@ -215,6 +219,7 @@ class TrainConfig:
         return replace(base, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict`` restores an equal object."""
         d = asdict(self)
         d["model"] = None if self.model is None else self.model.to_dict()
         d["mixture"] = None if self.mixture is None else self.mixture.to_dict()
@@ -222,6 +227,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
         _reject_unknown(cls, d)
         d = dict(d)
         if isinstance(d.get("mixture"), dict):

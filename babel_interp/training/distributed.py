@@ -68,6 +68,7 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (a no-op on one rank)."""
     if info.enabled:
         dist.barrier()
 

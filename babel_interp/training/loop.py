@@ -93,9 +93,11 @@ class TrainResult:
 
     @property
     def interrupted(self) -> bool:
+        """Whether a signal stopped the run (it can be resumed)."""
         return self.stop_reason.startswith("signal:")
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict`` restores an equal object."""
         d = asdict(self)
         d["run_dir"] = str(self.run_dir)
         d["checkpoints"] = [str(p) for p in self.checkpoints]
@@ -469,6 +471,7 @@ class Trainer:
     # -------------------------------------------------------------- utilities
     @property
     def total_tokens(self) -> int:
+        """Training tokens seen so far, all languages."""
         return int(sum(self.tokens_seen.values()))
 
     def _autocast(self) -> contextlib.AbstractContextManager:

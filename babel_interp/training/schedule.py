@@ -79,10 +79,12 @@ class LRSchedule:
         return self.lr + (lo - self.lr) * progress
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict`` restores an equal object."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LRSchedule:
+        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
         return _from_dict(cls, d)
 
 
@@ -161,8 +163,10 @@ class CheckpointSchedule:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict`` restores an equal object."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CheckpointSchedule:
+        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
         return _from_dict(cls, d)
