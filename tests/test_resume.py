@@ -244,3 +244,41 @@ def test_a_crash_inside_checkpoint_callbacks_is_replayed_on_resume(corpus, tmp_p
     assert ctl.calls == 4  # steps 0, 4, 8 (replayed) and 12
     final = read_trainer_state(list_checkpoints(run)[-1].path)
     assert final["mixture"] == read_trainer_state(list_checkpoints(ref)[-1].path)["mixture"]
+
+
+class _InterruptAt(Callback):
+    """Sends this process SIGINT from inside the loop, as Ctrl-C would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step(self, trainer, step, record):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_sigint_checkpoints_and_the_resumed_run_matches(corpus, tmp_path):
+    def cfg(out, resume=False):
+        return TrainConfig(
+            corpus=str(corpus),
+            out=str(out),
+            steps=10,
+            batch_size=4,
+            seq_len=32,
+            eval_every=5,
+            eval_windows=2,
+            progress=False,
+            resume=resume,
+            checkpoints=CheckpointConfig(schedule=CheckpointSchedule(kind="steps", steps=[8])),
+        )
+
+    ref = tmp_path / "ref"
+    train(cfg(ref), callbacks=[_InterruptAt(-1)])
+    run = tmp_path / "run"
+    result = train(cfg(run), callbacks=[_InterruptAt(3)])
+    assert result.stop_reason == "signal:SIGINT" and result.interrupted
+    # The flag is seen at the end of the step in flight, and that step is checkpointed.
+    assert result.step == 4 and list_checkpoints(run)[-1].step == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert train(cfg(run, resume=True), callbacks=[_InterruptAt(-1)]).step == 10
+    assert _comparable(run) == _comparable(ref)

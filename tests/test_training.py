@@ -444,3 +444,14 @@ def test_per_language_loss_sums_by_target_language_and_checks_shapes():
     assert float(total) == pytest.approx(float(ce.sum()), rel=1e-6)
     with pytest.raises(TypeCheckError):
         checked(logits, targets[:, :4], langs, 2)
+
+
+def test_mixed_sequences_train_on_several_languages_per_row(corpus, tmp_path):
+    run = tmp_path / "run"
+    result = train(
+        _cfg(corpus, run, steps=3, eval_every=0, sequence_mode="mixed", mixture="python=1,php=1")
+    )
+    assert result.total_tokens == 3 * 8 * 32
+    trains = _records(run, "train")
+    assert all(set(t["loss_per_language"]) == {"python", "php"} for t in trains)
+    assert read_trainer_state(list_checkpoints(run)[-1].path)["data"]["sequence_mode"] == "mixed"
