@@ -141,11 +141,12 @@ def test_budget_exhausts_the_data_and_stops_cleanly(corpus, tmp_path):
     run = tmp_path / "run"
     budget = 3 * 8 * 32 + 1  # enough for 3 full steps and one row of a fourth
     result = train(
-        _cfg(corpus, run, steps=20, eval_every=0, mixture=f"python=1;budget:python={budget}")
+        _cfg(corpus, run, steps=20, eval_every=10, mixture=f"python=1;budget:python={budget}")
     )
     assert result.stop_reason == "exhausted"
     assert result.step == 3
     assert list_checkpoints(run)[-1].step == 3
+    assert [e["step"] for e in _records(run, "eval")] == [0, 3]  # and a final evaluation
     events = [e for e in _records(run, "event") if e["event"] == "exhausted"]
     assert events and "python" in events[0]["message"]
 

@@ -859,6 +859,10 @@ class Trainer:
                             }
                         )
                         bar.write(f"babel-interp train: {exc}")
+                    # The curves end where the data did: evaluate the final model once.
+                    last_eval = None if self._last_eval is None else self._last_eval["step"]
+                    if self.eval_set and self.config.eval_every > 0 and last_eval != self.step:
+                        self._eval_and_callbacks()
                     break
                 record = self._train_step(plan)
                 stop_now = record.pop("_stop")
@@ -873,10 +877,16 @@ class Trainer:
                         tok_s=f"{record['tokens_per_s'] or 0:.0f}",
                         refresh=False,
                     )
+                slow = False
                 if self._due_eval(self.step):
                     self._eval_and_callbacks()
+                    slow = True
                 if self._due_checkpoint(self.step):
                     self.save_checkpoint()
+                    slow = True
+                if slow and not stop_now:
+                    # A signal during a long evaluation or checkpoint stops before the next step.
+                    stop_now = self._agree_stop()
             if stop_now:
                 name = signal.Signals(self._stop.signum).name if self._stop.signum else "signal"
                 stop_reason = f"signal:{name}"
