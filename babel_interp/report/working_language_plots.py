@@ -89,16 +89,16 @@ def heatmap(
 
 def depth_lines(agg: pd.DataFrame, lens: str, path: Path) -> Path:
     """Share and excess against depth, one line per checkpoint, with bootstrap bands."""
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
     steps = sorted(agg["step"].fillna(-1).astype(int).unique())
     palette = sns.color_palette("viridis", n_colors=max(len(steps), 1))
     bad = _uninformative(agg)
     panels = (
-        ("share_primary", "share of probes: P(primary) > P(target)", 0.5),
-        ("excess_matched", "excess log(P_primary/P_target) over matched controls", 0.0),
+        ("share_primary", "share P(primary) > P(target)", "primary-language share", 0.5),
+        ("excess_matched", "excess log-ratio", "excess over matched controls", 0.0),
     )
-    for ax, (value, ylabel, ref) in zip(axes, panels, strict=True):
+    for ax, (value, ylabel, title, ref) in zip(axes, panels, strict=True):
         for colour, step in zip(palette, steps, strict=True):
             d = agg[agg["step"].fillna(-1).astype(int) == step].sort_values("layer_pos")
             name = "model" if step < 0 else str(step)
@@ -108,8 +108,9 @@ def depth_lines(agg: pd.DataFrame, lens: str, path: Path) -> Path:
             if lo is not None and hi is not None:
                 ax.fill_between(d["layer_pos"], lo, hi, color=colour, alpha=0.12, lw=0)
         ax.axhline(ref, color="0.5", lw=0.8)
-        ax.set_xlabel("layer (resid_pre L = L; output = n_layers)")
+        ax.set_xlabel("depth (resid_pre of block L = L; output = n_layers)")
         ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
     axes[1].legend(title="step (dashed: not competent)", fontsize=7, title_fontsize=7)
     fig.suptitle(f"working language by depth ({lens} lens)")
     return _save(fig, path)
@@ -117,7 +118,7 @@ def depth_lines(agg: pd.DataFrame, lens: str, path: Path) -> Path:
 
 def competence_curve(comp: pd.DataFrame, path: Path) -> Path:
     """Output top-1 / top-5 accuracy on the probe identifiers over checkpoints, with the gate."""
-    fig = Figure(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.subplots()
     d = comp.assign(_step=comp["step"].fillna(-1).astype(int)).sort_values("_step")
     for metric, colour in (("top1_acc", "C0"), ("top5_acc", "C1")):
