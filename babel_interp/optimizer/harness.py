@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -648,6 +649,17 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     languages = [lang for lang in reader.languages if f"bpb:{lang}" in per_seed.columns]
     md = markdown_table(table, languages)
     weights = {name: dict(r.mixture.weights) for name, r in resolved.items()}
+    shares = _realized_shares(outcomes, out)
+    bpb_cols = [c for c in per_seed.columns if c.startswith("bpb:")]
+    by_mix = {m: g.sort_values("seed")[bpb_cols].to_numpy() for m, g in per_seed.groupby("mixture")}
+    names = list(resolved)
+    for i, a in enumerate(names):
+        for b in names[:i]:
+            if by_mix[a].shape == by_mix[b].shape and np.array_equal(by_mix[a], by_mix[b]):
+                notes.append(
+                    f"{a} trained exactly as {b} (same weights at this budget, e.g. no UniMax cap "
+                    "binds): identical results"
+                )
     curves = pd.concat(
         [o.curve.assign(mixture=o.mixture, seed=o.seed) for o in outcomes], ignore_index=True
     )
@@ -661,8 +673,11 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
         f"Equal budget: {steps} steps x {cfg.batch_size} x {cfg.seq_len} = "
         f"{steps * cfg.batch_size * cfg.seq_len} tokens per run; seeds {cfg.seeds}; "
         f"reference {cfg.reference!r}. Values: mean ± 95% CI half-width over seeds "
-        f"(validation bits per byte; lower is better; speedup > 1 is faster than the "
-        f"reference).\n\n"
+        f"(validation bits per byte; lower is better). primary_regression: the primary "
+        f"language's bpb minus the reference's, paired by seed (positive = worse). speedup: "
+        f"reference tokens / this mixture's tokens to reach the reference's final bpb, "
+        f"geometric mean over the languages that reached it (> 1 is faster). overhead_share: "
+        f"optimizer seconds (evidence runs, analyzers, controller) / training seconds.\n\n"
     )
     notes_md = "".join(f"- {n}\n" for n in notes)
     md_full = header + md + ("\nNotes:\n" + notes_md if notes else "")
@@ -672,7 +687,12 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     os.replace(tmp, md_path)
     paths["table_md"] = str(md_path)
     fig = plot_mixture_comparison(
-        per_seed, curves, languages, out / "comparison.png", weights=weights
+        per_seed,
+        curves,
+        languages,
+        out / "comparison.png",
+        weights=shares,
+        weights_title="share of training tokens (realized, mean over seeds)",
     )
     paths["figure"] = str(fig)
     md_full += _calibration_outputs(resolved, cfg, out, paths)
@@ -740,6 +760,22 @@ def _calibration_outputs(
             f"{row['rmse_complement']:.3f} | {row['orientation']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _realized_shares(outcomes: list[RunOutcome], out: Path) -> dict[str, dict[str, float]]:
+    """Per mixture, each language's share of the tokens actually trained (mean over seeds):
+    what the controller and budget exhaustion did, not only the starting weights."""
+    acc: dict[str, list[dict[str, float]]] = {}
+    for o in outcomes:
+        rec = json.loads((Path(o.run_dir) / RUN_RECORD).read_text(encoding="utf-8"))
+        seen = rec.get("tokens_seen") or {}
+        total = sum(seen.values())
+        if total > 0:
+            acc.setdefault(o.mixture, []).append({k: v / total for k, v in seen.items()})
+    return {
+        m: {lang: float(np.mean([r.get(lang, 0.0) for r in rows])) for lang in rows[0]}
+        for m, rows in acc.items()
+    }
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:

@@ -38,21 +38,30 @@ def _long_final(per_seed: pd.DataFrame, languages: Sequence[str]) -> pd.DataFram
     return pd.concat([long, extra], ignore_index=True)
 
 
-def _interval_bars(ax, data: pd.DataFrame, x: str, hue: str, y: str, order, hue_order) -> None:
-    """Bars of the mean with Student-t 95% intervals, grouped like ``sns.barplot``."""
-    sns.barplot(
-        data=data, x=x, y=y, hue=hue, order=order, hue_order=hue_order, errorbar=None, ax=ax
-    )
+def _interval_points(
+    ax, data: pd.DataFrame, x: str, hue: str, y: str, order, hue_order, palette
+) -> None:
+    """Dodged means with Student-t 95% intervals: points, not bars, so the axis need not
+    start at 0 and differences of a few hundredths stay visible."""
     n_hue = len(hue_order)
     width = 0.8 / n_hue
     for hi, h in enumerate(hue_order):
+        xs, means, halves = [], [], []
         for xi, xv in enumerate(order):
             vals = data[(data[x] == xv) & (data[hue] == h)][y].dropna().to_numpy()
-            if vals.size < 2:
+            if vals.size == 0:
                 continue
             ci = mean_ci(vals)
-            pos = xi - 0.4 + width * (hi + 0.5)
-            ax.errorbar(pos, ci.mean, yerr=ci.half_width, color="black", capsize=3, lw=1)
+            xs.append(xi - 0.4 + width * (hi + 0.5))
+            means.append(ci.mean)
+            halves.append(ci.half_width if np.isfinite(ci.half_width) else 0.0)
+        ax.errorbar(
+            xs, means, yerr=halves, fmt="o", ms=4, capsize=2, lw=1, color=palette[hi], label=h
+        )
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(order)
+    for xi in range(len(order) - 1):
+        ax.axvline(xi + 0.5, color="0.9", lw=0.8, zorder=0)
 
 
 def plot_mixture_comparison(
@@ -62,68 +71,75 @@ def plot_mixture_comparison(
     out_path: str | os.PathLike,
     weights: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "Mixtures at an equal token budget",
+    weights_title: str = "share of training tokens",
 ) -> Path:
     """Write the comparison figure (PNG) and return its path.
 
-    ``per_seed``: :func:`babel_interp.optimizer.summary.per_seed_measures`; ``curves``: columns
-    ``mixture, seed, tokens, language, val_bpb``; ``weights``: mixture -> language -> weight.
+    Panels: final bits per byte per language (and macro, worst) with 95% intervals over seeds;
+    the macro-average learning curve of each mixture; and, when ``weights`` (mixture -> language
+    -> share) is given, those shares. ``per_seed``:
+    :func:`babel_interp.optimizer.summary.per_seed_measures`; ``curves``: columns ``mixture,
+    seed, tokens, language, val_bpb``.
     """
     if per_seed.empty or curves.empty:
         raise ValueError("nothing to plot: per_seed and curves must not be empty")
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
-        fig = _comparison_figure(per_seed, curves, languages, weights, title)
+        fig = _comparison_figure(per_seed, curves, languages, weights, title, weights_title)
     return _save(fig, out_path)
 
 
-def _comparison_figure(per_seed, curves, languages, weights, title) -> Figure:
+def _comparison_figure(per_seed, curves, languages, weights, title, weights_title) -> Figure:
     mixtures = list(dict.fromkeys(per_seed["mixture"]))
+    palette = sns.color_palette("tab10", len(mixtures))
     n_panels = 3 if weights else 2
-    fig = Figure(figsize=(5.2 * n_panels, 4.0))
-    axes = fig.subplots(1, n_panels, gridspec_kw={"wspace": 0.3})
+    fig = Figure(figsize=(5.0 * n_panels + 1.5, 4.0))
+    axes = fig.subplots(1, n_panels, gridspec_kw={"wspace": 0.28})
     final = _long_final(per_seed, languages)
     order = [lang for lang in languages if lang in set(final["language"])] + ["macro", "worst"]
-    _interval_bars(axes[0], final, "language", "mixture", "bpb", order, mixtures)
-    axes[0].set_title("final validation bits/byte (95% CI over seeds)")
-    axes[0].set_xlabel("")
+    _interval_points(axes[0], final, "language", "mixture", "bpb", order, mixtures, palette)
+    axes[0].set_title("final validation bits/byte (mean, 95% CI over seeds)")
+    axes[0].set_ylabel("bits per byte (lower is better)")
     axes[0].tick_params(axis="x", rotation=30)
 
-    sns.lineplot(
-        data=curves,
-        x="tokens",
-        y="val_bpb",
-        hue="mixture",
-        style="language",
-        hue_order=mixtures,
-        errorbar=None,
-        estimator="mean",
-        ax=axes[1],
-    )
-    axes[1].set_title("validation bits/byte vs training tokens (mean over seeds)")
+    # Macro average over languages per evaluation, then the mean over seeds.
+    macro = curves.groupby(["mixture", "seed", "tokens"], as_index=False)["val_bpb"].mean()
+    macro = macro.groupby(["mixture", "tokens"], as_index=False)["val_bpb"].mean()
+    for i, m in enumerate(mixtures):
+        c = macro[(macro["mixture"] == m) & (macro["tokens"] > 0)].sort_values("tokens")
+        axes[1].plot(c["tokens"], c["val_bpb"], color=palette[i], lw=1.3, label=m)
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_title("macro-average validation bits/byte (mean over seeds)")
     axes[1].set_xlabel("training tokens")
+    axes[1].set_ylabel("bits per byte")
     if weights:
         w = pd.DataFrame(
             [
-                {"mixture": m, "language": lang, "weight": float(v)}
+                {"mixture": m, "language": lang, "share": float(v)}
                 for m, ws in weights.items()
                 for lang, v in ws.items()
             ]
         )
+        hue_order = [m for m in mixtures if m in weights]
         sns.barplot(
             data=w,
             x="language",
-            y="weight",
+            y="share",
             hue="mixture",
-            hue_order=[m for m in mixtures if m in weights],
+            hue_order=hue_order,
+            palette=[palette[mixtures.index(m)] for m in hue_order],
+            order=[lang for lang in languages if lang in set(w["language"])],
             ax=axes[2],
         )
-        axes[2].set_title("sampling weights")
+        axes[2].set_title(weights_title)
         axes[2].set_xlabel("")
+        axes[2].set_ylabel("share")
     for ax in axes:
-        legend = ax.get_legend()
-        if legend is not None:
-            legend.set_title(None)
-            for text in legend.get_texts():
-                text.set_fontsize(7)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.subplots_adjust(right=1.0 - 1.3 / (5.0 * n_panels + 1.5))
     fig.suptitle(title)
     return fig
 
