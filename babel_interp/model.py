@@ -168,9 +168,42 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
         return AutoTokenizer.from_pretrained(str(tokenizer))
     if "name_or_path" in getattr(tokenizer, "init_kwargs", {}):
         return tokenizer
-    with tempfile.TemporaryDirectory(prefix="babel-tok-") as tmp:
-        tokenizer.save_pretrained(tmp)
-        return AutoTokenizer.from_pretrained(tmp)
+    # TransformerLens may reload the tokenizer from its path later (e.g. when it has a BOS
+    # token), so the directory must outlive this call: it is removed at interpreter exit.
+    tmp = tempfile.TemporaryDirectory(prefix="babel-tok-")
+    _KEEP_ALIVE.append(tmp)
+    tokenizer.save_pretrained(tmp.name)
+    return AutoTokenizer.from_pretrained(tmp.name)
+
+
+_KEEP_ALIVE: list[tempfile.TemporaryDirectory] = []
+
+
+def load_pretrained(
+    name: str, tokenizer: Any = None, device: str | torch.device | None = None
+) -> HookedModel:
+    """A pretrained model by name, where a model hub is reachable (``from_pretrained`` on TL 3.x,
+    ``TransformerBridge.boot_transformers`` with compatibility mode on 4.x)."""
+    tok = prepare_tokenizer(tokenizer)
+    try:
+        if tl_major_version() >= 4:
+            from transformer_lens.model_bridge import TransformerBridge
+
+            model = TransformerBridge.boot_transformers(name, device=device, tokenizer=tok)
+            model.enable_compatibility_mode()
+            return model
+        import warnings
+
+        from transformer_lens import HookedTransformer
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return HookedTransformer.from_pretrained(name, device=device, tokenizer=tok)
+    except OSError as exc:
+        raise FileNotFoundError(
+            f"cannot load pretrained model {name!r}: {exc}. Without a reachable model hub, save "
+            "the model with babel_interp.model.save_model and pass its directory."
+        ) from exc
 
 
 def _tl_config_kwargs(cfg: ModelConfig) -> dict[str, Any]:

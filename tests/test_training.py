@@ -78,7 +78,10 @@ def test_tiny_model_learns_and_logs_per_language_losses(corpus, tmp_path):
     result = train(_cfg(corpus, run, steps=40, eval_every=20, mixture="python=0.5,php=0.5"))
     assert result.stop_reason == "completed" and result.step == 40
     evals = _records(run, "eval")
-    assert [e["step"] for e in evals] == [0, 20, 40]
+    # Every eval_every steps, and at every checkpoint (log-spaced by default) for the analyzers.
+    ckpt_steps = {c.step for c in list_checkpoints(run)}
+    assert [e["step"] for e in evals] == sorted({0, 20, 40} | ckpt_steps)
+    assert ckpt_steps <= {e["step"] for e in evals}
     reader = CorpusReader(corpus)
     for lang in ("python", "php"):
         first, last = evals[0]["val_loss"][lang], evals[-1]["val_loss"][lang]
@@ -146,7 +149,10 @@ def test_budget_exhausts_the_data_and_stops_cleanly(corpus, tmp_path):
     assert result.stop_reason == "exhausted"
     assert result.step == 3
     assert list_checkpoints(run)[-1].step == 3
-    assert [e["step"] for e in _records(run, "eval")] == [0, 3]  # and a final evaluation
+    # Evaluations at the checkpoints reached (log-spaced 0, 1, 2) and a final one at 3.
+    ckpt_steps = {c.step for c in list_checkpoints(run)}
+    assert ckpt_steps == {0, 1, 2, 3}
+    assert [e["step"] for e in _records(run, "eval")] == [0, 1, 2, 3]
     events = [e for e in _records(run, "event") if e["event"] == "exhausted"]
     assert events and "python" in events[0]["message"]
 
@@ -192,7 +198,17 @@ def test_controller_changes_the_mixture_from_the_next_step(corpus, tmp_path):
     run = tmp_path / "run"
     ctl = SwitchToPhp()
     result = train(
-        _cfg(corpus, run, steps=8, eval_every=4, mixture="python=1"),
+        # Checkpoints (and so evaluations) only at 0, 4 and 8: the controller decides at 4.
+        _cfg(
+            corpus,
+            run,
+            steps=8,
+            eval_every=4,
+            mixture="python=1",
+            checkpoints=CheckpointConfig(
+                schedule=CheckpointSchedule(kind="every", every=4), fsync=False
+            ),
+        ),
         callbacks=[ControllerCallback(ctl, when="eval")],
     )
     assert ctl.decisions == 1

@@ -791,8 +791,12 @@ class Trainer:
     # ------------------------------------------------------------------ train
     def _due_eval(self, step: int) -> bool:
         every = self.config.eval_every
-        return (
-            bool(self.eval_set) and every > 0 and (step % every == 0 or step == self.config.steps)
+        # Checkpoint steps are evaluated too, so every checkpoint the analyzers read has its
+        # own validation losses (the stage detector aligns series on checkpoints).
+        return bool(self.eval_set) and (
+            (every > 0 and step % every == 0)
+            or step == self.config.steps
+            or step in self.ckpt_steps
         )
 
     def _due_checkpoint(self, step: int) -> bool:
