@@ -37,8 +37,11 @@ test: install lint
 test-tl4: install-tl4
 	$(VENV_TL4)/bin/python -m pytest -q $(PYTEST_ARGS)
 
+DEMO ?= runs/demo
 demo: install
-	$(VENV)/bin/python -m experiments.babel_tower --profile quick --out runs/demo
+	$(VENV)/bin/python -m experiments.babel_tower --profile quick --out $(DEMO)
+	$(VENV)/bin/python -m experiments.optimize_corpus --from-experiment $(DEMO)
+	$(VENV)/bin/babel-interp report --experiment $(DEMO)
 
 bench: install
 	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done

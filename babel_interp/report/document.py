@@ -69,6 +69,7 @@ class ReportDocument:
         fig_dir.mkdir(parents=True, exist_ok=True)
         md = [f"# {self.title}", ""]
         body = [f"<h1>{html.escape(self.title)}</h1>"]
+        n_fig = 0
         for block in self.blocks:
             if block.kind == "heading":
                 md += ["#" * block.level + f" {block.content}", ""]
@@ -93,7 +94,9 @@ class ReportDocument:
                 )
             elif block.kind == "figure":
                 src = Path(str(block.content))
-                dest = fig_dir / src.name
+                # Runs share figure names (training_curves.png, ...): number them apart.
+                n_fig += 1
+                dest = fig_dir / f"{n_fig:02d}_{src.name}"
                 if src.resolve() != dest.resolve():
                     shutil.copyfile(src, dest)
                 md += [f"![{block.caption}](figures/{dest.name})", "", f"*{block.caption}*", ""]

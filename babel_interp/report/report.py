@@ -20,7 +20,8 @@ import pandas as pd
 from babel_interp.report.document import ReportDocument
 from babel_interp.runs import figures_dir, read_run_config
 
-MIDDLE = (0.25, 0.75)  # layer positions counted as "middle layers" (0 = embedding, 1 = output)
+# Decoded depths counted as "middle layers": strictly between the embedding (0) and the output (1).
+MIDDLE = (0.0, 1.0)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -64,10 +65,12 @@ def working_language_summary(run: Path) -> dict[str, Any]:
     out["threshold"] = float(comp["threshold"].iloc[0]) if not comp.empty else float("nan")
     steps = sorted(agg["step"].astype(int).unique())
     probe_steps = [s for s in (out["first_competent_step"], steps[-1]) if s is not None]
+    # layer_pos counts blocks (0 = embedding, n_layers = output); normalize to [0, 1].
+    agg = agg.assign(depth=agg["layer_pos"] / max(float(agg["layer_pos"].max()), 1e-9))
     for label, step in zip(("first_competent", "last"), probe_steps, strict=False):
         at = agg[agg["step"].astype(int) == step]
-        mid = at[(at["layer_pos"] > MIDDLE[0]) & (at["layer_pos"] < MIDDLE[1])]
-        final = at[at["layer_pos"] == at["layer_pos"].max()]
+        mid = at[(at["depth"] > MIDDLE[0]) & (at["depth"] < MIDDLE[1])]
+        final = at[at["depth"] == at["depth"].max()]
         out[label] = {
             "step": int(step),
             "middle_excess": float(mid["excess_matched"].mean()) if not mid.empty else np.nan,
@@ -126,6 +129,8 @@ def add_run_sections(doc: ReportDocument, run: Path, title: str, level: int = 2)
     doc.heading(title, level)
     cfg = read_run_config(run)
     lineage = cfg.get("init_from") or cfg.get("train", {}).get("init_from")
+    if isinstance(lineage, dict):
+        lineage = f"{lineage.get('checkpoint')} (step {lineage.get('step')})"
     doc.text(
         f"Run `{run}`: mixture {cfg.get('mixture', {}).get('weights')}, "
         f"{cfg.get('train', {}).get('steps')} steps, seed {cfg.get('seed')}"
@@ -171,6 +176,33 @@ def write_run_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | No
 
 
 # -------------------------------------------------------------------------- experiment report
+
+
+def add_optimizer_sections(doc: ReportDocument, optimize: Path) -> None:
+    """Mixtures computed from the study (``experiments.optimize_corpus --from-experiment``) and,
+    when the harness ran there, their comparison at equal token budgets."""
+    mixtures = _read_csv(optimize / "mixtures.csv")
+    comparison = _read_csv(optimize / "comparison.csv")
+    if mixtures.empty and comparison.empty:
+        return
+    doc.heading("Corpus optimizer")
+    if not mixtures.empty:
+        weights = mixtures.pivot(index="method", columns="language", values="weight")
+        doc.table(weights.reset_index(), "Mixture weights per method (from this study's runs)")
+        decisions = _read_csv(optimize / "babel_tower_decisions.csv")
+        if not decisions.empty:
+            doc.table(decisions, "The babel-tower allocation's decisions and their reasons")
+        calib = _read_csv(optimize / "proxy_calibration.csv")
+        if not calib.empty:
+            doc.table(
+                calib,
+                "The paper's loss proxy P(l) against the measured working-language share "
+                "(rmse_complement: the error of 1 - P)",
+            )
+    if not comparison.empty:
+        doc.table(comparison, "Validation bits per byte by mixture (mean and 95% CI over seeds)")
+        for png in sorted(optimize.glob("*.png")):
+            doc.figure(png, png.stem.replace("_", " "))
 
 
 def experiment_summary(root: Path, meta: dict) -> list[str]:
@@ -271,13 +303,7 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
                 )
             add_run_sections(doc, cont, f"{lang}: continued model", level=4)
             add_run_sections(doc, scratch, f"{lang}: from-scratch baseline", level=4)
-    optimize = root / "optimize"
-    comparison = _read_csv(optimize / "comparison.csv")
-    if not comparison.empty:
-        doc.heading("Corpus optimizer: mixtures at equal token budgets")
-        doc.table(comparison, "Validation bits per byte by mixture (mean and 95% CI over seeds)")
-        for png in sorted(optimize.glob("*.png")):
-            doc.figure(png, png.stem.replace("_", " "))
+    add_optimizer_sections(doc, root / "optimize")
     doc.heading("Limits")
     doc.text(
         "The synthetic corpus is a positive control with frequent, learnable built-ins, not real "
