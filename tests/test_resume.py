@@ -282,3 +282,32 @@ def test_sigint_checkpoints_and_the_resumed_run_matches(corpus, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     assert train(cfg(run, resume=True), callbacks=[_InterruptAt(-1)]).step == 10
     assert _comparable(run) == _comparable(ref)
+
+
+def test_replayed_analyzers_replace_their_records(corpus, tmp_path):
+    from babel_interp.training import AnalyzerCallback
+
+    def count_step(trainer, step, out_dir):
+        return {"tokens": trainer.total_tokens}
+
+    def cfg(resume=False):
+        return TrainConfig(
+            corpus=str(corpus),
+            out=str(tmp_path / "run"),
+            steps=6,
+            batch_size=4,
+            seq_len=32,
+            eval_every=0,
+            progress=False,
+            resume=resume,
+            checkpoints=CheckpointConfig(schedule=CheckpointSchedule(kind="every", every=2)),
+        )
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg(), callbacks=[AnalyzerCallback("count", count_step), _DieAt(4)])
+    train(cfg(resume=True), callbacks=[AnalyzerCallback("count", count_step), _DieAt(None)])
+    lines = (tmp_path / "run" / "analysis" / "count" / "results.jsonl").read_text("utf-8")
+    records = [json.loads(x) for x in lines.splitlines()]
+    assert [(r["step"], r["event"], r["tokens"]) for r in records] == [
+        (s, "checkpoint", s * 4 * 32) for s in (0, 2, 4, 6)
+    ]

@@ -12,6 +12,7 @@ run on rank 0 only, and a mixture change is broadcast to the other ranks.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -77,7 +78,9 @@ class AnalyzerCallback(Callback):
 
     ``out_dir`` is ``RUN/analysis/<name>/step_XXXXXXXX/`` (created) for files the analysis
     writes. A returned dict becomes the signal ``signals[name]`` for controllers and is appended
-    to ``RUN/analysis/<name>/results.jsonl``. The model is in eval mode under ``no_grad``.
+    to ``RUN/analysis/<name>/results.jsonl`` (with ``step`` and ``event``; a resumed run
+    replaces the records a killed attempt wrote past its checkpoint). The model is in eval mode
+    under ``no_grad``.
     """
 
     def __init__(
@@ -94,7 +97,7 @@ class AnalyzerCallback(Callback):
         self.fn = fn
         self.when = _check_when("AnalyzerCallback", when)
 
-    def _run(self, trainer: Trainer, step: int) -> None:
+    def _run(self, trainer: Trainer, step: int, event: str) -> None:
         out_dir = analysis_dir(trainer.run_dir, self.name) / checkpoint_dirname(step)
         out_dir.mkdir(parents=True, exist_ok=True)
         with trainer.inference():
@@ -103,19 +106,48 @@ class AnalyzerCallback(Callback):
             return
         if not isinstance(result, dict):
             raise TypeError(f"analyzer {self.name!r} returned {type(result).__name__}, not a dict")
-        record = {"step": step, **result}
+        record = {"step": step, "event": event, **result}
         trainer.signals[self.name] = record
         path = analysis_dir(trainer.run_dir, self.name) / "results.jsonl"
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+        # Steps only grow within a run, so a record at or past this (step, event) was written
+        # by an attempt that was killed and resumed: replace it rather than duplicate it.
+        kept = [
+            r
+            for r in _read_jsonl(path)
+            if r.get("step", -1) < step or (r.get("step") == step and r.get("event") != event)
+        ]
+        write_jsonl_atomic(path, [*kept, record])
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
         if "eval" in self.when:
-            self._run(trainer, step)
+            self._run(trainer, step, "eval")
 
     def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
         if "checkpoint" in self.when:
-            self._run(trainer, step)
+            self._run(trainer, step, "checkpoint")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line from a kill
+    return out
+
+
+def write_jsonl_atomic(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Write JSON lines through a temporary file and rename: never half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, default=float) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class HookCallback(Callback):
