@@ -1,0 +1,194 @@
+"""The experiment modules end to end, at a micro size: study, optimizer mixtures, reports,
+and the analyzers on a user's own saved hooked model."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from experiments import analyze_pretrained, babel_tower, optimize_corpus
+
+MICRO = dict(
+    profile="quick",
+    targets=["php"],
+    seeds=[0],
+    docs_per_language=120,
+    vocab_size=512,
+    preset="tiny",
+    seq_len=64,
+    batch_size=8,
+    primary_steps=24,
+    continual_steps=12,
+    scratch_steps=6,
+    n_checkpoints=3,
+    eval_windows=4,
+    neuron_tokens=1024,
+    neuron_permutations=3,
+    n_per_pair=2,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("study")
+    cfg = babel_tower.BabelTowerConfig.from_dict({**MICRO, "out": str(out)})
+    report = babel_tower.run_experiment(cfg)
+    return out, report
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="profile"):
+        babel_tower.BabelTowerConfig(profile="huge")
+    with pytest.raises(ValueError, match="targets must not include the primary"):
+        babel_tower.BabelTowerConfig(targets=["python"])
+    with pytest.raises(ValueError, match="unknown field"):
+        babel_tower.BabelTowerConfig.from_dict({"target": ["php"]})
+    with pytest.raises(ValueError, match="Unknown language|unknown language|known"):
+        babel_tower.BabelTowerConfig(targets=["klingon"])
+    full = babel_tower.BabelTowerConfig(profile="full")
+    assert full.targets == ["php", "csharp", "go", "cpp"] and len(full.seeds) >= 3
+
+
+def test_study_runs_every_stage_and_writes_the_report(study):
+    out, report = study
+    meta = json.loads((out / "experiment.json").read_text())
+    assert set(meta["timings"]) >= {"corpus_s", "training_s", "analysis_s", "total_s"}
+    assert set(meta["verdicts"]) == {"seed_0/php/continual", "seed_0/php/scratch"}
+    cont = out / "seed_0" / "php" / "continual"
+    for table in (
+        "performance/val_series.csv",
+        "working_language/aggregate.csv",
+        "working_language/competence.csv",
+        "neurons/counts_total.csv",
+        "transfer/transfer.csv",
+        "stages/stages.json",
+        "efficiency/efficiency.csv",
+    ):
+        assert (cont / "analysis" / table).is_file(), table
+    # The continued run starts from the primary model's last checkpoint.
+    run_cfg = json.loads((cont / "run_config.json").read_text())
+    assert "primary" in json.dumps(run_cfg["init_from"])
+    text = report.read_text()
+    for section in ("What the measurements show", "Setup", "Corpus", "php (seed 0)", "Limits"):
+        assert section in text
+    assert "stage detector:" in text
+    figures = list((out / "figures").glob("*.png"))
+    assert len(figures) >= 4
+    assert (out / "report.html").read_text().count("data:image/png;base64") == len(
+        [line for line in text.splitlines() if line.startswith("![")]
+    )
+
+
+def test_rerun_reuses_finished_work(study):
+    out, _ = study
+    ckpt = out / "seed_0" / "primary" / "checkpoints"
+    before = {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()}
+    cfg = babel_tower.BabelTowerConfig.from_dict({**MICRO, "out": str(out)})
+    babel_tower.train_runs(cfg, babel_tower.ExperimentLayout(out), out / "corpus")
+    assert {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()} == before
+
+
+def test_optimizer_mixtures_from_the_study(study):
+    out, _ = study
+    table = optimize_corpus.mixtures_from_experiment(out)
+    assert set(table["method"]) == {
+        "proportional",
+        "uniform",
+        "temperature",
+        "unimax",
+        "babel-tower",
+    }
+    for _, g in table.groupby("method"):
+        assert g["weight"].sum() == pytest.approx(1.0)
+    for name in ("babel-tower", "proportional"):
+        mix = json.loads((out / "optimize" / f"{name}.json").read_text())
+        assert set(mix["weights"]) <= {"python", "php"}
+    assert (out / "optimize" / "babel_tower_decisions.csv").is_file()
+    from babel_interp.report.report import write_experiment_report
+
+    md, _ = write_experiment_report(out)
+    assert "Corpus optimizer" in md.read_text()
+
+
+def test_analyze_pretrained_on_a_saved_model(study, tmp_path, capsys):
+    out, _ = study
+    ckpt = sorted((out / "seed_0" / "primary" / "checkpoints").iterdir())[-1]
+    code = analyze_pretrained.main(
+        [
+            "--model",
+            str(ckpt),
+            "--target",
+            "php",
+            "--out",
+            str(tmp_path / "pre"),
+            "--tokens-per-language",
+            "512",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    agg = pd.read_csv(tmp_path / "pre" / "working_language_aggregate.csv")
+    assert len(agg) == 3  # two blocks' resid_pre and the final resid_post
+    counts = pd.read_csv(tmp_path / "pre" / "neuron_counts.csv")
+    assert list(counts["layer"]) == [0, 1] and "lape_shared" in counts.columns
+    assert "report" in capsys.readouterr().out
+    assert analyze_pretrained.main(["--model", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_analyze_pretrained_on_a_users_own_hooked_transformer(study, tmp_path):
+    """A model the user built with TransformerLens directly, with their own tokenizer."""
+    from babel_interp.corpus.tokenizer import load_tokenizer
+    from babel_interp.model import tl_major_version
+
+    out, _ = study
+    tok = load_tokenizer(out / "corpus" / "tokenizer")
+    if tl_major_version() >= 4:
+        from transformer_lens.config import TransformerBridgeConfig
+        from transformer_lens.model_bridge import TransformerBridge
+
+        cfg = TransformerBridgeConfig(
+            n_layers=3,
+            d_model=48,
+            n_heads=3,
+            d_head=16,
+            d_mlp=96,
+            n_ctx=64,
+            d_vocab=len(tok),
+            act_fn="relu",
+            seed=3,
+        )
+        model = TransformerBridge.boot_native(cfg)
+    else:
+        from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+        cfg = HookedTransformerConfig(
+            n_layers=3,
+            d_model=48,
+            n_heads=3,
+            d_head=16,
+            d_mlp=96,
+            n_ctx=64,
+            d_vocab=len(tok),
+            act_fn="relu",
+            seed=3,
+        )
+        model = HookedTransformer(cfg)
+    pcfg = analyze_pretrained.PretrainedAnalysisConfig(
+        out=str(tmp_path / "own"),
+        target="php",
+        n_per_pair=2,
+        tokens_per_language=512,
+        window=32,
+        progress=False,
+    )
+    md = analyze_pretrained.analyze_pretrained(model, tok, pcfg)
+    assert md.is_file()
+    counts = pd.read_csv(tmp_path / "own" / "neuron_counts.csv")
+    assert list(counts["layer"]) == [0, 1, 2]
+    comp = pd.read_csv(tmp_path / "own" / "working_language_competence.csv")
+    assert not bool(comp["competent"].iloc[0])  # a random model cannot pass the gate
