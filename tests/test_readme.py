@@ -36,3 +36,27 @@ def test_custom_hook_example_runs():
     for layer in range(2):
         expected = float(cache[f"blocks.{layer}.mlp.hook_post"].max())
         assert abs(hook.summary()["max"][layer] - expected) < 1e-6
+
+
+def test_library_example_runs(tmp_path, monkeypatch):
+    """The README's library quick start, with its sizes shrunk to test scale."""
+    code = _python_block_after("## Use it as a library")
+    for big, small in (
+        ("docs_per_language=500", "docs_per_language=60"),
+        ("steps=300", "steps=4, batch_size=4, seq_len=32, progress=False"),
+        ("steps=200", "steps=3, batch_size=4, seq_len=32, progress=False"),
+        (
+            'WorkingLanguageConfig(target="php")',
+            'WorkingLanguageConfig(target="php", n_per_pair=1)',
+        ),
+    ):
+        assert big in code, big
+        code = code.replace(big, small)
+    code = code.replace('analyze_run("runs/php",', 'analyze_run("runs/php", progress=False, cfg=')
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    df = namespace["result"].to_dataframe()
+    assert len(df) > 0 and {"p_primary", "p_target"} <= set(df.columns)
+    assert (tmp_path / "runs" / "php" / "analysis" / "working_language" / "aggregate.csv").is_file()
