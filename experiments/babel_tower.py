@@ -30,7 +30,7 @@ from typing import Any
 PROFILES: dict[str, dict[str, Any]] = {
     # Sized for the one-command demo on 2 CPU cores (a few minutes in all).
     "quick": dict(
-        targets=["php", "go"],
+        targets=["php"],
         seeds=[0],
         docs_per_language=1500,
         vocab_size=2048,
@@ -40,13 +40,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         primary_steps=250,
         continual_steps=150,
         scratch_steps=40,
-        n_checkpoints=7,
+        n_checkpoints=6,
         eval_windows=16,
         lr=2e-3,
-        neuron_tokens=16384,
-        neuron_permutations=20,
+        neuron_tokens=8192,
+        neuron_permutations=10,
         ablation=False,
-        n_per_pair=10,
+        # Fewer prompts per built-in pair than the paper's 10, to fit the demo's time budget.
+        n_per_pair=5,
+        completion_docs=12,
+        completion_tokens=16,
     ),
     # The paper's four new languages, three seeds, longer runs: for a workstation or a GPU.
     "full": dict(
@@ -67,6 +70,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         neuron_permutations=100,
         ablation=True,
         n_per_pair=20,
+        completion_docs=40,
+        completion_tokens=32,
     ),
 }
 
@@ -96,6 +101,8 @@ class BabelTowerConfig:
     neuron_permutations: int = 0
     ablation: bool | None = None
     n_per_pair: int = 0
+    completion_docs: int = 0
+    completion_tokens: int = 0
     corpus: str | None = None
     device: str = "auto"
     progress: bool = True
@@ -310,7 +317,12 @@ def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, A
                 tag = f"seed {seed} {lang} {kind}"
                 _log(f"analyze: performance, {tag}")
                 performance.analyze_run(
-                    run, languages=[lang], primary=cfg.primary, progress=cfg.progress
+                    run,
+                    languages=[lang],
+                    primary=cfg.primary,
+                    n_documents=cfg.completion_docs,
+                    max_new_tokens=cfg.completion_tokens,
+                    progress=cfg.progress,
                 )
                 _log(f"analyze: working language, {tag}")
                 wl_cfg = logit_lens.WorkingLanguageConfig(

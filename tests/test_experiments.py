@@ -28,6 +28,8 @@ MICRO = dict(
     neuron_tokens=1024,
     neuron_permutations=3,
     n_per_pair=2,
+    completion_docs=3,
+    completion_tokens=8,
     progress=False,
 )
 
