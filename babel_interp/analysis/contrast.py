@@ -31,6 +31,7 @@ Memory: the pooled null keeps every permuted |statistic| (``n_permutations x neu
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping
@@ -38,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from babel_interp.analysis.neuron_stats import NeuronStats, _from_dict
@@ -393,6 +394,44 @@ def contrast_pair(
         else:
             result.expected_false = 0.0
     return result
+
+
+def contrast_null_counts(
+    stats: NeuronStats,
+    lang_a: str,
+    lang_b: str,
+    cfg: ContrastConfig | None = None,
+    n_shuffles: int = 10,
+    seed: int = 0,
+) -> dict[str, Int[Tensor, "shuffle layer"]]:
+    """Per-layer counts of neurons selected as specific to ``lang_a`` / ``lang_b`` when the window
+    labels of the pair are shuffled (group sizes kept) and the whole selection is rerun.
+
+    The count a selection reaches when the two languages are indistinguishable: the control that
+    belongs beside every observed count. Keys ``"a"`` and ``"b"``; bootstrap intervals are skipped
+    (they do not enter the selection).
+    """
+    cfg = cfg or ContrastConfig()
+    if n_shuffles < 1:
+        raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
+    if cfg.n_permutations < 1:
+        raise ValueError("a contrast null count needs ContrastConfig.n_permutations >= 1")
+    ka, kb = stats.lang_index(lang_a), stats.lang_index(lang_b)
+    pair = ((stats.window_lang == ka) | (stats.window_lang == kb)).nonzero().flatten()
+    gen = torch.Generator().manual_seed(seed)
+    run_cfg = dataclasses.replace(cfg, n_bootstrap=0)
+    n_layers = len(stats.layers)
+    out = {key: torch.zeros(n_shuffles, n_layers, dtype=torch.int64) for key in ("a", "b")}
+    for i in range(n_shuffles):
+        labels = stats.window_lang.clone()
+        labels[pair] = stats.window_lang[pair[torch.randperm(pair.numel(), generator=gen)]]
+        shuffled = dataclasses.replace(stats, window_lang=labels)
+        # A different seed per shuffle: the inner permutation null must not repeat itself.
+        res = contrast_pair(shuffled, lang_a, lang_b, dataclasses.replace(run_cfg, seed=seed + i))
+        assert res.specific_a is not None and res.specific_b is not None
+        out["a"][i] = res.specific_a.sum(-1)
+        out["b"][i] = res.specific_b.sum(-1)
+    return out
 
 
 def _top_k(values: Tensor, mask: Tensor, k: int) -> Tensor:

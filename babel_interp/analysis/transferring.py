@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -40,7 +41,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from babel_interp.analysis.ablation import AblationConfig, causal_check
-from babel_interp.analysis.contrast import ContrastConfig, contrast_pair
+from babel_interp.analysis.contrast import ContrastConfig, contrast_null_counts, contrast_pair
 from babel_interp.analysis.lape import LapeConfig, LapeResult, _kth_smallest, lape, lape_from_probs
 from babel_interp.analysis.neuron_stats import (
     NeuronStats,
@@ -63,6 +64,15 @@ from babel_interp.runs import (
 DEFINITIONS = ("lape_shared", "primary_active", "primary_specific", "target_specific")
 ANALYZER = "neurons"
 STATS_FILE = "stats.safetensors"
+# Activation-contrast selections counted beside the LAPE sets (specific to primary / target).
+CONTRAST_DEFINITIONS = ("contrast_primary", "contrast_target")
+FIRING_BINS = 10
+TWO_LANGUAGE_NOTE = (
+    "LAPE ran on only two languages: it is semi-degenerate there (the lowest-entropy quota is "
+    "always filled, so a count says little by itself); read counts against the label-shuffled "
+    "null and the random-init model, or add a third language (NeuronAnalysisConfig.languages, "
+    "--languages)"
+)
 
 
 @dataclass
@@ -171,6 +181,8 @@ class NeuronAnalysisConfig:
     ``languages`` adds languages to LAPE beside the pair (``None``: just primary and target, the
     paper's two-language setting). ``ablation=None`` skips the causal check; ``ablate_sets``
     names the sets it ablates. ``random_init_seed`` seeds the random-init baseline model.
+    ``n_contrast_null`` is the number of label shuffles behind the activation-contrast null
+    counts (each reruns the contrast selection; 0 skips them).
     """
 
     primary: str = "python"
@@ -184,6 +196,7 @@ class NeuronAnalysisConfig:
     ablation: AblationConfig | None = field(default_factory=AblationConfig)
     ablate_sets: list[str] = field(default_factory=lambda: ["lape_shared", "primary_active"])
     n_null_permutations: int = 50
+    n_contrast_null: int = 10
     random_init: bool = True
     random_init_seed: int = 1234
     figures: bool = True
@@ -223,6 +236,11 @@ class NeuronAnalysisConfig:
                 "NeuronAnalysisConfig.n_null_permutations must be an int >= 0, "
                 f"got {self.n_null_permutations!r}"
             )
+        if not isinstance(self.n_contrast_null, int) or self.n_contrast_null < 0:
+            raise ValueError(
+                "NeuronAnalysisConfig.n_contrast_null must be an int >= 0, "
+                f"got {self.n_contrast_null!r}"
+            )
         if not isinstance(self.random_init_seed, int):
             raise ValueError(
                 "NeuronAnalysisConfig.random_init_seed must be an int, "
@@ -233,6 +251,11 @@ class NeuronAnalysisConfig:
                 "NeuronAnalysisConfig.stats.max_windows_per_language must be >= 2: contrast "
                 "intervals and the permutation nulls resample window records"
             )
+
+    @property
+    def notes(self) -> list[str]:
+        """Caveats of this configuration that belong beside its results."""
+        return [TWO_LANGUAGE_NOTE] if len(self.all_languages) < 3 else []
 
     @property
     def all_languages(self) -> list[str]:
@@ -274,6 +297,8 @@ class NeuronAnalysisResult:
     contrast_summary: pd.DataFrame
     ablation: pd.DataFrame
     figures: list[Path] = field(default_factory=list)
+    firing_rates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
 
     def to_dataframe(self) -> pd.DataFrame:
         """Each set's total count per checkpoint beside its nulls (``counts_total``)."""
@@ -371,6 +396,36 @@ def _count_rows(
     return per_layer, total
 
 
+def firing_rate_rows(stats: NeuronStats, step: int | str, bins: int = FIRING_BINS) -> list[dict]:
+    """Per layer: how often each neuron fires over *all* tokens (every language pooled).
+
+    ``n_over_half`` counts neurons that fire on more than half of all tokens (the pilot found
+    many: they make LAPE's probabilities uninformative); ``n_dead`` those that never fire;
+    ``hist_<lo>_<hi>`` is the histogram of the pooled activation probabilities over ``bins``
+    equal bins of [0, 1] (the last bin includes 1).
+    """
+    if int(stats.tokens.sum()) == 0:
+        raise ValueError("firing rates need statistics of at least one token")
+    p = stats.count.sum(0).double() / float(stats.tokens.sum())  # [layer, neuron]
+    rows = []
+    for i, layer in enumerate(stats.layers):
+        pl = p[i]
+        hist = torch.histc(pl, bins=bins, min=0.0, max=1.0).long().tolist()
+        row: dict[str, Any] = {
+            "step": step,
+            "layer": layer,
+            "n_neurons": stats.d_mlp,
+            "n_over_half": int((pl > 0.5).sum()),
+            "share_over_half": float((pl > 0.5).double().mean()),
+            "n_dead": int((pl == 0).sum()),
+            "median_p": float(pl.median()),
+        }
+        for b, c in enumerate(hist):
+            row[f"hist_{b / bins:.2f}_{(b + 1) / bins:.2f}"] = int(c)
+        rows.append(row)
+    return rows
+
+
 def _sets_json(sets: Mapping[str, Tensor], layers: Sequence[int]) -> dict[str, list[list[int]]]:
     return {
         name: [[layers[i], j] for i, j in mask.nonzero().tolist()] for name, mask in sets.items()
@@ -403,6 +458,8 @@ def analyze_run(
         reader.lang_id(lang)
     out = analysis_dir(run, ANALYZER)
     write_json_atomic(out / "config.json", cfg.to_dict())
+    for note in cfg.notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
 
     windows: dict[str, Tensor] | None = None
     eval_windows: dict[str, Tensor] | None = None
@@ -412,6 +469,7 @@ def analyze_run(
         "counts_total": [],
         "contrast": [],
         "ablation": [],
+        "firing_rates": [],
     }
     all_sets: dict[int, dict[str, Tensor]] = {}
     layers: list[int] = []
@@ -467,8 +525,12 @@ def analyze_run(
             row["n_selected_filtered"] = res.n_selected_filtered
         rows["counts"] += per_layer
         rows["counts_total"] += total
+        rows["firing_rates"] += firing_rate_rows(stats, ckpt.step)
 
         con = contrast_pair(stats, cfg.primary, cfg.target, cfg.contrast)
+        per_layer, total = _contrast_count_rows(stats, con, cfg, ckpt.step, ckpt, languages)
+        rows["counts"] += per_layer
+        rows["counts_total"] += total
         _write_csv(con.to_dataframe(), step_dir / "contrast.csv")
         summary = con.summary_per_layer()
         summary.insert(0, "step", ckpt.step)
@@ -508,8 +570,14 @@ def analyze_run(
         sets = transferring_sets(res, cfg.primary, cfg.target, cfg.transfer)
         write_json_atomic(rand_dir / "sets.json", _sets_json(sets, stats.layers))
         per_layer, total = _count_rows("random_init", None, stats.layers, sets, None, languages)
+        con = contrast_pair(stats, cfg.primary, cfg.target, cfg.contrast)
+        if con.specific_a is not None and con.specific_b is not None:
+            c_sets = dict(zip(CONTRAST_DEFINITIONS, (con.specific_a, con.specific_b), strict=True))
+            c_layer, c_total = _count_rows("random_init", None, stats.layers, c_sets, None, [])
+            per_layer, total = per_layer + c_layer, total + c_total
         rows["random_init_counts"] = per_layer
         rows["random_init_total"] = total
+        rows["random_init_firing_rates"] = firing_rate_rows(stats, "random_init")
         result = _write_tables(out, cfg, rows, all_sets, layers)
 
     if cfg.figures:
@@ -517,6 +585,30 @@ def analyze_run(
 
         result.figures = plot_neuron_analysis(result, figures_dir(run), cfg.primary, cfg.target)
     return result
+
+
+def _contrast_count_rows(
+    stats: NeuronStats,
+    con: Any,
+    cfg: NeuronAnalysisConfig,
+    step: int,
+    ckpt: Checkpoint,
+    languages: Sequence[str],
+) -> tuple[list[dict], list[dict]]:
+    # The contrast selections as counts, each beside its label-shuffled null (as LAPE's are).
+    if con.specific_a is None or con.specific_b is None:
+        return [], []  # no permutation test was run, so nothing was selected
+    sets = dict(zip(CONTRAST_DEFINITIONS, (con.specific_a, con.specific_b), strict=True))
+    null = None
+    if cfg.n_contrast_null:
+        raw = contrast_null_counts(
+            stats, cfg.primary, cfg.target, cfg.contrast, cfg.n_contrast_null, cfg.stats.seed
+        )
+        null = {CONTRAST_DEFINITIONS[0]: raw["a"], CONTRAST_DEFINITIONS[1]: raw["b"]}
+    per_layer, total = _count_rows(step, ckpt, stats.layers, sets, null, languages)
+    for row in total:
+        row["expected_false"] = con.expected_false
+    return per_layer, total
 
 
 def _attach_random_init(df: pd.DataFrame, rand: list[dict], by: list[str]) -> pd.DataFrame:
@@ -563,12 +655,24 @@ def _write_tables(
     jac = pd.DataFrame(jac_rows)
     contrast = pd.DataFrame(rows["contrast"])
     ablation = pd.DataFrame(rows["ablation"])
+    firing = pd.DataFrame(
+        [*rows.get("firing_rates", []), *rows.get("random_init_firing_rates", [])]
+    )
+    notes = cfg.notes
+    if not counts_total.empty:
+        # The caveat travels with the table it qualifies (LAPE rows only).
+        lape_rows = counts_total["definition"].isin(DEFINITIONS)
+        counts_total["notes"] = ""
+        counts_total.loc[lape_rows, "notes"] = " | ".join(notes)
     _write_csv(counts, out / "counts.csv")
     _write_csv(counts_total, out / "counts_total.csv")
     _write_csv(jac, out / "jaccard.csv")
     _write_csv(contrast, out / "contrast_summary.csv")
     _write_csv(ablation, out / "ablation.csv")
-    return NeuronAnalysisResult(out, counts, counts_total, jac, contrast, ablation)
+    _write_csv(firing, out / "firing_rates.csv")
+    return NeuronAnalysisResult(
+        out, counts, counts_total, jac, contrast, ablation, firing_rates=firing, notes=notes
+    )
 
 
 def effect_size_table(

@@ -97,6 +97,39 @@ def plot_counts_vs_null(counts_total: pd.DataFrame, out_path: str | os.PathLike)
     return _save(fig, out_path)
 
 
+def plot_firing_rates(firing: pd.DataFrame, out_path: str | os.PathLike) -> Path:
+    """Left: per layer, the share of neurons firing on more than half of all tokens, over
+    checkpoints (random init dotted). Right: the histogram of activation probabilities at the
+    last checkpoint, one line per layer."""
+    if firing.empty:
+        raise ValueError("no firing rates to plot")
+    rand = firing[firing["step"].astype(str) == "random_init"]
+    df = _numeric_steps(firing)
+    hist_cols = [c for c in firing.columns if c.startswith("hist_")]
+    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
+    ax_share, ax_hist = fig.subplots(1, 2)
+    for i, (layer, d) in enumerate(df.groupby("layer", sort=True)):
+        d = d.sort_values("step")
+        x = np.arange(len(d))
+        ax_share.plot(x, d["share_over_half"], marker="o", color=f"C{i}", label=f"layer {layer}")
+        r = rand[rand["layer"] == layer]
+        if not r.empty:
+            ax_share.axhline(float(r["share_over_half"].iloc[0]), color=f"C{i}", ls=":")
+        if i == 0:
+            ax_share.set_xticks(x, [str(s) for s in d["step"]], rotation=45, fontsize=7)
+        last = d.iloc[-1]
+        mids = [(float(c.split("_")[1]) + float(c.split("_")[2])) / 2 for c in hist_cols]
+        ax_hist.plot(mids, [last[c] / last["n_neurons"] for c in hist_cols], color=f"C{i}")
+    ax_share.set_xlabel("step")
+    ax_share.set_ylabel("share of neurons firing on > half of tokens")
+    ax_share.set_ylim(0, 1)
+    ax_share.legend(fontsize=7)
+    ax_hist.set_xlabel("activation probability (all tokens)")
+    ax_hist.set_ylabel("share of neurons (last checkpoint)")
+    fig.suptitle("Neuron firing rates (dotted: random init)")
+    return _save(fig, out_path)
+
+
 def plot_effect_sizes(
     effects: pd.DataFrame,
     out_path: str | os.PathLike,
@@ -174,6 +207,9 @@ def plot_neuron_analysis(
         paths.append(plot_counts_heatmap(result.counts, fig_dir / "neurons_counts_heatmap.png"))
     if not result.counts_total.empty:
         paths.append(plot_counts_vs_null(result.counts_total, fig_dir / "neurons_counts_null.png"))
+    firing = getattr(result, "firing_rates", pd.DataFrame())
+    if not firing.empty and not _numeric_steps(firing).empty:
+        paths.append(plot_firing_rates(firing, fig_dir / "neurons_firing_rates.png"))
     effects = effect_size_table(result.out_dir.parent.parent)
     if not effects.empty:
         paths.append(

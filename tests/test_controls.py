@@ -1,0 +1,149 @@
+"""Controls, baselines and the competence gate.
+
+* Neurons: two-language LAPE is flagged (a warning and a note in ``counts_total.csv``); a third
+  language is accepted on the command line; firing-rate distributions are written; every LAPE and
+  contrast count sits beside its label-shuffled null.
+* Working language: a random-init model's excess over matched controls is zero within its
+  confidence interval at every layer.
+* Positive control: the synthetic corpus lets the ``tiny`` model reach high probe accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from babel_interp.analysis.neuron_stats import NeuronStats, NeuronStatsConfig, planted_neuron_model
+from babel_interp.analysis.transferring import (
+    CONTRAST_DEFINITIONS,
+    DEFINITIONS,
+    TWO_LANGUAGE_NOTE,
+    NeuronAnalysisConfig,
+    analyze_run,
+)
+from babel_interp.cli import main
+from babel_interp.corpus.shards import ShardWriter, write_manifest
+from babel_interp.model import ModelConfig, save_model
+
+LANGS = ["python", "php", "go"]
+V = 240  # divisible by the three languages of the planted model
+CFG = ModelConfig(n_layers=2, d_model=64, n_heads=2, d_head=32, d_mlp=128, n_ctx=32, d_vocab=V)
+PLANTED = {0: [(0, 1), (0, 2), (1, 3)], 1: [(0, 10), (1, 11), (1, 12)], 2: [(0, 20), (1, 21)]}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models gain nothing from intra-op threads; on a loaded machine they slow down.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _planted_run(root):
+    corpus = root / "corpus"
+    rng = np.random.default_rng(0)
+    per = V // len(LANGS)
+    entries = {}
+    for split in ("train", "val"):
+        w = ShardWriter(corpus, split, LANGS, V, eos_id=0)
+        for k, lang in enumerate(LANGS):
+            for _ in range(30):
+                w.add(lang, rng.integers(max(1, per * k), per * (k + 1), size=60), 200)
+        entries[split] = w.close()
+    write_manifest(corpus, LANGS, entries, {"vocab_size": V, "eos_id": 0, "hash": "h"})
+    run = root / "run"
+    d = run / "checkpoints" / "step_00000000"
+    d.parent.mkdir(parents=True)
+    (run / "run_config.json").write_text(json.dumps({"corpus": "../corpus"}))
+    save_model(planted_neuron_model(CFG, len(LANGS), PLANTED, seed=0), d, CFG)
+    state = {"step": 0, "tokens_seen": {"python": 500}, "total_tokens": 500}
+    (d / "trainer_state.json").write_text(json.dumps(state))
+    return run
+
+
+FAST = [
+    "--tokens-per-language", "1024", "--window-len", "32", "--batch-size", "8",
+    "--top-rate", "0.03125", "--null-permutations", "6", "--n-bootstrap", "10",
+    "--n-permutations", "100", "--no-ablation",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def three_language_run(tmp_path_factory):
+    run = _planted_run(tmp_path_factory.mktemp("controls"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a third language: no degeneracy warning
+        rc = main(
+            ["analyze", "neurons", "--run", str(run), "--target", "php", "--languages", *LANGS]
+            + FAST
+        )
+    assert rc == 0
+    return run
+
+
+def test_a_third_language_is_used_by_lape_and_lifts_the_note(three_language_run):
+    out = three_language_run / "analysis" / "neurons"
+    config = json.loads((out / "config.json").read_text())
+    assert config["languages"] == LANGS
+    stats = NeuronStats.load(out / "step_00000000" / "stats.safetensors")
+    assert stats.languages == LANGS
+    lape = pd.read_csv(out / "step_00000000" / "lape.csv")
+    assert any("go" in c for c in lape.columns)
+    total = pd.read_csv(out / "counts_total.csv", keep_default_na=False)
+    assert (total["notes"] == "").all()
+
+
+def test_every_lape_and_contrast_count_has_a_shuffled_null(three_language_run):
+    total = pd.read_csv(three_language_run / "analysis" / "neurons" / "counts_total.csv")
+    assert set(DEFINITIONS) | set(CONTRAST_DEFINITIONS) <= set(total["definition"])
+    assert total[["null_mean", "null_lo", "null_hi"]].notna().all().all()
+    con = total[total["definition"].isin(CONTRAST_DEFINITIONS)].set_index("definition")
+    # The planted python / php neurons are found, far above what shuffled labels select.
+    assert con.loc["contrast_primary", "count"] >= len(PLANTED[0])
+    assert con.loc["contrast_target", "count"] >= len(PLANTED[1])
+    assert (con["count"] > con["null_hi"]).all()
+    assert con["random_init_count"].notna().all()
+
+
+def test_firing_rates_table_and_figure(three_language_run):
+    run = three_language_run
+    out = run / "analysis" / "neurons"
+    firing = pd.read_csv(out / "firing_rates.csv")
+    assert set(firing["step"].astype(str)) == {"0", "random_init"}
+    hist = [c for c in firing.columns if c.startswith("hist_")]
+    assert len(hist) == 10
+    assert (firing[hist].sum(axis=1) == firing["n_neurons"]).all()
+    stats = NeuronStats.load(out / "step_00000000" / "stats.safetensors")
+    p = stats.count.sum(0).double() / stats.tokens.sum()
+    ckpt = firing[firing["step"].astype(str) == "0"].set_index("layer")
+    for i, layer in enumerate(stats.layers):
+        assert ckpt.loc[layer, "n_over_half"] == int((p[i] > 0.5).sum())
+        assert ckpt.loc[layer, "n_dead"] == int((p[i] == 0).sum())
+    assert (run / "figures" / "neurons_firing_rates.png").stat().st_size > 1000
+
+
+def test_two_language_lape_warns_and_notes_it(tmp_path):
+    run = _planted_run(tmp_path)
+    cfg = NeuronAnalysisConfig(
+        stats=NeuronStatsConfig(tokens_per_language=1024, window_len=32, batch_size=8),
+        n_null_permutations=2,
+        n_contrast_null=0,
+        ablation=None,
+        random_init=False,
+        figures=False,
+    )
+    assert cfg.notes == [TWO_LANGUAGE_NOTE]
+    with pytest.warns(UserWarning, match="only two languages"):
+        result = analyze_run(run, cfg)
+    assert result.notes == [TWO_LANGUAGE_NOTE]
+    total = pd.read_csv(result.out_dir / "counts_total.csv", keep_default_na=False)
+    lape_rows = total[total["definition"].isin(DEFINITIONS)]
+    assert (lape_rows["notes"] == TWO_LANGUAGE_NOTE).all()
+    with pytest.raises(ValueError, match="n_contrast_null"):
+        NeuronAnalysisConfig(n_contrast_null=-1)
