@@ -3,6 +3,8 @@
 * ``corpus synth --out DIR``: a corpus from the synthetic generator (the probes' positive control);
 * ``corpus build --out DIR --source LANG=PATH ...``: a corpus from source trees, JSONL files and
   HF datasets;
+* ``corpus fetch-debian --language LANG ... --out DIR``: real source trees from Debian packages
+  (downloaded and unpacked, nothing installed), optionally built into a corpus with ``--build``;
 * ``corpus info DIR``: the summary table of an existing corpus.
 
 The handlers are thin: they turn arguments into a :class:`~babel_interp.corpus.build.CorpusConfig`
@@ -145,6 +147,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--language-field", default="language", help="JSONL language field")
     build.set_defaults(handler=_build)
 
+    fetch = sub.add_parser(
+        "fetch-debian",
+        help="real source trees from Debian packages (apt-get download + dpkg -x)",
+        description="Download Debian packages that ship source code (apt-get download, nothing "
+        "installed), unpack them into OUT/<language>/<package>/ and record name, version and "
+        "license in OUT/debian_manifest.json. Run 'apt-get update' once on a fresh machine.",
+    )
+    fetch.add_argument(
+        "--language",
+        action="append",
+        required=True,
+        metavar="LANG",
+        help="a language with a package list: php, go, rust, java, ruby, cpp, lua (repeatable)",
+    )
+    fetch.add_argument("--out", required=True, help="directory of the unpacked trees")
+    fetch.add_argument(
+        "--cache", default=None, metavar="DIR", help="where .deb files are kept (OUT/.debs)"
+    )
+    fetch.add_argument(
+        "--packages",
+        action="append",
+        default=[],
+        metavar="LANG=NAME,...",
+        help="replace a language's package list (repeatable)",
+    )
+    fetch.add_argument(
+        "--keep-tests", action="store_true", help="keep test, locale and translation folders"
+    )
+    fetch.add_argument(
+        "--max-file-bytes", type=int, default=200_000, help="drop larger files (default 200000)"
+    )
+    fetch.add_argument(
+        "--build",
+        default=None,
+        metavar="OUT_CORPUS",
+        help="also build a corpus from the fetched trees plus Python's standard library",
+    )
+    fetch.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary (--build)")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+    fetch.set_defaults(handler=_fetch_debian)
+
     info = sub.add_parser("info", help="print the summary table of a corpus")
     info.add_argument("corpus", help="corpus directory")
     info.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
@@ -230,3 +273,64 @@ def _info(args: argparse.Namespace) -> int:
     else:
         print(summary.table())
     return 0
+
+
+def _fetch_debian(args: argparse.Namespace) -> int:
+    from babel_interp.corpus.debian import DebianFetchConfig, fetch_debian
+
+    packages: dict[str, list[str]] = {}
+    for item in args.packages:
+        lang, eq, names = item.partition("=")
+        if not eq or not _csv(names):
+            raise ValueError(f"--packages {item!r} is not LANG=NAME,NAME,...")
+        packages[lang.strip()] = _csv(names)
+    cfg = DebianFetchConfig(
+        languages=args.language,
+        out=args.out,
+        cache_dir=args.cache,
+        packages=packages,
+        drop_tests=not args.keep_tests,
+        max_file_bytes=args.max_file_bytes,
+        progress=not args.quiet,
+    )
+    summary = fetch_debian(cfg)
+    print(summary.table())
+    print(f"trees and {summary.manifest_path.name} written to {summary.out_dir}")
+    if args.build:
+        import sysconfig
+
+        from babel_interp.corpus.build import CorpusConfig, build_corpus
+        from babel_interp.corpus.sources import SourceSpec
+        from babel_interp.corpus.tokenizer import TokenizerConfig
+
+        trees = {
+            lang: path for lang, path in summary.language_dirs().items() if lang in cfg.languages
+        }
+        sources = [
+            SourceSpec(
+                kind="local",
+                path=sysconfig.get_paths()["stdlib"],
+                language="python",
+                options={"skip_tests": True},
+            )
+        ]
+        sources += [SourceSpec(kind="local", path=p, language=lang) for lang, p in trees.items()]
+        corpus = build_corpus(
+            CorpusConfig(
+                out=args.build,
+                sources=sources,
+                languages=["python", *trees],
+                tokenizer=TokenizerConfig(vocab_size=args.vocab_size),
+                filters=_filters(args.max_file_bytes),
+                progress=not args.quiet,
+            )
+        )
+        _report(corpus)
+        print(f"provenance of the {', '.join(trees)} trees: {summary.manifest_path}")
+    return 1 if summary.failures else 0
+
+
+def _filters(max_bytes: int) -> Any:
+    from babel_interp.corpus.sources import FilterConfig
+
+    return FilterConfig(max_bytes=max_bytes)
