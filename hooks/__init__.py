@@ -2,7 +2,7 @@
 
 >>> from hooks import get_hook, list_hooks, register_hook, run_hooks
 
-Built-in hooks (``hooks.library``): ``residual-recorder``, ``activation-norms``,
+Built-in hooks (``hooks.library``): ``residual-recorder``, ``activation-norms``, ``neuron-stats``,
 ``zero-ablation``, ``mean-ablation``, ``activation-patch``, ``steering-vector``.
 A user's hook is a class with ``fwd_hooks(model)`` (see
 :class:`hooks.registry.BabelHook`) or a plain hook function registered with its hook points.

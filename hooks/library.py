@@ -259,3 +259,78 @@ class ActivationNorms:
         path = Path(str(path) + ".json") if Path(path).suffix == "" else Path(path)
         path.write_text(json.dumps(self.summary(), indent=2), encoding="utf-8")
         return path
+
+
+@register_hook("neuron-stats")
+class NeuronStatsHook:
+    """Streaming per-neuron statistics of ``blocks.{l}.mlp.hook_post``: tokens seen, count of
+    activations above ``threshold``, sum and sum of squares (float64), with memory independent of
+    the number of tokens. Label-free: run it once per language (as the training callback and
+    ``babel-interp analyze hooks`` do) to get per-language firing rates; the neuron analyzer
+    (``babel_interp.analysis.neuron_stats``) does the labelled, windowed version for LAPE.
+    """
+
+    def __init__(self, threshold: float = 0.0, layers: list[int] | None = None) -> None:
+        self.threshold = float(threshold)
+        self.layers = layers
+        self.name = "neuron-stats"
+        self.tokens = 0
+        self.count: dict[int, Tensor] = {}
+        self.sum: dict[int, Tensor] = {}
+        self.sum_sq: dict[int, Tensor] = {}
+
+    def _acc(self, act: Float[Tensor, "batch pos d_mlp"], hook: Any, *, layer: int) -> None:
+        flat = act.detach().reshape(-1, act.shape[-1]).double()
+        if layer not in self.count:
+            zeros = torch.zeros(flat.shape[-1], dtype=torch.float64, device=flat.device)
+            self.count[layer], self.sum[layer], self.sum_sq[layer] = (
+                zeros.clone(),
+                zeros.clone(),
+                zeros.clone(),
+            )
+        self.count[layer] += (flat > self.threshold).sum(0)
+        self.sum[layer] += flat.sum(0)
+        self.sum_sq[layer] += (flat * flat).sum(0)
+        if layer == min(self.count):
+            self.tokens += flat.shape[0]
+
+    def fwd_hooks(self, model: Any) -> FwdHooks:
+        return [
+            (f"blocks.{layer}.mlp.hook_post", partial(self._acc, layer=layer))
+            for layer in _layers(model, self.layers)
+        ]
+
+    def reset(self) -> None:
+        self.tokens = 0
+        self.count.clear()
+        self.sum.clear()
+        self.sum_sq.clear()
+
+    def firing_rate(self) -> dict[int, Tensor]:
+        """Share of tokens on which each neuron's activation exceeds the threshold."""
+        return {k: (v / max(self.tokens, 1)).float().cpu() for k, v in self.count.items()}
+
+    def summary(self) -> dict:
+        rates = self.firing_rate()
+        return {
+            "name": self.name,
+            "tokens": self.tokens,
+            "threshold": self.threshold,
+            "mean_firing_rate": {k: float(v.mean()) for k, v in rates.items()},
+            "neurons_firing_on_most_tokens": {k: int((v > 0.5).sum()) for k, v in rates.items()},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(str(path) + ".safetensors") if Path(path).suffix == "" else Path(path)
+        tensors = {}
+        for layer in self.count:
+            tensors[f"count.{layer}"] = self.count[layer].cpu().contiguous()
+            tensors[f"sum.{layer}"] = self.sum[layer].cpu().contiguous()
+            tensors[f"sum_sq.{layer}"] = self.sum_sq[layer].cpu().contiguous()
+        save_file(
+            tensors, path, metadata={"tokens": str(self.tokens), "threshold": str(self.threshold)}
+        )
+        path.with_suffix(".json").write_text(json.dumps(self.summary(), indent=2), encoding="utf-8")
+        return path

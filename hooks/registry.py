@@ -194,6 +194,29 @@ def run_hooks(model: Any, tokens: Any, hooks: Iterable[BabelHook], **kwargs: Any
     return model.run_with_hooks(tokens, fwd_hooks=fwd, **kwargs)
 
 
+def run_hooks_by_language(
+    model: Any,
+    hooks: list[Any],
+    tokens_by_language: dict[str, Any],
+    out_dir: str | Path,
+    batch_size: int = 8,
+) -> dict[str, list[Path]]:
+    """For each language: reset the hooks, run them over its ``[n, pos]`` token windows in
+    batches, and save their results under ``out_dir/<language>/``. Used by the training
+    callback and by ``babel-interp analyze hooks`` so both write the same layout."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    written = {}
+    for lang, tokens in tokens_by_language.items():
+        for hook in hooks:
+            if callable(getattr(hook, "reset", None)):
+                hook.reset()
+        for i in range(0, tokens.shape[0], batch_size):
+            run_hooks(model, tokens[i : i + batch_size], hooks)
+        written[lang] = save_hook_results(hooks, Path(out_dir) / lang)
+    return written
+
+
 def save_hook_results(hooks: Iterable[Any], out_dir: str | Path) -> list[Path]:
     """Let each hook save itself (``save(dir)``) or write its ``summary()`` as JSON."""
     out = Path(out_dir)

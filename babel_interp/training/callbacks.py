@@ -185,19 +185,13 @@ class HookCallback(Callback):
         self.languages = None if languages is None else list(languages)
 
     def _run(self, trainer: Trainer, step: int) -> None:
-        from hooks import run_hooks, save_hook_results
+        from hooks.registry import run_hooks_by_language
 
         root = analysis_dir(trainer.run_dir, "hooks") / checkpoint_dirname(step)
         langs = self.languages or trainer.eval_languages()
         with trainer.inference():
-            for lang in langs:
-                for h in self.hooks:
-                    if callable(getattr(h, "reset", None)):
-                        h.reset()
-                tokens = trainer.validation_tokens(lang, self.n_windows)
-                for i in range(0, tokens.shape[0], self.batch_size):
-                    run_hooks(trainer.model, tokens[i : i + self.batch_size], self.hooks)
-                save_hook_results(self.hooks, root / lang)
+            tokens = {lang: trainer.validation_tokens(lang, self.n_windows) for lang in langs}
+            run_hooks_by_language(trainer.model, self.hooks, tokens, root, self.batch_size)
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
         if "eval" in self.when:

@@ -1,0 +1,117 @@
+"""Hooks from hooks/ run at a run's checkpoints (``analyze hooks``) and inside training."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+from _corpus_fixtures import make_corpus
+from safetensors.torch import load_file
+
+from babel_interp.analysis.hook_runner import analyze_run, validation_windows
+from babel_interp.cli import main
+from babel_interp.corpus.shards import CorpusReader
+from babel_interp.model import load_model
+from babel_interp.runs import list_checkpoints
+from babel_interp.training import CheckpointConfig, CheckpointSchedule, TrainConfig, train
+from hooks import get_hook, run_hooks
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hookrun")
+    corpus = make_corpus(root / "corpus", docs=60)
+    out = root / "run"
+    cfg = TrainConfig(
+        corpus=str(corpus),
+        out=str(out),
+        steps=4,
+        batch_size=4,
+        seq_len=32,
+        progress=False,
+        hooks=["activation-norms"],
+        checkpoints=CheckpointConfig(
+            schedule=CheckpointSchedule(kind="steps", steps=[2, 4]), fsync=False
+        ),
+    )
+    train(cfg)
+    return out
+
+
+def test_training_runs_hooks_at_checkpoints(run):
+    for step in (2, 4):
+        for lang in ("python", "php"):
+            path = run / "analysis" / "hooks" / f"step_{step:08d}" / lang / "activation-norms.json"
+            summary = json.loads(path.read_text())
+            assert summary["positions"] and all(v > 0 for v in summary["mean_norm"].values())
+
+
+def test_neuron_stats_hook_matches_a_full_cache(run):
+    ckpt = list_checkpoints(run)[-1]
+    model, cfg = load_model(ckpt.path, with_tokenizer=False)
+    reader = CorpusReader(json.loads((run / "run_config.json").read_text())["corpus"])
+    tokens = validation_windows(reader, "php", 4, 16)
+    hook = get_hook("neuron-stats")
+    with torch.no_grad():
+        run_hooks(model, tokens, [hook])
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("mlp.hook_post"))
+    for layer in range(cfg.n_layers):
+        acts = cache[f"blocks.{layer}.mlp.hook_post"].reshape(-1, cfg.d_mlp)
+        torch.testing.assert_close(hook.firing_rate()[layer], (acts > 0).float().mean(0))
+    assert hook.tokens == tokens.numel()
+
+
+def test_analyze_hooks_cli_with_a_user_hook_file(run, tmp_path, capsys):
+    user = tmp_path / "my_hooks.py"
+    user.write_text(
+        textwrap.dedent(
+            """
+            class CountTokens:
+                name = "count-tokens"
+
+                def __init__(self):
+                    self.n = 0
+
+                def reset(self):
+                    self.n = 0
+
+                def _hook(self, act, hook):
+                    self.n += act.shape[0] * act.shape[1]
+
+                def fwd_hooks(self, model):
+                    return [("hook_embed", self._hook)]
+
+                def summary(self):
+                    return {"tokens": self.n}
+            """
+        )
+    )
+    code = main(
+        [
+            "analyze",
+            "hooks",
+            "--run",
+            str(run),
+            "--hook",
+            f"{user}:CountTokens",
+            "--hook",
+            "neuron-stats",
+            "--checkpoints",
+            "4",
+            "--windows",
+            "3",
+            "--languages",
+            "php",
+        ]
+    )
+    assert code == 0
+    out = run / "analysis" / "hooks" / "step_00000004" / "php"
+    n_ctx = load_model(list_checkpoints(run)[-1].path, with_tokenizer=False)[1].n_ctx
+    assert json.loads((out / "count-tokens.json").read_text())["tokens"] <= 3 * n_ctx
+    stats = load_file(out / "neuron-stats.safetensors")
+    assert set(stats) >= {"count.0", "sum.0", "sum_sq.0"}
+    assert "result files" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no checkpoint at step"):
+        analyze_run(run, ["neuron-stats"], checkpoints=[3])
