@@ -136,6 +136,7 @@ def measure(args: argparse.Namespace, preset: str, workdir: Path) -> dict:
         device=args.device,
         dtype=amp,
         compile=args.compile,
+        fast_path=not args.no_fast_path,
         deterministic=False if args.device != "cpu" else None,
         eval_every=0,
         progress=False,
@@ -211,6 +212,7 @@ def measure(args: argparse.Namespace, preset: str, workdir: Path) -> dict:
         "device": str(device),
         "dtype": args.dtype,
         "compile": args.compile,
+        "fast_path": not args.no_fast_path,
         "threads": torch.get_num_threads(),
         "tl_major": tl_major_version(),
         "trainer_tokens_per_s": tps["trainer"],
@@ -235,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=16, help="measured steps per model")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--no-fast-path",
+        action="store_true",
+        help="train with TransformerLens's own attention/norm code (to measure the fast path)",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     if args.threads:
@@ -246,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             print(
                 f"{preset:>10} ({r['params'] / 1e6:.1f}M params, {r['batch']}x{r['seq_len']}, "
-                f"{r['device']} {r['dtype']}{' compiled' if r['compile'] else ''}, "
+                f"{r['device']} {r['dtype']}{' compiled' if r['compile'] else ''}"
+                f"{'' if r['fast_path'] else ', no fast path'}, "
                 f"TL {r['tl_major']}.x): trainer {r['trainer_tokens_per_s']:,.0f} tok/s, "
                 f"reference {r['reference_tokens_per_s']:,.0f} tok/s, "
                 f"ratio {r['ratio']:.3f} (of medians {r['ratio_median']:.3f})",
