@@ -24,8 +24,8 @@ def eval_curve(run_dir: str, language: str) -> pd.DataFrame:
             {
                 "step": int(rec["step"]),
                 "tokens": int(rec.get("tokens_seen", {}).get(language, 0)),
-                "val_loss": float(rec["val_loss"][language]),
-                "val_bpb": float(rec.get("val_bpb", {}).get(language, np.nan)),
+                "val_loss": metric_value(rec["val_loss"][language]),
+                "val_bpb": metric_value(rec.get("val_bpb", {}).get(language)),
             }
         )
     df = pd.DataFrame(rows, columns=["step", "tokens", "val_loss", "val_bpb"])
@@ -79,3 +79,8 @@ def token_efficiency(continued_run: str, scratch_run: str, language: str) -> pd.
             }
         )
     return pd.DataFrame(rows)
+
+
+def metric_value(value: object) -> float:
+    """A metric value as float; the trainer logs null where a language has no bytes/tokens."""
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]

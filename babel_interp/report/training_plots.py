@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from babel_interp.analysis.efficiency import metric_value  # noqa: E402
 from babel_interp.runs import read_metrics  # noqa: E402
 
 
@@ -28,8 +29,8 @@ def eval_records(run_dir: str | os.PathLike) -> pd.DataFrame:
                     "step": int(rec["step"]),
                     "tokens": int(rec.get("tokens", 0)),
                     "language": lang,
-                    "val_loss": float(loss),
-                    "val_bpb": float(rec.get("val_bpb", {}).get(lang, float("nan"))),
+                    "val_loss": metric_value(loss),
+                    "val_bpb": metric_value(rec.get("val_bpb", {}).get(lang)),
                 }
             )
     df = pd.DataFrame(rows, columns=["step", "tokens", "language", "val_loss", "val_bpb"])
