@@ -25,3 +25,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         register_analyze = getattr(module, "register_analyze", None)
         if register_analyze is not None:
             register_analyze(sub)
+
+
+def parse_steps(values: list[str] | None) -> list[int] | None:
+    """Checkpoint steps from ``--checkpoints 10 20`` or ``--checkpoints 10,20`` (None: all)."""
+    if not values:
+        return None
+    out = []
+    for v in values:
+        for part in v.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise ValueError(f"--checkpoints takes step numbers, got {part!r}") from None
+    return out

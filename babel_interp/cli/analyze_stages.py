@@ -7,22 +7,7 @@ import argparse
 import json
 
 from babel_interp.analysis.stages import NOISE_METHODS, PERFORMANCE_SOURCES, SMOOTHING
-
-
-def _steps(values: list[str] | None) -> list[int] | None:
-    if not values:
-        return None
-    out = []
-    for v in values:
-        for part in v.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                out.append(int(part))
-            except ValueError:
-                raise ValueError(f"--checkpoints takes step numbers, got {part!r}") from None
-    return out
+from babel_interp.cli.analyze import parse_steps
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -128,7 +113,7 @@ def run_performance(args: argparse.Namespace) -> int:
         languages=args.languages,
         primary=args.primary,
         n_documents=args.n_documents,
-        steps=_steps(args.checkpoints),
+        steps=parse_steps(args.checkpoints),
         device=args.device,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
@@ -166,7 +151,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         target_only_model=args.target_only_model,
         n_planted=args.n_planted,
         n_shared=args.n_shared,
-        steps=_steps(args.checkpoints),
+        steps=parse_steps(args.checkpoints),
         by=args.solved_by,
         device=args.device,
         max_new_tokens=args.max_new_tokens,

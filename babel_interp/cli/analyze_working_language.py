@@ -12,22 +12,7 @@ from babel_interp.analysis.logit_lens import (
     WorkingLanguageConfig,
     analyze_run,
 )
-
-
-def _steps(values: list[str] | None) -> list[int] | None:
-    if not values:
-        return None
-    out = []
-    for v in values:
-        for part in v.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                out.append(int(part))
-            except ValueError:
-                raise ValueError(f"--checkpoints takes step numbers, got {part!r}") from None
-    return out
+from babel_interp.cli.analyze import parse_steps
 
 
 def register_analyze(subparsers: argparse._SubParsersAction) -> None:
@@ -101,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     result = analyze_run(
         args.run,
         cfg,
-        checkpoints=_steps(args.checkpoints),
+        checkpoints=parse_steps(args.checkpoints),
         probes=probes,
         fmt=args.fmt,
         figures=not args.no_figures,
