@@ -111,7 +111,7 @@ def _excess_sentence(tag: str, wl: dict[str, Any]) -> str:
     first = wl["first_competent"]
     return (
         f"{tag}: at the first competent checkpoint (step {first['step']}), excess toward "
-        f"{'the primary'} against matched controls was "
+        "the primary against matched controls was "
         f"{_fmt_ci(first['middle_excess'], first['middle_excess_lo'], first['middle_excess_hi'])} "
         f"in the middle layers and "
         f"{_fmt_ci(first['output_excess'], first['output_excess_lo'], first['output_excess_hi'])} "
