@@ -10,6 +10,10 @@ nulls), the knowledge-transfer ratio on planted facts, token efficiency against 
 the stage detector. A report gathers it all.
 
     python -m experiments.babel_tower --profile quick --out runs/demo
+    python -m experiments.babel_tower --profile cpu --out runs/real_cpu        # real code
+    python -m experiments.babel_tower --profile gpu --pack-sources runs/sources.tar.xz
+    python -m experiments.babel_tower --profile gpu --sources-archive runs/sources.tar.xz \\
+        --out runs/real_gpu                                                    # on the GPU
     python -m experiments.babel_tower --config my_study.json
 
 Every step is resumable: rerunning the same command reuses finished corpora, runs and analyses.
@@ -72,12 +76,79 @@ PROFILES: dict[str, dict[str, Any]] = {
         completion_docs=40,
         completion_tokens=32,
     ),
+    # Real code at the CPU pilot's scale: Python's standard library, then Debian PHP; a 7M model
+    # (preset pilot), 2M + 2M tokens, the scratch baseline over the first half. About 40 minutes
+    # on 2 cores (see README).
+    "cpu": dict(
+        corpus="real",
+        targets=["php"],
+        neuron_languages=["go"],
+        seeds=[0],
+        python_trees=["stdlib"],
+        vocab_size=8192,
+        preset="pilot",
+        seq_len=256,
+        batch_size=16,
+        primary_steps=500,
+        continual_steps=500,
+        scratch_steps=250,
+        n_checkpoints=13,
+        eval_windows=32,
+        lr=1e-3,
+        neuron_tokens=32768,
+        neuron_permutations=20,
+        ablation=False,
+        n_per_pair=10,
+        completion_docs=0,
+        completion_tokens=16,
+    ),
+    # Real code at the GPU pilot's scale, sized for one 15-minute lease of one H100/H200:
+    # a 34M model (preset medium), ~30M Python tokens (standard library and site-packages),
+    # then ~30M tokens of PHP and of Go each, a from-scratch baseline over the first third, three
+    # seeds, bf16 and torch.compile. Seeds run one after another and each writes its results
+    # (and the report) as soon as it is done, so a call cut short keeps the finished seeds.
+    "gpu": dict(
+        corpus="real",
+        targets=["php", "go"],
+        seeds=[0, 1, 2],
+        python_trees=["stdlib", "site-packages"],
+        max_source_mb=120,
+        vocab_size=8192,
+        preset="medium",
+        seq_len=256,
+        batch_size=64,
+        primary_steps=1830,
+        continual_steps=1830,
+        scratch_steps=610,
+        n_checkpoints=14,
+        eval_windows=64,
+        lr=1e-3,
+        neuron_tokens=131072,
+        neuron_permutations=100,
+        ablation=False,
+        n_per_pair=20,
+        completion_docs=0,
+        completion_tokens=16,
+        dtype="bfloat16",
+        compile=True,
+    ),
 }
+CORPUS_KINDS = ("synthetic", "real")
 
 
 @dataclass
 class BabelTowerConfig:
-    """One study. Fields left unset take the profile's value (see ``PROFILES``)."""
+    """One study. Fields left unset take the profile's value (see ``PROFILES``).
+
+    ``corpus`` is ``synthetic`` (the parallel-program generator), ``real`` (Python from this
+    interpreter's ``python_trees``, new languages from Debian packages unpacked in
+    ``debian_dir``, default ``OUT/debian``; or the sources in ``sources_archive``, a file made by
+    ``--pack-sources``, on a machine without the package registry) or the path of a corpus built
+    beforehand. ``max_source_mb`` caps each language's source text (0: all of it).
+    ``neuron_languages`` are extra corpus languages, not trained on, whose activations join
+    LAPE's statistics (two-language LAPE is degenerate).
+    ``dtype`` and ``compile`` are the trainer's (``bfloat16`` autocast, ``torch.compile``).
+    """
 
     out: str = "runs/babel_tower"
     profile: str = "quick"
@@ -102,7 +173,15 @@ class BabelTowerConfig:
     n_per_pair: int = 0
     completion_docs: int = 0
     completion_tokens: int = 0
-    corpus: str | None = None
+    corpus: str = ""
+    python_trees: list[str] = field(default_factory=list)
+    max_source_mb: float = 0.0
+    debian_dir: str | None = None
+    debian_cache: str | None = None
+    sources_archive: str | None = None
+    neuron_languages: list[str] = field(default_factory=list)
+    dtype: str = ""
+    compile: bool | None = None
     device: str = "auto"
     progress: bool = True
 
@@ -111,15 +190,45 @@ class BabelTowerConfig:
             raise ValueError(
                 f"BabelTowerConfig.profile must be one of {sorted(PROFILES)}, got {self.profile!r}"
             )
-        defaults = PROFILES[self.profile]
+        defaults = {"corpus": "synthetic", "dtype": "auto", "compile": False}
+        defaults.update(PROFILES[self.profile])
         for key, value in defaults.items():
             current = getattr(self, key)
-            if current in (0, 0.0, "", None, []):
+            unset = current is None or (
+                not isinstance(current, bool) and current in (0, 0.0, "", [])
+            )
+            if unset:
                 setattr(self, key, list(value) if isinstance(value, list) else value)
+        if not self.python_trees:
+            self.python_trees = ["stdlib"]
+        if self.corpus not in CORPUS_KINDS and not Path(self.corpus).is_dir():
+            raise ValueError(
+                f"BabelTowerConfig.corpus must be one of {CORPUS_KINDS} or a corpus directory; "
+                f"{self.corpus!r} is neither"
+            )
+        if self.max_source_mb < 0:
+            raise ValueError(
+                f"BabelTowerConfig.max_source_mb must be >= 0, got {self.max_source_mb}"
+            )
+        from babel_interp.training.config import DTYPES
+
+        if self.dtype not in DTYPES:
+            raise ValueError(f"BabelTowerConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         from babel_interp.languages import get_language
 
         self.primary = get_language(self.primary).name
         self.targets = [get_language(t).name for t in self.targets]
+        self.neuron_languages = [
+            get_language(t).name
+            for t in self.neuron_languages
+            if get_language(t).name not in (self.primary, *self.targets)
+        ]
+        if self.corpus == "real":
+            from babel_interp.corpus.real import UNAVAILABLE
+
+            for lang in self.targets:
+                if lang in UNAVAILABLE:
+                    raise ValueError(f"BabelTowerConfig.targets: {UNAVAILABLE[lang]}")
         if self.primary in self.targets:
             raise ValueError(
                 f"BabelTowerConfig.targets must not include the primary {self.primary}"
@@ -127,7 +236,7 @@ class BabelTowerConfig:
         if not self.targets:
             raise ValueError("BabelTowerConfig.targets must name at least one new language")
         for name in (
-            "docs_per_language",
+            *(("docs_per_language",) if self.corpus == "synthetic" else ()),
             "vocab_size",
             "seq_len",
             "batch_size",
@@ -181,25 +290,96 @@ def _log(msg: str) -> None:
 
 
 def build_study_corpus(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Path:
-    """The synthetic parallel-program corpus of the primary and all target languages."""
+    """The study's corpus: synthesized, built from real sources, or the one given."""
     from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
     from babel_interp.corpus.shards import MANIFEST
 
-    if cfg.corpus:
+    if cfg.corpus not in CORPUS_KINDS:
         return Path(cfg.corpus)
     if (layout.corpus / MANIFEST).is_file():
         _log(f"corpus: reusing {layout.corpus}")
         return layout.corpus
+    if cfg.corpus == "real":
+        from babel_interp.corpus.real import real_corpus_config
+
+        sources = study_sources(cfg, layout)
+        _log(f"corpus: tokenizing the real sources in {sources}")
+        build_corpus(
+            real_corpus_config(
+                sources,
+                layout.corpus,
+                vocab_size=cfg.vocab_size,
+                seed=cfg.seeds[0],
+                progress=cfg.progress,
+            )
+        )
+        return layout.corpus
     _log(f"corpus: synthesizing {cfg.docs_per_language} documents per language")
     ccfg = synthetic_corpus_config(
         out=str(layout.corpus),
-        languages=[cfg.primary, *cfg.targets],
+        languages=corpus_languages(cfg),
         docs_per_language=cfg.docs_per_language,
         seed=cfg.seeds[0],
         vocab_size=cfg.vocab_size,
     )
     build_corpus(ccfg)
     return layout.corpus
+
+
+def sources_config(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Any:
+    """The :class:`~babel_interp.corpus.real.RealSourcesConfig` of a real-code study."""
+    from babel_interp.corpus.real import RealSourcesConfig
+
+    cap = int(cfg.max_source_mb * 1e6) if cfg.max_source_mb else None
+    return RealSourcesConfig(
+        languages=corpus_languages(cfg)[1:],
+        primary=cfg.primary,
+        debian_dir=cfg.debian_dir or str(layout.root / "debian"),
+        debian_cache=cfg.debian_cache,
+        python_trees=list(cfg.python_trees),
+        max_bytes=cap,
+        progress=cfg.progress,
+    )
+
+
+def study_sources(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Path:
+    """``OUT/sources``: unpacked from ``sources_archive``, else gathered from this interpreter
+    and Debian (fetching the packages when ``debian_dir`` lacks them)."""
+    from babel_interp.corpus.real import SOURCES_JSON, gather_sources, unpack_sources
+
+    dest = layout.root / "sources"
+    if (dest / SOURCES_JSON).is_file():
+        return dest
+    if cfg.sources_archive:
+        _log(f"sources: unpacking {cfg.sources_archive}")
+        meta = unpack_sources(cfg.sources_archive, dest)
+    else:
+        _log(f"sources: Python {cfg.python_trees}, {', '.join(cfg.targets)} from Debian")
+        meta = gather_sources(sources_config(cfg, layout), dest)
+    missing = [lang for lang in corpus_languages(cfg) if lang not in meta["languages"]]
+    if missing:
+        raise ValueError(
+            f"the sources in {dest} lack {missing} (they hold {meta['languages']}); "
+            "pack them again with these targets"
+        )
+    for lang, info in meta["per_language"].items():
+        _log(f"sources: {lang}: {info['files']} files, {info['bytes'] / 1e6:.1f} MB")
+    return dest
+
+
+def pack_study_sources(cfg: BabelTowerConfig, archive: str | os.PathLike) -> dict[str, Any]:
+    """Gather the study's real sources here and compress them into ``archive`` (to carry to a
+    machine without the package registry; pass it back with ``--sources-archive``)."""
+    from babel_interp.corpus.real import pack_sources
+
+    layout = ExperimentLayout(Path(cfg.out))
+    sources = study_sources(cfg, layout)
+    info = pack_sources(sources, archive)
+    _log(
+        f"sources: {info['source_bytes'] / 1e6:.1f} MB packed into {archive} "
+        f"({info['bytes'] / 2**20:.1f} MiB, {info['ratio']:.1f}x, {info['seconds']:.0f}s)"
+    )
+    return info
 
 
 def _train(
@@ -210,12 +390,12 @@ def _train(
     steps: int,
     seed: int,
     init_from: Path | None,
-    n_checkpoints: int,
+    schedule: Any,
+    schedule_steps: int | None = None,
 ) -> Path:
     from babel_interp.runs import list_checkpoints
     from babel_interp.training import (
         CheckpointConfig,
-        CheckpointSchedule,
         LRSchedule,
         OptimConfig,
         TrainConfig,
@@ -234,16 +414,19 @@ def _train(
         preset=cfg.preset,
         mixture=mixture,
         steps=steps,
+        schedule_steps=schedule_steps,
         batch_size=cfg.batch_size,
         seq_len=cfg.seq_len,
         optim=OptimConfig(schedule=LRSchedule(lr=cfg.lr, warmup_steps=warmup)),
         eval_every=max(1, steps // 10),
         eval_windows=cfg.eval_windows,
-        checkpoints=CheckpointConfig(schedule=CheckpointSchedule(kind="log", n=n_checkpoints)),
+        checkpoints=CheckpointConfig(schedule=schedule),
         init_from=str(init_from) if init_from else None,
         resume=out.is_dir() and (out / "checkpoints").is_dir(),
         seed=seed,
         device=cfg.device,
+        dtype=cfg.dtype,
+        compile=bool(cfg.compile),
         progress=cfg.progress,
     )
     _log(f"train: {out.relative_to(out.parents[2])} ({mixture}, {steps} steps)")
@@ -251,55 +434,81 @@ def _train(
     return out
 
 
-def train_runs(cfg: BabelTowerConfig, layout: ExperimentLayout, corpus: Path) -> None:
-    """Primary model, then continual and from-scratch runs per target language and seed."""
+def study_schedules(cfg: BabelTowerConfig) -> tuple[Any, Any, Any]:
+    """Checkpoint schedules of the primary, continual and scratch runs.
+
+    The scratch baseline is the first ``scratch_steps`` of the continual run's own schedule
+    (same learning-rate horizon, same checkpoint steps), so the two are compared at equal steps.
+    """
+    from babel_interp.training import CheckpointSchedule
+
+    cont = CheckpointSchedule(kind="log", n=cfg.n_checkpoints)
+    steps = [s for s in cont.steps_for(cfg.continual_steps) if s <= cfg.scratch_steps]
+    scratch = CheckpointSchedule(kind="steps", steps=sorted({*steps, cfg.scratch_steps}))
+    return CheckpointSchedule(kind="log", n=4), cont, scratch
+
+
+def train_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, corpus: Path, seed: int) -> None:
+    """One seed's primary model, then a continual and a from-scratch run per target language."""
     from babel_interp.runs import list_checkpoints
 
-    for seed in cfg.seeds:
-        primary = _train(
+    primary_sched, cont_sched, scratch_sched = study_schedules(cfg)
+    primary = _train(
+        cfg,
+        corpus,
+        layout.primary(seed),
+        f"{cfg.primary}=1",
+        cfg.primary_steps,
+        seed,
+        None,
+        primary_sched,
+    )
+    primary_final = list_checkpoints(primary)[-1].path
+    for lang in cfg.targets:
+        mix = (
+            f"{lang}=1"
+            if cfg.replay == 0
+            else (f"{lang}={1 - cfg.replay:g},{cfg.primary}={cfg.replay:g}")
+        )
+        _train(
             cfg,
             corpus,
-            layout.primary(seed),
-            f"{cfg.primary}=1",
-            cfg.primary_steps,
+            layout.continual(seed, lang),
+            mix,
+            cfg.continual_steps,
+            seed,
+            primary_final,
+            cont_sched,
+        )
+        # The baseline sees the same target data and schedule; it may stop early (where
+        # continual pretraining differs most), as the first part of the same schedule.
+        _train(
+            cfg,
+            corpus,
+            layout.scratch(seed, lang),
+            mix,
+            cfg.scratch_steps,
             seed,
             None,
-            n_checkpoints=4,
+            scratch_sched,
+            schedule_steps=max(cfg.continual_steps, cfg.scratch_steps),
         )
-        primary_final = list_checkpoints(primary)[-1].path
-        for lang in cfg.targets:
-            mix = (
-                f"{lang}=1"
-                if cfg.replay == 0
-                else (f"{lang}={1 - cfg.replay:g},{cfg.primary}={cfg.replay:g}")
-            )
-            _train(
-                cfg,
-                corpus,
-                layout.continual(seed, lang),
-                mix,
-                cfg.continual_steps,
-                seed,
-                primary_final,
-                cfg.n_checkpoints,
-            )
-            # The baseline sees the same target data and schedule; the quick profile keeps
-            # only its first steps (where continual pretraining differs most).
-            n_scratch = max(3, round(cfg.n_checkpoints * cfg.scratch_steps / cfg.continual_steps))
-            _train(
-                cfg,
-                corpus,
-                layout.scratch(seed, lang),
-                mix,
-                cfg.scratch_steps,
-                seed,
-                None,
-                min(cfg.n_checkpoints, n_scratch),
-            )
 
 
-def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, Any]:
-    """Every analyzer on every continual and scratch run; returns the stage verdicts."""
+def train_runs(cfg: BabelTowerConfig, layout: ExperimentLayout, corpus: Path) -> None:
+    """:func:`train_seed` for every seed."""
+    for seed in cfg.seeds:
+        train_seed(cfg, layout, corpus, seed)
+
+
+def corpus_languages(cfg: BabelTowerConfig) -> list[str]:
+    """Languages of the study's corpus: the primary, the targets, then ``neuron_languages``."""
+    return list(dict.fromkeys([cfg.primary, *cfg.targets, *cfg.neuron_languages]))
+
+
+def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> dict[str, Any]:
+    """Every analyzer on one seed's continual and scratch runs; returns the stage verdicts and
+    notes on analyzers that do not apply (the transfer ratio needs planted facts)."""
     from babel_interp.analysis import logit_lens, performance, stages, transfer, transferring
     from babel_interp.analysis.efficiency import token_efficiency
     from babel_interp.analysis.lape import LapeConfig
@@ -307,87 +516,132 @@ def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, A
     from babel_interp.runs import analysis_dir
 
     verdicts: dict[str, Any] = {}
-    for seed in cfg.seeds:
-        for lang in cfg.targets:
-            for kind, run in (
-                ("continual", layout.continual(seed, lang)),
-                ("scratch", layout.scratch(seed, lang)),
-            ):
-                tag = f"seed {seed} {lang} {kind}"
-                _log(f"analyze: performance, {tag}")
-                performance.analyze_run(
-                    run,
-                    languages=[lang],
-                    primary=cfg.primary,
-                    n_documents=cfg.completion_docs,
-                    max_new_tokens=cfg.completion_tokens,
-                    progress=cfg.progress,
-                )
-                _log(f"analyze: working language, {tag}")
-                wl_cfg = logit_lens.WorkingLanguageConfig(
-                    primary=cfg.primary, target=lang, n_per_pair=cfg.n_per_pair, seed=seed
-                )
-                logit_lens.analyze_run(run, wl_cfg, progress=cfg.progress)
-                _log(f"analyze: neurons, {tag}")
-                ncfg = transferring.NeuronAnalysisConfig(
-                    primary=cfg.primary,
-                    target=lang,
-                    stats=NeuronStatsConfig(tokens_per_language=cfg.neuron_tokens),
-                    lape=LapeConfig(),
-                    n_null_permutations=cfg.neuron_permutations,
-                    ablation=transferring.AblationConfig() if cfg.ablation else None,
-                )
-                transferring.analyze_run(run, ncfg)
+    notes: dict[str, str] = {}
+    neuron_langs = corpus_languages(cfg)
+    for lang in cfg.targets:
+        for kind, run in (
+            ("continual", layout.continual(seed, lang)),
+            ("scratch", layout.scratch(seed, lang)),
+        ):
+            tag = f"seed {seed} {lang} {kind}"
+            synthetic = performance.synthetic_config_of_run(run) is not None
+            _log(f"analyze: performance, {tag}")
+            performance.analyze_run(
+                run,
+                languages=[lang],
+                primary=cfg.primary,
+                n_documents=cfg.completion_docs,
+                max_new_tokens=cfg.completion_tokens,
+                completion=synthetic and cfg.completion_docs > 0,
+                progress=cfg.progress,
+            )
+            _log(f"analyze: working language, {tag}")
+            wl_cfg = logit_lens.WorkingLanguageConfig(
+                primary=cfg.primary, target=lang, n_per_pair=cfg.n_per_pair, seed=seed
+            )
+            logit_lens.analyze_run(run, wl_cfg, progress=cfg.progress)
+            _log(f"analyze: neurons, {tag}")
+            ncfg = transferring.NeuronAnalysisConfig(
+                primary=cfg.primary,
+                target=lang,
+                languages=neuron_langs if len(neuron_langs) > 2 else None,
+                stats=NeuronStatsConfig(tokens_per_language=cfg.neuron_tokens),
+                lape=LapeConfig(),
+                n_null_permutations=cfg.neuron_permutations,
+                ablation=transferring.AblationConfig() if cfg.ablation else None,
+            )
+            transferring.analyze_run(run, ncfg)
+            if synthetic:
                 _log(f"analyze: transfer ratio, {tag}")
                 transfer.analyze_run(run, language=lang, primary=cfg.primary, progress=cfg.progress)
-                result, _series, _paths = stages.analyze_run(
-                    run, language=lang, primary=cfg.primary
+            else:
+                notes["transfer_ratio"] = (
+                    "not measured: real code has no planted facts, and the paper's P needs a "
+                    "problem set solved by a Python-only model (a code benchmark, not available "
+                    "offline)"
                 )
-                verdicts[f"seed_{seed}/{lang}/{kind}"] = result.verdict
-            eff = token_efficiency(
-                str(layout.continual(seed, lang)), str(layout.scratch(seed, lang)), lang
-            )
-            eff.to_csv(
-                analysis_dir(layout.continual(seed, lang), "efficiency") / "efficiency.csv",
-                index=False,
-            )
+            result, _series, _paths = stages.analyze_run(run, language=lang, primary=cfg.primary)
+            verdicts[f"seed_{seed}/{lang}/{kind}"] = result.verdict
+        eff = token_efficiency(
+            str(layout.continual(seed, lang)), str(layout.scratch(seed, lang)), lang
+        )
+        eff.to_csv(
+            analysis_dir(layout.continual(seed, lang), "efficiency") / "efficiency.csv",
+            index=False,
+        )
+    return {"verdicts": verdicts, "notes": notes}
+
+
+def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, Any]:
+    """:func:`analyze_seed` for every seed; returns the stage verdicts."""
+    verdicts: dict[str, Any] = {}
+    for seed in cfg.seeds:
+        verdicts.update(analyze_seed(cfg, layout, seed)["verdicts"])
     return verdicts
 
 
+def _write_meta(cfg: BabelTowerConfig, layout: ExperimentLayout, meta: dict[str, Any]) -> None:
+    path = layout.root / "experiment.json"
+    tmp = path.with_name(".experiment.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def run_experiment(cfg: BabelTowerConfig) -> Path:
-    """Run (or resume) the whole study and write its report; returns the report's path."""
+    """Run (or resume) the whole study and write its report; returns the report's path.
+
+    Seeds run one after another; after each, ``experiment.json`` and the report are rewritten
+    with the seeds finished so far, so a run cut short keeps every finished seed's results.
+    """
     from babel_interp.report.report import write_experiment_report
 
     layout = ExperimentLayout(Path(cfg.out))
     layout.root.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"corpus_s": 0.0, "training_s": 0.0, "analysis_s": 0.0}
     t = time.time()
     corpus = build_study_corpus(cfg, layout)
     timings["corpus_s"] = time.time() - t
-    t = time.time()
-    train_runs(cfg, layout, corpus)
-    timings["training_s"] = time.time() - t
-    t = time.time()
-    verdicts = analyze_runs(cfg, layout)
-    timings["analysis_s"] = time.time() - t
-    timings["total_s"] = time.time() - started
-    meta = {
+    meta: dict[str, Any] = {
         "experiment": "babel_tower",
         "config": cfg.to_dict(),
         "corpus": str(corpus),
+        "seeds_done": [],
         "timings": timings,
-        "verdicts": verdicts,
-        "platform": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+        "verdicts": {},
+        "notes": {},
+        "platform": _platform(cfg),
     }
-    (layout.root / "experiment.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    md, _html = write_experiment_report(layout.root)
-    _log(f"done in {timings['total_s']:.0f}s; report: {md}")
+    md = layout.root / "report.md"
+    for seed in cfg.seeds:
+        t = time.time()
+        train_seed(cfg, layout, corpus, seed)
+        timings["training_s"] += time.time() - t
+        t = time.time()
+        result = analyze_seed(cfg, layout, seed)
+        timings["analysis_s"] += time.time() - t
+        meta["verdicts"].update(result["verdicts"])
+        meta["notes"].update(result["notes"])
+        meta["seeds_done"].append(seed)
+        timings["total_s"] = time.time() - started
+        _write_meta(cfg, layout, meta)
+        md, _html = write_experiment_report(layout.root)
+        _log(f"seed {seed} done ({timings['total_s']:.0f}s so far); report: {md}")
     return md
+
+
+def _platform(cfg: BabelTowerConfig) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available() and cfg.device != "cpu":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,31 +651,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default=None)
     parser.add_argument("--config", help="JSON file of BabelTowerConfig fields")
     parser.add_argument("--out", help="experiment directory (default runs/babel_tower)")
-    parser.add_argument("--targets", help="comma-separated new languages, e.g. php,csharp")
+    parser.add_argument("--targets", help="comma-separated new languages, e.g. php,go")
     parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
-    parser.add_argument("--corpus", help="use this corpus directory instead of synthesizing one")
+    parser.add_argument(
+        "--corpus",
+        help="synthetic (generated parallel programs), real (Python's own sources and Debian "
+        "packages) or the directory of a corpus built beforehand (default: the profile's)",
+    )
+    parser.add_argument(
+        "--debian-dir", help="unpacked Debian trees (real corpus; default OUT/debian)"
+    )
+    parser.add_argument(
+        "--sources-archive",
+        help="real corpus: use the sources in this archive (made by --pack-sources) instead "
+        "of this interpreter's and Debian's",
+    )
+    parser.add_argument(
+        "--pack-sources",
+        metavar="ARCHIVE",
+        help="real corpus: gather the sources, write them to ARCHIVE (.tar.xz) and stop",
+    )
+    parser.add_argument("--max-source-mb", type=float, help="cap each language's source text")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     d: dict[str, Any] = {}
     if args.config:
         d.update(json.loads(Path(args.config).read_text(encoding="utf-8")))
-    if args.profile:
-        d["profile"] = args.profile
-    if args.out:
-        d["out"] = args.out
+    for key in ("profile", "out", "corpus", "debian_dir", "sources_archive", "device"):
+        if getattr(args, key):
+            d[key] = getattr(args, key)
+    if args.max_source_mb is not None:
+        d["max_source_mb"] = args.max_source_mb
     if args.targets:
         d["targets"] = [t.strip() for t in args.targets.split(",") if t.strip()]
     if args.seeds:
         d["seeds"] = [int(s) for s in args.seeds.split(",")]
-    if args.corpus:
-        d["corpus"] = args.corpus
-    if args.device:
-        d["device"] = args.device
     if args.no_progress:
         d["progress"] = False
     try:
         cfg = BabelTowerConfig.from_dict(d)
+        if args.pack_sources:
+            if cfg.corpus != "real":
+                raise ValueError("--pack-sources needs a real-code study (--corpus real)")
+            pack_study_sources(cfg, args.pack_sources)
+            return 0
     except ValueError as exc:
         print(f"babel_tower: error: {exc}", file=sys.stderr)
         return 2

@@ -43,6 +43,11 @@ def register(subparsers: Any) -> None:
         "'...;budget:php=2M;epochs:php=2') or a JSON file",
     )
     g.add_argument("--steps", type=int, help="optimizer steps (default 1000)")
+    g.add_argument(
+        "--schedule-steps",
+        type=int,
+        help="lay the LR schedule out over this many steps and stop at --steps (a truncated run)",
+    )
     g.add_argument("--seed", type=int, help="seed of initialization and data (default 0)")
     g.add_argument("--init-from", help="checkpoint (or run) whose weights start this run")
     g.add_argument(
@@ -112,6 +117,7 @@ _TOP = {
     "corpus": "corpus",
     "preset": "preset",
     "steps": "steps",
+    "schedule_steps": "schedule_steps",
     "seed": "seed",
     "init_from": "init_from",
     "init_optimizer": "init_optimizer",

@@ -18,10 +18,8 @@ import numpy as np
 import pandas as pd
 
 from babel_interp.report.document import ReportDocument
+from babel_interp.report.study import MIDDLE  # one definition of "middle layers"
 from babel_interp.runs import figures_dir, read_run_config
-
-# Decoded depths counted as "middle layers": strictly between the embedding (0) and the output (1).
-MIDDLE = (0.0, 1.0)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -211,7 +209,7 @@ def experiment_summary(root: Path, meta: dict) -> list[str]:
 
     cfg = meta.get("config", {})
     lines = []
-    for seed in cfg.get("seeds", []):
+    for seed in seeds_done(meta):
         for lang in cfg.get("targets", []):
             cont = root / f"seed_{seed}" / lang / "continual"
             scratch = root / f"seed_{seed}" / lang / "scratch"
@@ -235,6 +233,112 @@ def experiment_summary(root: Path, meta: dict) -> list[str]:
                 pass
             lines.append(" ".join(parts))
     return lines
+
+
+def seeds_done(meta: dict) -> list[int]:
+    """The seeds whose runs and analyses are complete (all configured seeds for a study
+    written before ``seeds_done`` was recorded)."""
+    done = meta.get("seeds_done")
+    return list(done) if done is not None else list(meta.get("config", {}).get("seeds", []))
+
+
+def sources_table(root: Path) -> pd.DataFrame:
+    """Debian packages of a real-code study (name, version, license) from ``sources.json``."""
+    info = _read_json(root / "sources" / "sources.json")
+    return pd.DataFrame(info.get("debian_packages", []))
+
+
+def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None:
+    """Per new language: the continued model against the scratch baseline at equal steps,
+    across seeds (excess by region and layer, losses, probe accuracy, neuron counts beside
+    their nulls, stage verdicts, token efficiency)."""
+    from babel_interp.report.study import (
+        comparison_table,
+        equal_step_excess,
+        layer_excess,
+        neuron_table,
+        plot_layer_profiles,
+        plot_region_excess,
+        region_excess,
+    )
+
+    cfg = meta.get("config", {})
+    seeds = seeds_done(meta)
+    if not seeds:
+        doc.text("No seed has finished yet.")
+        return
+    fig_dir = root / "figures"
+    n = len(seeds)
+    for lang in cfg.get("targets", []):
+        doc.heading(f"{lang}: continued vs. from scratch at equal steps ({n} seed{'s' * (n > 1)})")
+        per_seed = layer_excess(root, seeds, lang)
+        table = comparison_table(root, seeds, lang)
+        if table.empty:
+            doc.text("The working-language analyzer has no results at common steps yet.")
+            continue
+        how = "across seeds (Student t)" if n > 1 else "over probes (one seed)"
+        doc.table(
+            table,
+            f"Validation loss (nats/token), probe top-1 accuracy at the output, and the excess "
+            f"log-ratio over matched controls in the middle layers and at the output (mean, "
+            f"95% CI {how}; > 0 leans to {cfg.get('primary')}).",
+        )
+        doc.figure(
+            plot_region_excess(
+                region_excess(per_seed), lang, fig_dir / f"{lang}_region_excess.png"
+            ),
+            f"{lang}: middle-layer and output excess against steps",
+        )
+        doc.figure(
+            plot_layer_profiles(
+                equal_step_excess(per_seed), lang, fig_dir / f"{lang}_layer_profiles.png"
+            ),
+            f"{lang}: excess by layer at equal steps",
+        )
+        neurons = neuron_table(root, seeds, lang)
+        if not neurons.empty:
+            neurons = neurons[neurons["definition"].isin(["lape_shared", "contrast_shared"])]
+            doc.table(
+                neurons,
+                "Transferring-neuron counts (mean over seeds) beside the label-shuffled null "
+                "and a random-init model",
+            )
+        verdicts = {
+            f"seed {s} {kind}": meta.get("verdicts", {}).get(f"seed_{s}/{lang}/{kind}", "not run")
+            for s in seeds
+            for kind in ("continual", "scratch")
+        }
+        doc.table(
+            pd.DataFrame({"run": list(verdicts), "stage verdict": list(verdicts.values())}),
+            "The stage detector's verdict per run",
+        )
+        gains = []
+        for s in seeds:
+            eff = _read_csv(
+                root
+                / f"seed_{s}"
+                / lang
+                / "continual"
+                / "analysis"
+                / "efficiency"
+                / "efficiency.csv"
+            )
+            known = eff[eff["gain"].notna()] if not eff.empty else eff
+            if not known.empty:
+                best = known.loc[known["gain"].idxmax()]
+                gains.append(
+                    {
+                        "seed": s,
+                        "max_gain": round(float(best["gain"]), 2),
+                        "at_step": int(best["step"]),
+                    }
+                )
+        if gains:
+            doc.table(
+                pd.DataFrame(gains),
+                "Token-efficiency gain: target tokens the scratch model needs to reach the "
+                "continued model's loss, over the continued model's (largest over checkpoints)",
+            )
 
 
 def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
@@ -273,8 +377,12 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
     table = corpus_table(meta.get("corpus", root / "corpus"))
     if not table.empty:
         doc.heading("Corpus").table(table, "Documents, bytes and tokens per language")
+    debian = sources_table(root)
+    if not debian.empty:
+        doc.table(debian, "Debian packages of the new languages (name, version, license)")
     fig_dir = root / "figures"
-    for seed in cfg["seeds"]:
+    add_comparison_sections(doc, root, meta)
+    for seed in seeds_done(meta):
         primary = root / f"seed_{seed}" / "primary"
         doc.heading(f"Seed {seed}")
         runs = {"primary": primary}
@@ -305,10 +413,22 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
             add_run_sections(doc, scratch, f"{lang}: from-scratch baseline", level=4)
     add_optimizer_sections(doc, root / "optimize")
     doc.heading("Limits")
-    doc.text(
-        "The synthetic corpus is a positive control with frequent, learnable built-ins, not real "
-        "code; results at this scale say what the tools measure, not what a 1.3B model does. A "
-        "checkpoint below the competence threshold is uninformative by construction. Seeds and "
-        "confidence intervals are as stated; nothing here was tuned toward the hypothesis."
-    )
+    if cfg.get("corpus") == "real":
+        doc.text(
+            "Real code at this scale: a small model and a few million tokens per language. "
+            "A checkpoint below the competence threshold is uninformative by construction. "
+            "C# is not in this study: Debian ships no C# source to speak of (mono ships "
+            "compiled assemblies). Seeds and confidence intervals are as stated; nothing here "
+            "was tuned toward the hypothesis."
+        )
+    else:
+        doc.text(
+            "The synthetic corpus is a positive control with frequent, learnable built-ins, not "
+            "real code; results at this scale say what the tools measure, not what a 1.3B model "
+            "does. A checkpoint below the competence threshold is uninformative by "
+            "construction. Seeds and confidence intervals are as stated; nothing here was tuned "
+            "toward the hypothesis."
+        )
+    for name, note in meta.get("notes", {}).items():
+        doc.text(f"{name.replace('_', ' ').capitalize()}: {note}.")
     return doc.write(root)

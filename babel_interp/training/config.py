@@ -125,7 +125,15 @@ class TrainConfig:
     ``torch.use_deterministic_algorithms`` for the run (``None``: on CPU only, where it costs
     little and makes a resumed run's losses bit-identical; multi-threaded CPU backward of the
     embedding lookup is otherwise order-nondeterministic).
+    ``schedule_steps`` (>= ``steps``) is the length the learning-rate schedule is laid out for,
+    so a run can be exactly the first ``steps`` updates of a longer one (a truncated baseline
+    with the same schedule); default ``steps``.
     """
+
+    @property
+    def lr_steps(self) -> int:
+        """The horizon of the learning-rate schedule."""
+        return self.schedule_steps or self.steps
 
     corpus: str
     out: str
@@ -133,6 +141,7 @@ class TrainConfig:
     model: ModelConfig | None = None
     mixture: Mixture | None = None
     steps: int = 1000
+    schedule_steps: int | None = None
     batch_size: int = 16
     micro_batch_size: int | None = None
     seq_len: int | None = None
@@ -175,6 +184,8 @@ class TrainConfig:
         if isinstance(self.checkpoints, dict):
             self.checkpoints = CheckpointConfig.from_dict(self.checkpoints)
         _check_int("TrainConfig", "steps", self.steps, 1)
+        if self.schedule_steps is not None:
+            _check_int("TrainConfig", "schedule_steps", self.schedule_steps, self.steps)
         _check_int("TrainConfig", "batch_size", self.batch_size, 1)
         if self.micro_batch_size is not None:
             _check_int("TrainConfig", "micro_batch_size", self.micro_batch_size, 1)

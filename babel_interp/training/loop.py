@@ -578,7 +578,7 @@ class Trainer:
                     **self.schedule.to_dict(),
                     "total_steps": self.config.steps,
                     "last_step": self.step,
-                    "last_lr": self.schedule.lr_at(max(self.step, 1), self.config.steps),
+                    "last_lr": self.schedule.lr_at(max(self.step, 1), self.config.lr_steps),
                 },
                 rng_state=capture_rng(),
                 tokenizer_dir=self.corpus.tokenizer_dir
@@ -748,7 +748,7 @@ class Trainer:
             stats[:n] += s
             stats[n : 2 * n] += c
         stats[2 * n] = 1.0 if self._stop.signum is not None else 0.0
-        lr = self.schedule.lr_at(step, self.config.steps)
+        lr = self.schedule.lr_at(step, self.config.lr_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         clip = self.config.optim.grad_clip

@@ -1,0 +1,348 @@
+"""Cross-seed views of a Babel Tower study: the continued model against its from-scratch baseline
+at equal steps, layer by layer, with confidence intervals across seeds.
+
+The signature the study looks for is relative: at equal target-language steps, do the continued
+model's middle layers lean toward the primary language's identifiers (excess over matched
+controls near or above zero) while the scratch model's already lean to the target (below zero)?
+These functions only read what the analyzers wrote under each run.
+
+Intervals: with two or more seeds, a Student-t interval over the per-seed estimates (each seed is
+one independent replicate of the whole pipeline); with one seed, that seed's bootstrap interval
+over probes, marked as such (it does not cover seed-to-seed variation).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+# Decoded depths counted as "middle layers": strictly between the embedding (0) and the output (1).
+MIDDLE = (0.0, 1.0)
+KINDS = ("continual", "scratch")
+# Two-sided 95% quantiles of Student's t (df 1-30); above 30 the normal 1.96 is within 2%.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (normal above 30)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval of independent replicates (NaN interval for one value)."""
+    x = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    m = float(x.mean())
+    if x.size == 1:
+        return (m, math.nan, math.nan)
+    half = t_quantile_975(x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return (m, m - half, m + half)
+
+
+def run_path(root: Path, seed: int, lang: str, kind: str) -> Path:
+    """A study's run directory (see ``experiments.babel_tower.ExperimentLayout``)."""
+    return root / f"seed_{seed}" / lang / kind
+
+
+def _csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
+    """Per-seed excess over matched controls per kind, step and layer (first lens), with the
+    checkpoint's competence flag; empty when nothing was analyzed."""
+    frames = []
+    for seed in seeds:
+        for kind in KINDS:
+            wl = run_path(Path(root), seed, lang, kind) / "analysis" / "working_language"
+            agg = _csv(wl / "aggregate.csv")
+            if agg.empty:
+                continue
+            agg = agg[agg["lens"] == agg["lens"].iloc[0]].dropna(subset=["step"])
+            agg = agg[agg["step"].astype(str).str.isdigit()].copy()
+            agg["step"] = agg["step"].astype(int)
+            comp = _csv(wl / "competence.csv")
+            if not comp.empty:
+                comp = comp[comp["step"].astype(str).str.isdigit()]
+                flags = dict(
+                    zip(comp["step"].astype(int), comp["competent"].astype(bool), strict=True)
+                )
+                top1 = dict(
+                    zip(comp["step"].astype(int), comp["top1_acc"].astype(float), strict=True)
+                )
+            else:
+                flags, top1 = {}, {}
+            depth = agg["layer_pos"] / max(float(agg["layer_pos"].max()), 1e-9)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "kind": kind,
+                        "step": agg["step"].to_numpy(),
+                        "layer": agg["layer"].to_numpy(),
+                        "depth": depth.to_numpy(),
+                        "excess": agg["excess_matched"].to_numpy(float),
+                        "lo": agg["excess_matched_lo"].to_numpy(float),
+                        "hi": agg["excess_matched_hi"].to_numpy(float),
+                        "competent": [flags.get(int(s), False) for s in agg["step"]],
+                        "top1_acc": [top1.get(int(s), math.nan) for s in agg["step"]],
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(
+            columns=["seed", "kind", "step", "layer", "depth", "excess", "lo", "hi", "competent"]
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _region(depth: pd.Series) -> pd.Series:
+    return np.where(
+        depth >= 1.0, "output", np.where((depth > MIDDLE[0]) & (depth < MIDDLE[1]), "middle", "emb")
+    )
+
+
+def equal_step_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Excess per kind, step and layer across seeds, at the steps both kinds reached.
+
+    Columns: kind, step, layer, depth, excess, lo, hi, n_seeds, interval ("seeds" or "probes"),
+    competent_seeds (how many seeds passed the competence gate there).
+    """
+    if per_seed.empty:
+        return pd.DataFrame()
+    steps = set.intersection(
+        *(set(per_seed.loc[per_seed["kind"] == k, "step"]) for k in KINDS)
+        if all((per_seed["kind"] == k).any() for k in KINDS)
+        else [set()]
+    )
+    rows = []
+    sub = per_seed[per_seed["step"].isin(steps)]
+    for (kind, step, layer), g in sub.groupby(["kind", "step", "layer"], sort=True):
+        if len(g) >= 2:
+            m, lo, hi = mean_ci(g["excess"])
+            how = "seeds"
+        else:
+            m, lo, hi = float(g["excess"].iloc[0]), float(g["lo"].iloc[0]), float(g["hi"].iloc[0])
+            how = "probes"
+        rows.append(
+            {
+                "kind": kind,
+                "step": int(step),
+                "layer": layer,
+                "depth": float(g["depth"].iloc[0]),
+                "excess": m,
+                "lo": lo,
+                "hi": hi,
+                "n_seeds": len(g),
+                "interval": how,
+                "competent_seeds": int(g["competent"].sum()),
+                "top1_acc": float(g["top1_acc"].mean()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["region"] = _region(out["depth"])
+    return out
+
+
+def region_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Middle-layer and output excess per kind and equal step, across seeds: each seed's
+    middle value is its mean over the middle layers, then seeds are combined as above."""
+    if per_seed.empty:
+        return pd.DataFrame()
+    df = per_seed.assign(region=_region(per_seed["depth"]))
+    df = df[df["region"] != "emb"]
+    per = df.groupby(["kind", "step", "region", "seed"], as_index=False).agg(
+        excess=("excess", "mean"), lo=("lo", "mean"), hi=("hi", "mean"), top1=("top1_acc", "mean")
+    )
+    eq = equal_step_excess(per_seed)
+    steps = set(eq["step"]) if not eq.empty else set()
+    rows = []
+    for (kind, step, region), g in per[per["step"].isin(steps)].groupby(["kind", "step", "region"]):
+        if len(g) >= 2:
+            m, lo, hi = mean_ci(g["excess"])
+        else:
+            m, lo, hi = (float(g[c].iloc[0]) for c in ("excess", "lo", "hi"))
+        rows.append(
+            {
+                "kind": kind,
+                "step": int(step),
+                "region": region,
+                "excess": m,
+                "lo": lo,
+                "hi": hi,
+                "n_seeds": len(g),
+                "top1_acc": float(g["top1"].mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _fmt(m: float, lo: float, hi: float, sign: str = "+") -> str:
+    if not np.isfinite(m):
+        return "n/a"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{m:{sign}.2f}"
+    return f"{m:{sign}.2f} [{lo:{sign}.2f}, {hi:{sign}.2f}]"
+
+
+def _eval_losses(run: Path, lang: str) -> dict[int, float]:
+    from babel_interp.report.training_plots import eval_records
+
+    if not (run / "metrics.jsonl").is_file():
+        return {}
+    df = eval_records(run)
+    df = df[df["language"] == lang]
+    return dict(zip(df["step"].astype(int), df["val_loss"].astype(float), strict=True))
+
+
+def comparison_table(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
+    """At every equal step: target tokens, validation loss (nats), probe top-1 and the
+    middle/output excess of the continued and the scratch model, across seeds."""
+    root = Path(root)
+    per_seed = layer_excess(root, seeds, lang)
+    reg = region_excess(per_seed)
+    if reg.empty:
+        return pd.DataFrame()
+    losses = {
+        (kind, seed): _eval_losses(run_path(root, seed, lang, kind), lang)
+        for kind in KINDS
+        for seed in seeds
+    }
+    tokens_per_step = _tokens_per_step(run_path(root, seeds[0], lang, "continual"))
+    rows = []
+    for step in sorted(set(reg["step"])):
+        row: dict[str, object] = {"step": step}
+        if tokens_per_step:
+            row["target_tokens"] = int(step * tokens_per_step)
+        for kind, short in (("continual", "cont"), ("scratch", "scratch")):
+            vals = [losses[(kind, s)].get(step, math.nan) for s in seeds]
+            row[f"{short}_loss"] = _fmt(*mean_ci(vals), sign="")
+            at = reg[(reg["kind"] == kind) & (reg["step"] == step)]
+            for region in ("middle", "output"):
+                r = at[at["region"] == region]
+                row[f"{short}_{region}"] = (
+                    _fmt(*r[["excess", "lo", "hi"]].iloc[0]) if len(r) else ""
+                )
+            row[f"{short}_top1"] = f"{at['top1_acc'].mean():.0%}" if len(at) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _tokens_per_step(run: Path) -> float:
+    from babel_interp.runs import read_run_config
+
+    try:
+        cfg = read_run_config(run).get("train", {})
+        return float(cfg.get("batch_size", 0)) * float(cfg.get("seq_len") or 0)
+    except (FileNotFoundError, ValueError, TypeError):
+        return 0.0
+
+
+def neuron_table(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
+    """LAPE-shared and contrast counts per kind and equal step, mean over seeds, beside the
+    mean of their label-shuffled nulls and the random-init count."""
+    root = Path(root)
+    frames = []
+    for seed in seeds:
+        for kind in KINDS:
+            df = _csv(
+                run_path(root, seed, lang, kind) / "analysis" / "neurons" / "counts_total.csv"
+            )
+            if df.empty:
+                continue
+            df = df[df["step"].astype(str).str.isdigit()].copy()
+            df["step"] = df["step"].astype(int)
+            frames.append(df.assign(seed=seed, kind=kind))
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    steps = set.intersection(*(set(df.loc[df["kind"] == k, "step"]) for k in KINDS))
+    df = df[df["step"].isin(steps)]
+    keep = [c for c in ("count", "null_mean", "random_init_count") if c in df.columns]
+    out = df.groupby(["definition", "kind", "step"], as_index=False)[keep].mean()
+    return out.round(1)
+
+
+def plot_layer_profiles(
+    eq: pd.DataFrame, lang: str, out_path: str | os.PathLike, max_panels: int = 4
+) -> Path | None:
+    """Excess by decoded depth, continued vs. scratch, at up to ``max_panels`` equal steps
+    (spread over the run, step 0 left out), with the interval as a band."""
+    if eq.empty:
+        return None
+    steps = sorted(s for s in set(eq["step"]) if s > 0)
+    if not steps:
+        return None
+    idx = np.unique(np.linspace(0, len(steps) - 1, min(max_panels, len(steps))).round().astype(int))
+    chosen = [steps[i] for i in idx]
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3.4 * len(chosen), 3.2), squeeze=False)
+    colors = {"continual": "tab:blue", "scratch": "tab:orange"}
+    for ax, step in zip(axes[0], chosen, strict=True):
+        for kind in KINDS:
+            g = eq[(eq["kind"] == kind) & (eq["step"] == step)].sort_values("depth")
+            if g.empty:
+                continue
+            label = "continued" if kind == "continual" else "from scratch"
+            ax.plot(g["depth"], g["excess"], marker="o", color=colors[kind], label=label)
+            if g["lo"].notna().all():
+                ax.fill_between(g["depth"], g["lo"], g["hi"], color=colors[kind], alpha=0.2)
+        ax.axhline(0, color="grey", lw=0.8)
+        how = eq.loc[eq["step"] == step, "interval"].iloc[0]
+        n = int(eq.loc[eq["step"] == step, "n_seeds"].max())
+        ax.set_title(f"{lang}, step {step}\n(95% CI over {how}, {n} seed{'s' * (n > 1)})")
+        ax.set_xlabel("decoded depth (0 = embedding, 1 = output)")
+    axes[0][0].set_ylabel("excess log P(primary)/P(target)\nover matched controls")
+    axes[0][-1].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_region_excess(reg: pd.DataFrame, lang: str, out_path: str | os.PathLike) -> Path | None:
+    """Middle-layer and output excess against steps, continued vs. scratch, with intervals."""
+    if reg.empty:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    colors = {"continual": "tab:blue", "scratch": "tab:orange"}
+    for ax, region in zip(axes, ("middle", "output"), strict=True):
+        for kind in KINDS:
+            g = reg[(reg["kind"] == kind) & (reg["region"] == region)].sort_values("step")
+            if g.empty:
+                continue
+            x = g["step"].clip(lower=1)
+            label = "continued" if kind == "continual" else "from scratch"
+            ax.plot(x, g["excess"], marker="o", color=colors[kind], label=label)
+            if g["lo"].notna().all():
+                ax.fill_between(x, g["lo"], g["hi"], color=colors[kind], alpha=0.2)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{lang} steps (0 shown at 1)")
+        ax.set_title(f"{region} layers" if region == "middle" else "output")
+    axes[0].set_ylabel("excess over matched controls\n(> 0: leans to the primary)")
+    axes[1].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
