@@ -29,6 +29,10 @@ from babel_interp.analysis.stats import (
     bootstrap_ci,
     grouped_bootstrap_ci,
     paired_bootstrap_ci,
+    t_cdf,
+    t_interval,
+    t_prediction_interval,
+    t_quantile,
 )
 from babel_interp.analysis.token_sets import build_token_sets
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
@@ -389,6 +393,8 @@ def test_config_round_trip_and_validation():
         ({"ci": 1.5}, "ci"),
         ({"competence_threshold": 2.0}, "competence_threshold"),
         ({"prepend": "cls"}, "prepend"),
+        ({"control_match": "nearest"}, "control_match"),
+        ({"n_random_init": -1}, "n_random_init"),
     ):
         with pytest.raises(ValueError, match=f"WorkingLanguageConfig.{field}"):
             WorkingLanguageConfig(**kwargs)
@@ -534,6 +540,33 @@ def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, monkeypatch
         analyze_run(run, cfg, checkpoints=[5], progress=False)
 
 
+def test_analyze_run_measures_random_inits_of_the_checkpoint_architecture(tmp_path):
+    run = _make_run(tmp_path, steps=(4,))
+    cfg = WorkingLanguageConfig(n_per_pair=1, n_boot=20, n_random_init=2)
+    res = analyze_run(run, cfg, progress=False, figures=False)
+    out = run / "analysis" / "working_language"
+    per_init = pd.read_csv(out / "random_init.csv")
+    summary = pd.read_csv(out / "random_init_summary.csv")
+    assert sorted(per_init["init_seed"].unique()) == [0, 1] == res.random_init.seeds
+    assert list(summary["layer"]) == res.layers and (summary["n_inits"] == 2).all()
+    # The checkpoint itself is a seed-0 init of the same architecture: its records and the
+    # seed-0 baseline's summaries agree exactly.
+    agg = res.aggregate().set_index("layer")
+    seed0 = per_init[per_init["init_seed"] == 0].set_index("layer")
+    np.testing.assert_allclose(seed0["excess_matched"], agg.loc[seed0.index, "excess_matched"])
+    row = summary.iloc[0]
+    x = per_init[per_init["layer"] == row["layer"]]["excess_matched"].to_numpy()
+    assert row["excess_matched_mean"] == pytest.approx(x.mean())
+    assert row["excess_matched_band_hi"] - row["excess_matched_band_lo"] > (
+        row["excess_matched_mean_hi"] - row["excess_matched_mean_lo"]
+    )
+    # The baseline does not change what the records depend on: the step cache is reused.
+    plain = WorkingLanguageConfig(n_per_pair=1, n_boot=20)
+    again = analyze_run(run, plain, figures=False, progress=False)
+    pd.testing.assert_frame_equal(again.records, res.records, check_dtype=False)
+    assert again.random_init is None
+
+
 def test_cli_working_language(tmp_path, capsys):
     from babel_interp.cli import main
 
@@ -601,6 +634,34 @@ def test_grouped_bootstrap_is_wider_for_clustered_data():
     assert generic.low <= np.median(values) <= generic.high
     with pytest.raises(ValueError, match="parallel"):
         grouped_bootstrap_ci(values, groups[:5])
+
+
+def test_t_quantiles_and_intervals_match_tables():
+    # Reference values from standard t tables.
+    for p, df, ref in (
+        (0.975, 1, 12.7062047),
+        (0.975, 4, 2.7764451),
+        (0.975, 9, 2.2621572),
+        (0.995, 29, 2.7563859),
+        (0.95, 2, 2.9199856),
+        (0.9, 10, 1.3721836),
+    ):
+        assert t_quantile(p, df) == pytest.approx(ref, rel=1e-7)
+        assert t_cdf(t_quantile(p, df), df) == pytest.approx(p, abs=1e-10)
+    assert t_quantile(0.025, 4) == pytest.approx(-2.7764451, rel=1e-7)
+    assert t_quantile(0.975, 1e7) == pytest.approx(1.959964, rel=1e-6)
+    x = np.array([1.0, 2.0, 4.0, np.nan])
+    r = t_interval(x)
+    half = 4.3026527 * np.std(x[:3], ddof=1) / math.sqrt(3)
+    assert r.n == 3 and r.estimate == pytest.approx(7 / 3)
+    assert (r.low, r.high) == pytest.approx((7 / 3 - half, 7 / 3 + half), rel=1e-6)
+    band = t_prediction_interval(x)
+    assert band.high - band.low == pytest.approx((r.high - r.low) * 2.0)  # sqrt(1 + n), n = 3
+    assert math.isnan(t_interval([1.0]).low) and t_interval([]).n == 0
+    with pytest.raises(ValueError, match="p must"):
+        t_quantile(1.0, 3)
+    with pytest.raises(ValueError, match="df"):
+        t_cdf(0.0, 0)
 
 
 def test_functools_partial_hooks_key_by_requested_name(tiny):

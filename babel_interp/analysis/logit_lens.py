@@ -8,7 +8,10 @@ the primary identifier's token set is compared with the mass on the target ident
 (:mod:`babel_interp.analysis.token_sets`). The same is measured at two controls from the same
 document, because a raw primary-vs-target comparison is mostly a base rate: a random-init model
 already "prefers" whichever set has more short, frequent tokens. The *excess* (mean
-``log(P_primary / P_target)`` at probes minus at their controls) removes that.
+``log(P_primary / P_target)`` at probes minus at their controls) removes that. Matched controls
+end, where the document allows, in the probe's last token (the records say which do), and a
+random-init model is judged over several inits (:func:`random_init_baseline`): one fixed random
+network has an excess of its own wherever probe and control contexts differ.
 
 A competence gate reports, per checkpoint, how often the model's own output predicts the
 identifier (top-1 / top-5 on its first token) and the absolute masses: a probe says little about
@@ -40,8 +43,14 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from babel_interp.analysis.probes import Probe, check_coverage
-from babel_interp.analysis.stats import bootstrap_ci, grouped_bootstrap_ci, paired_bootstrap_ci
+from babel_interp.analysis.probes import CONTROL_MATCH, Probe, check_coverage
+from babel_interp.analysis.stats import (
+    bootstrap_ci,
+    grouped_bootstrap_ci,
+    paired_bootstrap_ci,
+    t_interval,
+    t_prediction_interval,
+)
 from babel_interp.analysis.token_sets import (
     DroppedPair,
     TokenSetReport,
@@ -80,7 +89,15 @@ class WorkingLanguageConfig:
     ``ci_unit="pair"`` resamples built-in pairs rather than probes for the confidence intervals
     (prompts of one pair share a token set, so they are not independent). A checkpoint is
     *competent* when its output ``competence_metric`` accuracy on the probes' first identifier
-    token reaches ``competence_threshold``.
+    token reaches ``competence_threshold``. ``control_match`` is how probes built for a run
+    (:func:`probes_for_run`) choose their matched control: ``"last_token"`` (default) takes a
+    call site whose prompt ends in the probe's last token where the document has one, since a
+    network's lean at a position depends mostly on its last token and a random-init model showed
+    a spurious "excess" with the older rule, ``"document"`` (the nearest call site); see
+    :mod:`babel_interp.analysis.probes`. ``n_random_init`` > 0 makes :func:`analyze_run` also
+    measure that many freshly initialized models of the checkpoints' architecture (seeds 0, 1,
+    ...) on the same probes (:func:`random_init_baseline`): the interval a trained model's excess
+    should be read against.
     """
 
     primary: str = "python"
@@ -100,6 +117,8 @@ class WorkingLanguageConfig:
     ci_unit: str = "probe"
     competence_metric: str = "top1"
     competence_threshold: float = 0.10
+    control_match: str = "last_token"
+    n_random_init: int = 0
     seed: int = 0
     tuned: dict[str, Any] = field(default_factory=dict)
 
@@ -132,6 +151,7 @@ class WorkingLanguageConfig:
             ("short_token_chars", 0),
             ("n_per_pair", 1),
             ("n_boot", 1),
+            ("n_random_init", 0),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -150,6 +170,7 @@ class WorkingLanguageConfig:
             ("prepend", PREPEND),
             ("ci_unit", CI_UNITS),
             ("competence_metric", COMPETENCE_METRICS),
+            ("control_match", CONTROL_MATCH),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -427,7 +448,7 @@ RECORD_COLUMNS = [
     "step", "target_tokens", "lens", "site", "probe", "concept", "primary", "target", "doc_id",
     "layer", "layer_pos", "p_primary", "p_target", "log_ratio", "mass_diff", "primary_wins",
     "entropy", "kl_to_final", "top1_id", "top1_token", "top1_lang", "short_share_primary",
-    "short_share_target", "p_first", "top1_hit", "top5_hit",
+    "short_share_target", "p_first", "top1_hit", "top5_hit", "same_last_token",
 ]  # fmt: skip
 _STRING_COLUMNS = (
     "lens",
@@ -449,6 +470,8 @@ class WorkingLanguageResult:
     ``records`` has one row per (step, lens, site, probe, layer); ``site`` is "probe", "matched"
     (the matched control) or "random" (the random-position control). ``p_first``, ``top1_hit``
     and ``top5_hit`` refer to the first token of the probe's identifier (NaN at controls).
+    ``same_last_token`` (controls only) is 1 when the control's input ends in the same token as
+    its probe's, under the model's tokenizer.
     """
 
     records: pd.DataFrame
@@ -457,6 +480,7 @@ class WorkingLanguageResult:
     dropped_pairs: list[DroppedPair] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     coverage_issues: list[str] = field(default_factory=list)
+    random_init: RandomInitBaseline | None = None
 
     def to_dataframe(self) -> pd.DataFrame:
         """The per-probe records (a copy)."""
@@ -527,6 +551,13 @@ class WorkingLanguageResult:
         comparison = self.lens_comparison()
         if not comparison.empty:
             paths["lens_comparison"] = write_table(comparison, out / "lens_comparison", "csv")
+        if self.random_init is not None:
+            paths["random_init"] = write_table(
+                self.random_init.to_dataframe(), out / "random_init", "csv"
+            )
+            paths["random_init_summary"] = write_table(
+                self.random_init.summary(), out / "random_init_summary", "csv"
+            )
         meta = dict(
             config=self.config.to_dict(),
             skipped=self.skipped,
@@ -741,6 +772,16 @@ def analyze_working_language(
             f"(d_vocab={d_vocab}): is it the model's own tokenizer?"
         )
 
+    # Whether each control's input ends in the probe's last token: a context-driven lean of the
+    # network (random-init ones included) cancels in the excess only where it does.
+    last_id = np.full((len(SITES), len(kept)), -1, dtype=np.int64)
+    for it in items:
+        last_id[it.site, it.probe] = it.ids[-1]
+    same_last = np.where(
+        (last_id >= 0) & (last_id[:1] >= 0), (last_id == last_id[:1]).astype(float), np.nan
+    )
+    same_last[0] = np.nan
+
     # Union of every kept pair's ids, with per-pair membership masks over it.
     pair_keys = sorted({p.pair for p in kept})
     pair_index = {k: j for j, k in enumerate(pair_keys)}
@@ -849,6 +890,7 @@ def analyze_working_language(
         arrays,
         top1,
         top1_lang,
+        same_last,
         vocab,
         step,
         target_tokens,
@@ -894,6 +936,7 @@ def _records(
     arrays: dict[str, np.ndarray],
     top1: np.ndarray,
     top1_lang: np.ndarray,
+    same_last: np.ndarray,
     vocab: TokenVocabulary,
     step: int | None,
     target_tokens: int | None,
@@ -940,6 +983,7 @@ def _records(
             p_first=flat["p_first"],
             top1_hit=flat["top1_hit"],
             top5_hit=flat["top5_hit"],
+            same_last_token=same_last[si, pi],
         )
     )
     return df[RECORD_COLUMNS]
@@ -978,7 +1022,11 @@ def aggregate_records(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.D
     ``share_primary``: share of probes where the primary set's mass exceeds the target's;
     ``mass_diff``: mean ``P_primary - P_target``; ``log_ratio``: mean ``log(P_primary/P_target)``;
     ``excess_matched`` / ``excess_random``: mean log-ratio at probes minus at their matched /
-    random controls (paired by probe; positive = leaning primary beyond the baseline).
+    random controls (paired by probe; positive = leaning primary beyond the baseline), over
+    ``n_matched`` / ``n_random`` probes, of which ``n_matched_same_token`` /
+    ``n_random_same_token`` have a control whose input ends in the probe's last token (the
+    others can carry a lean that comes from the different last token alone; NaN for records
+    written before the column existed).
     """
     if records.empty:
         return pd.DataFrame()
@@ -1010,8 +1058,13 @@ def aggregate_records(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.D
             x = probe["log_ratio"].to_numpy(float)
             y = ctrl["log_ratio"].to_numpy(float)
             r = _paired(cfg, x, y, groups)
+            same = ctrl["same_last_token"].to_numpy(float) if "same_last_token" in ctrl else None
+            used = ~(np.isnan(x) | np.isnan(y))
             row.update(
                 {
+                    f"n_{site}_same_token": (
+                        int(np.nansum(same[used])) if same is not None else math.nan
+                    ),
                     f"excess_{site}": r.estimate,
                     f"excess_{site}_lo": r.low,
                     f"excess_{site}_hi": r.high,
@@ -1128,6 +1181,139 @@ def lens_comparison(records: pd.DataFrame, aggregate: pd.DataFrame) -> pd.DataFr
 
 
 # ------------------------------------------------------------------------------------------------
+# Random-init baseline
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RandomInitBaseline:
+    """The working-language summaries of freshly initialized models on one probe set.
+
+    Why a baseline needs several inits: a fixed random network's lean at a position is a
+    deterministic function of the context, so wherever probe and control contexts differ (their
+    last tokens, positions, neighbours) one network has a genuine nonzero "excess". Its sign and
+    size change from init to init and average to zero (the unembedding columns are independent of
+    the normalized residual and identically distributed, so every context has the same expected
+    log-ratio), but the bootstrap over probes of one model cannot see that. Measured on the
+    synthetic corpus (python / php, ``tiny``, 120 probes, 30 inits, TransformerLens 3.9): single
+    inits' 95% intervals of the matched excess excluded zero at 36 of 90 (init, layer) cells with
+    the nearest call site as control and 30 of 90 with last-token-matched controls, where chance
+    gives 4.5, while the mean over the 30 inits stayed within about one standard error of zero;
+    one init's excess reproduced on an independent probe set (correlation 0.67-0.88 over inits,
+    per layer). So the random-init control is the distribution over inits: ``summary`` gives, per
+    (lens, layer), the mean excess over inits with its t-interval (zero should lie in it) and the
+    prediction band for a single init (a trained model's excess means something only outside
+    it), beside how many inits' own intervals exclude zero and how many chance alone would give.
+
+    ``per_init`` holds one :func:`aggregate_records` row per (init seed, lens, layer), with the
+    seed in ``init_seed``.
+    """
+
+    per_init: pd.DataFrame
+    ci: float = 0.95
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The per-init aggregate rows (a copy)."""
+        return self.per_init.copy()
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(s) for s in self.per_init["init_seed"].unique())
+
+    def summary(self, ci: float | None = None) -> pd.DataFrame:
+        """Per (lens, layer), for ``excess_matched`` and ``excess_random``: ``*_mean``,
+        ``*_sd`` (over inits), ``*_mean_lo`` / ``*_mean_hi`` (t-interval of the mean over inits),
+        ``*_band_lo`` / ``*_band_hi`` (t prediction interval for one more init),
+        ``*_n_excluding`` (inits whose own bootstrap interval excludes zero) and
+        ``*_expected_excluding`` (what chance gives: inits x (1 - ci))."""
+        ci = self.ci if ci is None else ci
+        if self.per_init.empty:
+            return pd.DataFrame()
+        rows = []
+        keys = ["lens", "layer"]
+        for (lens, layer), g in self.per_init.groupby(keys, sort=False):
+            row: dict[str, Any] = dict(
+                lens=lens,
+                layer=layer,
+                layer_pos=float(g["layer_pos"].iloc[0]),
+                n_inits=int(g["init_seed"].nunique()),
+            )
+            for name in ("excess_matched", "excess_random"):
+                x = g[name].to_numpy(float)
+                mean = t_interval(x, ci)
+                band = t_prediction_interval(x, ci)
+                finite = x[~np.isnan(x)]
+                excl = (g[f"{name}_lo"] > 0) | (g[f"{name}_hi"] < 0)
+                row.update(
+                    {
+                        f"{name}_mean": mean.estimate,
+                        f"{name}_sd": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
+                        f"{name}_mean_lo": mean.low,
+                        f"{name}_mean_hi": mean.high,
+                        f"{name}_band_lo": band.low,
+                        f"{name}_band_hi": band.high,
+                        f"{name}_n_excluding": int(excl.sum()),
+                        f"{name}_expected_excluding": float(mean.n * (1.0 - self.ci)),
+                    }
+                )
+            rows.append(row)
+        out = pd.DataFrame(rows).sort_values(["lens", "layer_pos"], kind="stable")
+        return out.reset_index(drop=True)
+
+
+def random_init_baseline(
+    model_cfg: Any,
+    tokenizer: Any,
+    probes: Sequence[Probe],
+    cfg: WorkingLanguageConfig | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    *,
+    token_sets: TokenSetReport | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> RandomInitBaseline:
+    """Run the working-language analyzer on a freshly initialized model per seed in ``seeds``.
+
+    ``model_cfg`` is the architecture (a :class:`babel_interp.model.ModelConfig`, e.g. a
+    checkpoint's; its ``seed`` is replaced by each of ``seeds``), ``tokenizer`` the model's. A
+    random model has no tuned lens, so only the logit lens is measured whatever ``cfg.lens``
+    says. The caller's torch random state is left as it was. See :class:`RandomInitBaseline`
+    for why one init is not enough.
+    """
+    from dataclasses import replace
+
+    from babel_interp.model import ModelConfig, build_model
+
+    cfg = cfg or WorkingLanguageConfig()
+    if not isinstance(model_cfg, ModelConfig):
+        raise ValueError(
+            f"model_cfg must be a babel_interp.model.ModelConfig, got {type(model_cfg).__name__}"
+        )
+    seeds = list(seeds)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of ints, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds!r}")
+    run_cfg = replace(cfg, lens="logit") if cfg.lens != "logit" else cfg
+    if token_sets is None:
+        pairs = [(p.concept, p.primary, p.target) for p in probes]
+        vocab = model_cfg.d_vocab if model_cfg.d_vocab > 0 else None
+        token_sets = build_token_sets(tokenizer, pairs, cfg.min_token_chars, vocab_size=vocab)
+    rows = []
+    for seed in tqdm(seeds, desc="random inits", unit="init", disable=not progress):
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(replace(model_cfg, seed=seed), tokenizer=tokenizer, device=device)
+        res = analyze_working_language(
+            model, tokenizer, probes, run_cfg, token_sets=token_sets, progress=False
+        )
+        agg = res.aggregate()
+        agg.insert(0, "init_seed", seed)
+        rows.append(agg)
+        del model
+    return RandomInitBaseline(pd.concat(rows, ignore_index=True), ci=cfg.ci)
+
+
+# ------------------------------------------------------------------------------------------------
 # Whole runs
 # ------------------------------------------------------------------------------------------------
 
@@ -1137,14 +1323,29 @@ def probes_for_run(run_dir: str | os.PathLike, cfg: WorkingLanguageConfig) -> li
     target language from it (see :func:`synthetic_world`), else mined from its validation split."""
     from babel_interp.analysis.probes import build_probes, probes_from_corpus
     from babel_interp.corpus.shards import CorpusReader
+    from babel_interp.model import prepare_tokenizer
 
     reader = CorpusReader(run_corpus_dir(run_dir))
     world = synthetic_world(reader.manifest, _canon(cfg.target))
     if world is not None:
         return build_probes(
-            cfg.primary, cfg.target, cfg.n_per_pair, cfg.seed, synthetic_config=world
+            cfg.primary,
+            cfg.target,
+            cfg.n_per_pair,
+            cfg.seed,
+            synthetic_config=world,
+            # The corpus tokenizer is the one the run's checkpoints read with.
+            tokenizer=prepare_tokenizer(reader.tokenizer_dir),
+            control_match=cfg.control_match,
         )
-    return probes_from_corpus(reader, cfg.primary, cfg.target, cfg.n_per_pair, cfg.seed)
+    return probes_from_corpus(
+        reader,
+        cfg.primary,
+        cfg.target,
+        cfg.n_per_pair,
+        cfg.seed,
+        control_match=cfg.control_match,
+    )
 
 
 def synthetic_world(manifest: Mapping[str, Any], language: str) -> dict[str, Any] | None:
@@ -1208,7 +1409,14 @@ def _token_sets_of_checkpoint(
 def _fingerprint(cfg: WorkingLanguageConfig, probes: Sequence[Probe]) -> str:
     # What changes the records; the bootstrap settings only change summaries.
     d = cfg.to_dict()
-    for k in ("n_boot", "ci", "ci_unit", "competence_metric", "competence_threshold"):
+    for k in (
+        "n_boot",
+        "ci",
+        "ci_unit",
+        "competence_metric",
+        "competence_threshold",
+        "n_random_init",
+    ):
         d.pop(k)
     h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     for p in probes:
@@ -1230,10 +1438,12 @@ def analyze_run(
     """Analyze the checkpoints of a run and write tables and figures under it.
 
     Tables go to ``RUN/analysis/working_language/`` (``records.csv|parquet``, ``aggregate.csv``,
-    ``competence.csv``, ``token_sets.csv``, ``dropped_pairs.csv``, ``probes.jsonl``, and
-    ``lens_comparison.csv`` with ``lens="both"``), figures to ``RUN/figures/``. Each checkpoint's
-    records are also kept in ``steps/`` as soon as it is done; with ``resume`` a rerun with the
-    same config and probes reuses them, so an interrupted analysis loses at most one checkpoint.
+    ``competence.csv``, ``token_sets.csv``, ``dropped_pairs.csv``, ``probes.jsonl``,
+    ``lens_comparison.csv`` with ``lens="both"``, and ``random_init.csv`` /
+    ``random_init_summary.csv`` with ``cfg.n_random_init`` > 0), figures to ``RUN/figures/``.
+    Each checkpoint's records are also kept in ``steps/`` as soon as it is done; with ``resume``
+    a rerun with the same config and probes reuses them, so an interrupted analysis loses at
+    most one checkpoint.
     With a tuned lens, each checkpoint's lens is loaded from ``<ckpt>/tuned_lens.safetensors``
     or trained on the corpus's validation tokens and saved there.
     """
@@ -1297,6 +1507,25 @@ def analyze_run(
             del model, tuned
         results.append(res)
     result = WorkingLanguageResult.concat(results)
+    if cfg.n_random_init > 0:
+        from babel_interp.model import (
+            MODEL_CONFIG,
+            TOKENIZER_SUBDIR,
+            ModelConfig,
+            prepare_tokenizer,
+        )
+
+        meta = json.loads((Path(ckpts[0].path) / MODEL_CONFIG).read_text(encoding="utf-8"))
+        result.random_init = random_init_baseline(
+            ModelConfig.from_dict(meta["model"]),
+            prepare_tokenizer(Path(ckpts[0].path) / TOKENIZER_SUBDIR),
+            probes,
+            cfg,
+            seeds=range(cfg.n_random_init),
+            token_sets=token_sets,
+            device=device,
+            progress=progress,
+        )
     result.save(out, fmt)
     if figures:
         from babel_interp.report.working_language_plots import plot_working_language

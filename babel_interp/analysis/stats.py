@@ -172,3 +172,116 @@ def grouped_bootstrap_ci(
             dtype=np.float64,
         )
     return _interval(estimate, boots, ci, n)
+
+
+# ------------------------------------------------------------------------------------------------
+# Student-t intervals over a few independent replicates (model seeds)
+# ------------------------------------------------------------------------------------------------
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz's method)."""
+    tiny, eps = 1e-300, 1e-15
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        m2 = 2 * m
+        for aa in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta function I_x(a, b) for x in [0, 1]."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    # The continued fraction converges fast only below the mean of the beta distribution.
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """Cumulative distribution function of Student's t with ``df`` degrees of freedom."""
+    if df <= 0:
+        raise ValueError(f"df must be positive, got {df!r}")
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (bisection on
+    :func:`t_cdf`; no SciPy needed)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must lie in (0, 1), got {p!r}")
+    if df <= 0:
+        raise ValueError(f"df must be positive, got {df!r}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+def t_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95) -> CI:
+    """Student-t interval of the mean of a few independent replicates (NaN dropped).
+
+    For quantities measured once per independently seeded model, where the bootstrap has too few
+    units to resample; it assumes the replicates are roughly normal. With fewer than two values
+    the bounds are NaN.
+    """
+    _check(1, ci)
+    arr = _as_1d(values, "values")
+    arr = arr[~np.isnan(arr)]
+    n = arr.size
+    if n == 0:
+        return _NAN_CI
+    mean = float(arr.mean())
+    if n < 2:
+        return CI(mean, math.nan, math.nan, n)
+    half = t_quantile(0.5 + ci / 2.0, n - 1) * float(arr.std(ddof=1)) / math.sqrt(n)
+    return CI(mean, mean - half, mean + half, n)
+
+
+def t_prediction_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95) -> CI:
+    """Student-t interval for one more replicate drawn like ``values`` (NaN dropped).
+
+    Wider than :func:`t_interval` by ``sqrt(1 + n)``: it bounds where a single new replicate (one
+    more random-init model, say) should fall, not where the mean lies.
+    """
+    _check(1, ci)
+    arr = _as_1d(values, "values")
+    arr = arr[~np.isnan(arr)]
+    n = arr.size
+    if n == 0:
+        return _NAN_CI
+    mean = float(arr.mean())
+    if n < 2:
+        return CI(mean, math.nan, math.nan, n)
+    half = t_quantile(0.5 + ci / 2.0, n - 1) * float(arr.std(ddof=1)) * math.sqrt(1.0 + 1.0 / n)
+    return CI(mean, mean - half, mean + half, n)
