@@ -51,6 +51,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         neuron_permutations=10,
         ablation=False,
         n_per_pair=10,
+        random_inits=3,
         completion_docs=12,
         completion_tokens=16,
     ),
@@ -73,6 +74,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         neuron_permutations=100,
         ablation=True,
         n_per_pair=20,
+        random_inits=5,
         completion_docs=40,
         completion_tokens=32,
     ),
@@ -99,6 +101,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         neuron_permutations=20,
         ablation=False,
         n_per_pair=10,
+        random_inits=3,
         completion_docs=0,
         completion_tokens=16,
     ),
@@ -127,6 +130,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         neuron_permutations=100,
         ablation=False,
         n_per_pair=20,
+        random_inits=3,
         completion_docs=0,
         completion_tokens=16,
         dtype="bfloat16",
@@ -145,6 +149,9 @@ class BabelTowerConfig:
     ``debian_dir``, default ``OUT/debian``; or the sources in ``sources_archive``, a file made by
     ``--pack-sources``, on a machine without the package registry) or the path of a corpus built
     beforehand. ``max_source_mb`` caps each language's source text (0: all of it).
+    ``random_inits`` freshly initialized models of the same architecture are scored by the
+    working-language analyzer beside each continued run (one random network's excess is not
+    zero, only the mean over inits is; their spread is the band a trained model is read against).
     ``neuron_languages`` are extra corpus languages, not trained on, whose activations join
     LAPE's statistics (two-language LAPE is degenerate).
     ``dtype`` and ``compile`` are the trainer's (``bfloat16`` autocast, ``torch.compile``).
@@ -180,6 +187,7 @@ class BabelTowerConfig:
     debian_cache: str | None = None
     sources_archive: str | None = None
     neuron_languages: list[str] = field(default_factory=list)
+    random_inits: int = 0
     dtype: str = ""
     compile: bool | None = None
     device: str = "auto"
@@ -245,6 +253,7 @@ class BabelTowerConfig:
             "scratch_steps",
             "n_checkpoints",
             "eval_windows",
+            "random_inits",
         ):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"BabelTowerConfig.{name} must be positive")
@@ -512,12 +521,15 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
     from babel_interp.analysis import logit_lens, performance, stages, transfer, transferring
     from babel_interp.analysis.efficiency import token_efficiency
     from babel_interp.analysis.lape import LapeConfig
+    from babel_interp.analysis.logit_lens import run_corpus_dir
     from babel_interp.analysis.neuron_stats import NeuronStatsConfig
+    from babel_interp.corpus.shards import CorpusReader
     from babel_interp.runs import analysis_dir
 
     verdicts: dict[str, Any] = {}
     notes: dict[str, str] = {}
-    neuron_langs = corpus_languages(cfg)
+    # Every corpus language joins LAPE's statistics (two-language LAPE is degenerate).
+    neuron_langs = CorpusReader(run_corpus_dir(layout.primary(seed))).languages
     for lang in cfg.targets:
         for kind, run in (
             ("continual", layout.continual(seed, lang)),
@@ -536,8 +548,14 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 progress=cfg.progress,
             )
             _log(f"analyze: working language, {tag}")
+            # The random-init baseline depends on architecture, tokenizer and probes only, so
+            # it is scored once per seed and language, beside the continued run.
             wl_cfg = logit_lens.WorkingLanguageConfig(
-                primary=cfg.primary, target=lang, n_per_pair=cfg.n_per_pair, seed=seed
+                primary=cfg.primary,
+                target=lang,
+                n_per_pair=cfg.n_per_pair,
+                seed=seed,
+                n_random_init=cfg.random_inits if kind == "continual" else 0,
             )
             logit_lens.analyze_run(run, wl_cfg, progress=cfg.progress)
             _log(f"analyze: neurons, {tag}")

@@ -259,6 +259,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
         neuron_table,
         plot_layer_profiles,
         plot_region_excess,
+        random_init_band,
         region_excess,
     )
 
@@ -289,12 +290,24 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
             ),
             f"{lang}: middle-layer and output excess against steps",
         )
+        band = random_init_band(root, seeds, lang)
         doc.figure(
             plot_layer_profiles(
-                equal_step_excess(per_seed), lang, fig_dir / f"{lang}_layer_profiles.png"
+                equal_step_excess(per_seed),
+                lang,
+                fig_dir / f"{lang}_layer_profiles.png",
+                random_band=band,
             ),
-            f"{lang}: excess by layer at equal steps",
+            f"{lang}: excess by layer at equal steps (grey: where one random-init model falls)",
         )
+        if not band.empty:
+            doc.table(
+                band.round(3),
+                "Random-init baseline: matched excess of freshly initialized models of the same "
+                "architecture (mean with t-interval; band: 95% prediction interval for one "
+                "model). A trained model's excess inside the band is indistinguishable from a "
+                "random network's.",
+            )
         neurons = neuron_table(root, seeds, lang)
         if not neurons.empty:
             neurons = neurons[neurons["definition"].isin(["lape_shared", "contrast_shared"])]

@@ -28,31 +28,17 @@ import pandas as pd  # noqa: E402
 # Decoded depths counted as "middle layers": strictly between the embedding (0) and the output (1).
 MIDDLE = (0.0, 1.0)
 KINDS = ("continual", "scratch")
-# Two-sided 95% quantiles of Student's t (df 1-30); above 30 the normal 1.96 is within 2%.
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def t_quantile_975(df: int) -> float:
-    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (normal above 30)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval of independent replicates (NaN interval for one value)."""
+    """Mean and 95% Student-t interval of independent replicates (NaN bounds for one value)."""
+    from babel_interp.analysis.stats import t_interval
+
     x = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
     if x.size == 0:
         return (math.nan, math.nan, math.nan)
-    m = float(x.mean())
-    if x.size == 1:
-        return (m, math.nan, math.nan)
-    half = t_quantile_975(x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return (m, m - half, m + half)
+    ci = t_interval(x)
+    return (float(ci.estimate), float(ci.low), float(ci.high))
 
 
 def run_path(root: Path, seed: int, lang: str, kind: str) -> Path:
@@ -110,6 +96,41 @@ def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
             columns=["seed", "kind", "step", "layer", "depth", "excess", "lo", "hi", "competent"]
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def random_init_band(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
+    """Per decoded depth: the matched excess of freshly initialized models (pooled over the
+    inits scored beside each seed's continued run), their mean with a t-interval and the
+    prediction band where one more random network should fall. Empty when none were scored."""
+    from babel_interp.analysis.stats import t_interval, t_prediction_interval
+
+    frames = []
+    for seed in seeds:
+        wl = run_path(Path(root), seed, lang, "continual") / "analysis" / "working_language"
+        df = _csv(wl / "random_init.csv")
+        if not df.empty:
+            frames.append(df[df["lens"] == df["lens"].iloc[0]].assign(seed=seed))
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    df["depth"] = df["layer_pos"] / max(float(df["layer_pos"].max()), 1e-9)
+    rows = []
+    for (depth, layer), g in df.groupby(["depth", "layer"], sort=True):
+        x = g["excess_matched"].to_numpy(float)
+        mean, band = t_interval(x), t_prediction_interval(x)
+        rows.append(
+            {
+                "layer": layer,
+                "depth": float(depth),
+                "n_models": len(x),
+                "mean": mean.estimate,
+                "mean_lo": mean.low,
+                "mean_hi": mean.high,
+                "band_lo": band.low,
+                "band_hi": band.high,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _region(depth: pd.Series) -> pd.Series:
@@ -281,10 +302,15 @@ def neuron_table(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
 
 
 def plot_layer_profiles(
-    eq: pd.DataFrame, lang: str, out_path: str | os.PathLike, max_panels: int = 4
+    eq: pd.DataFrame,
+    lang: str,
+    out_path: str | os.PathLike,
+    max_panels: int = 4,
+    random_band: pd.DataFrame | None = None,
 ) -> Path | None:
     """Excess by decoded depth, continued vs. scratch, at up to ``max_panels`` equal steps
-    (spread over the run, step 0 left out), with the interval as a band."""
+    (spread over the run, step 0 left out), with the interval as a band; ``random_band``
+    (:func:`random_init_band`) is drawn in grey: where one random network's excess falls."""
     if eq.empty:
         return None
     steps = sorted(s for s in set(eq["step"]) if s > 0)
@@ -295,6 +321,16 @@ def plot_layer_profiles(
     fig, axes = plt.subplots(1, len(chosen), figsize=(3.4 * len(chosen), 3.2), squeeze=False)
     colors = {"continual": "tab:blue", "scratch": "tab:orange"}
     for ax, step in zip(axes[0], chosen, strict=True):
+        if random_band is not None and not random_band.empty:
+            rb = random_band.sort_values("depth")
+            ax.fill_between(
+                rb["depth"],
+                rb["band_lo"],
+                rb["band_hi"],
+                color="grey",
+                alpha=0.25,
+                label="random init (one model)",
+            )
         for kind in KINDS:
             g = eq[(eq["kind"] == kind) & (eq["step"] == step)].sort_values("depth")
             if g.empty:
