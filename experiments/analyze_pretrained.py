@@ -158,7 +158,10 @@ def analyze_pretrained(model: Any, tokenizer: Any, cfg: PretrainedAnalysisConfig
     if cfg.probes:
         probes = load_probes_jsonl(cfg.probes)
     else:
-        probes = build_probes(cfg.primary, cfg.target, n_per_pair=cfg.n_per_pair, seed=cfg.seed)
+        # The model's own tokenizer decides which controls end in the probe's last token.
+        probes = build_probes(
+            cfg.primary, cfg.target, n_per_pair=cfg.n_per_pair, seed=cfg.seed, tokenizer=tokenizer
+        )
     with torch.no_grad():
         result = analyze_working_language(model, tokenizer, probes, wl_cfg, progress=cfg.progress)
     records = result.to_dataframe()

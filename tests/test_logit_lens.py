@@ -580,6 +580,12 @@ def test_cli_working_language(tmp_path, capsys):
     assert main(argv + ["--checkpoints", "7"]) == 1
     assert "no checkpoint at step(s) [7]" in capsys.readouterr().err
     assert main(argv + ["--checkpoints", "x"]) == 1
+    # The control rule and the random-init baseline from the command line.
+    assert main(argv + ["--control-match", "document", "--random-inits", "2", "--no-resume"]) == 0
+    wl = run / "analysis" / "working_language"
+    assert sorted(pd.read_csv(wl / "random_init.csv")["init_seed"].unique()) == [0, 1]
+    probes = [json.loads(line) for line in (wl / "probes.jsonl").read_text().splitlines()]
+    assert {p["control_match"] for p in probes} == {"document"}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from babel_interp.analysis.logit_lens import (
     WorkingLanguageConfig,
     analyze_run,
 )
+from babel_interp.analysis.probes import CONTROL_MATCH
 from babel_interp.cli.analyze import parse_steps
 
 
@@ -48,6 +49,21 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--competence-metric", choices=COMPETENCE_METRICS, default="top1")
     p.add_argument("--competence-threshold", type=float, default=0.10)
     p.add_argument("--tuned-steps", type=int, default=None, help="tuned-lens training steps")
+    p.add_argument(
+        "--control-match",
+        choices=CONTROL_MATCH,
+        default="last_token",
+        help="matched controls: the nearest call ending in the probe's last token (default), or "
+        "the nearest call in the same document",
+    )
+    p.add_argument(
+        "--random-inits",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score N freshly initialized models of the run's architecture (a baseline: one "
+        "random network's excess is not zero, the mean over inits is)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("csv", "parquet"), default="csv", dest="fmt")
     p.add_argument("--device", default=None, help="torch device (default: CPU)")
@@ -77,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         competence_threshold=args.competence_threshold,
         seed=args.seed,
         tuned=tuned,
+        control_match=args.control_match,
+        n_random_init=args.random_inits,
     )
     probes = (
         load_probes_jsonl(args.probes, primary_language=args.primary, target_language=args.target)
