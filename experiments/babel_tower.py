@@ -528,6 +528,7 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
 
     verdicts: dict[str, Any] = {}
     notes: dict[str, str] = {}
+    device = _analysis_device(cfg)
     # Every corpus language joins LAPE's statistics (two-language LAPE is degenerate).
     neuron_langs = CorpusReader(run_corpus_dir(layout.primary(seed))).languages
     for lang in cfg.targets:
@@ -545,6 +546,7 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 n_documents=cfg.completion_docs,
                 max_new_tokens=cfg.completion_tokens,
                 completion=synthetic and cfg.completion_docs > 0,
+                device=device,
                 progress=cfg.progress,
             )
             _log(f"analyze: working language, {tag}")
@@ -557,7 +559,7 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 seed=seed,
                 n_random_init=cfg.random_inits if kind == "continual" else 0,
             )
-            logit_lens.analyze_run(run, wl_cfg, progress=cfg.progress)
+            logit_lens.analyze_run(run, wl_cfg, device=device, progress=cfg.progress)
             _log(f"analyze: neurons, {tag}")
             ncfg = transferring.NeuronAnalysisConfig(
                 primary=cfg.primary,
@@ -567,11 +569,14 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 lape=LapeConfig(),
                 n_null_permutations=cfg.neuron_permutations,
                 ablation=transferring.AblationConfig() if cfg.ablation else None,
+                device=device,
             )
             transferring.analyze_run(run, ncfg)
             if synthetic:
                 _log(f"analyze: transfer ratio, {tag}")
-                transfer.analyze_run(run, language=lang, primary=cfg.primary, progress=cfg.progress)
+                transfer.analyze_run(
+                    run, language=lang, primary=cfg.primary, device=device, progress=cfg.progress
+                )
             else:
                 notes["transfer_ratio"] = (
                     "not measured: real code has no planted facts, and the paper's P needs a "
@@ -588,6 +593,15 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
             index=False,
         )
     return {"verdicts": verdicts, "notes": notes}
+
+
+def _analysis_device(cfg: BabelTowerConfig) -> str:
+    """Where the analyzers run: the training device (``auto``: CUDA when available)."""
+    import torch
+
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
 
 
 def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, Any]:
