@@ -168,3 +168,26 @@ def test_real_fetch_of_one_php_package(tmp_path):
     again = fetch_debian(cfg)
     assert again.packages == summary.packages and debs[0].stat().st_mtime_ns == mtime
     assert not [p for p in (out / "php").iterdir() if p.name.startswith(".")]
+
+
+def test_fetch_then_build_a_corpus_from_the_command_line(tmp_path, capsys):
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        pytest.skip("apt-get/dpkg not available on this machine")
+    from babel_interp.corpus.shards import CorpusReader
+
+    out, corpus = tmp_path / "debian", tmp_path / "corpus"
+    argv = ["corpus", "fetch-debian", "--language", "php", "--packages", "php=php-getid3"]
+    argv += ["--out", str(out), "--build", str(corpus), "--vocab-size", "512", "--quiet"]
+    code = main(argv)
+    printed = capsys.readouterr().out
+    if code != 0 and "FAILED" in printed:
+        pytest.skip(f"apt-get download php-getid3 failed: {printed.splitlines()[-1]}")
+    assert code == 0
+    reader = CorpusReader(corpus)
+    # Python from this interpreter's standard library, PHP from the package just fetched.
+    assert reader.languages == ["python", "php"]
+    train = reader.split("train")
+    for lang in reader.languages:
+        start, end = train.language_range(lang)
+        assert end - start > 10_000, lang
+    assert "provenance of the php trees" in printed and str(out) in printed
