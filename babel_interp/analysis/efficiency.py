@@ -81,6 +81,25 @@ def token_efficiency(continued_run: str, scratch_run: str, language: str) -> pd.
     return pd.DataFrame(rows)
 
 
+def efficiency_summary(table: pd.DataFrame) -> dict[str, float | int]:
+    """One line of a :func:`token_efficiency` table: the median gain over the checkpoints
+    where it is measured, its range, and the gain at the last of them (the first checkpoints'
+    gains are large ratios of small token counts, so the maximum alone overstates the effect).
+    Empty when no gain is measured."""
+    known = table[table["gain"].notna()] if not table.empty else table
+    if known.empty:
+        return {}
+    last = known.iloc[-1]
+    return {
+        "median_gain": float(known["gain"].median()),
+        "min_gain": float(known["gain"].min()),
+        "max_gain": float(known["gain"].max()),
+        "n_checkpoints": int(len(known)),
+        "last_step": int(last["step"]),
+        "last_gain": float(last["gain"]),
+    }
+
+
 def metric_value(value: object) -> float:
     """A metric value as float; the trainer logs null where a language has no bytes/tokens."""
     return float("nan") if value is None else float(value)  # type: ignore[arg-type]

@@ -205,7 +205,7 @@ def add_optimizer_sections(doc: ReportDocument, optimize: Path) -> None:
 
 def experiment_summary(root: Path, meta: dict) -> list[str]:
     """Plain-language findings, one bullet per (seed, language), as measured."""
-    from babel_interp.analysis.efficiency import token_efficiency
+    from babel_interp.analysis.efficiency import efficiency_summary, token_efficiency
 
     cfg = meta.get("config", {})
     lines = []
@@ -221,13 +221,14 @@ def experiment_summary(root: Path, meta: dict) -> list[str]:
             )
             try:
                 eff = token_efficiency(str(cont), str(scratch), lang)
-                known = eff[eff["gain"].notna()]
-                if not known.empty:
-                    best = known.loc[known["gain"].idxmax()]
+                summ = efficiency_summary(eff)
+                if summ:
                     parts.append(
-                        f"Token efficiency: the scratch model needs up to {best['gain']:.1f}x the "
-                        f"target tokens to reach the continued model's loss (at step "
-                        f"{int(best['step'])})."
+                        f"Token efficiency: the scratch model needs {summ['median_gain']:.1f}x "
+                        f"the target tokens to reach the continued model's loss (median over "
+                        f"{summ['n_checkpoints']} checkpoints; range {summ['min_gain']:.1f}-"
+                        f"{summ['max_gain']:.1f}x; {summ['last_gain']:.1f}x at step "
+                        f"{summ['last_step']})."
                     )
             except (ValueError, KeyError):
                 pass
@@ -252,6 +253,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
     """Per new language: the continued model against the scratch baseline at equal steps,
     across seeds (excess by region and layer, losses, probe accuracy, neuron counts beside
     their nulls, stage verdicts, token efficiency)."""
+    from babel_interp.analysis.efficiency import efficiency_summary
     from babel_interp.report.study import (
         comparison_table,
         equal_step_excess,
@@ -336,21 +338,15 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
                 / "efficiency"
                 / "efficiency.csv"
             )
-            known = eff[eff["gain"].notna()] if not eff.empty else eff
-            if not known.empty:
-                best = known.loc[known["gain"].idxmax()]
-                gains.append(
-                    {
-                        "seed": s,
-                        "max_gain": round(float(best["gain"]), 2),
-                        "at_step": int(best["step"]),
-                    }
-                )
+            summ = efficiency_summary(eff)
+            if summ:
+                gains.append({"seed": s, **{k: round(v, 2) for k, v in summ.items()}})
         if gains:
             doc.table(
                 pd.DataFrame(gains),
                 "Token-efficiency gain: target tokens the scratch model needs to reach the "
-                "continued model's loss, over the continued model's (largest over checkpoints)",
+                "continued model's loss, over the continued model's (over the checkpoints where "
+                "the scratch run gets there)",
             )
 
 
