@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+_NUMBERED = re.compile(r"^\d{2,}_")  # the prefix write() gives copied figures
 
 
 @dataclass
@@ -70,6 +73,7 @@ class ReportDocument:
         md = [f"# {self.title}", ""]
         body = [f"<h1>{html.escape(self.title)}</h1>"]
         n_fig = 0
+        written: set[str] = set()
         for block in self.blocks:
             if block.kind == "heading":
                 md += ["#" * block.level + f" {block.content}", ""]
@@ -99,6 +103,7 @@ class ReportDocument:
                 dest = fig_dir / f"{n_fig:02d}_{src.name}"
                 if src.resolve() != dest.resolve():
                     shutil.copyfile(src, dest)
+                written.add(dest.name)
                 md += [f"![{block.caption}](figures/{dest.name})", "", f"*{block.caption}*", ""]
                 data = base64.b64encode(src.read_bytes()).decode("ascii")
                 body.append(
@@ -106,6 +111,11 @@ class ReportDocument:
                     f'alt="{html.escape(block.caption)}"/>'
                     f"<figcaption>{html.escape(block.caption)}</figcaption></figure>"
                 )
+        # Numbered copies left by an earlier write of this report (whose figure list differed)
+        # would otherwise pile up beside the current ones.
+        for old in fig_dir.glob("[0-9][0-9]*_*.png"):
+            if _NUMBERED.match(old.name) and old.name not in written:
+                old.unlink()
         md_path, html_path = out / f"{stem}.md", out / f"{stem}.html"
         md_path.write_text("\n".join(md), encoding="utf-8")
         html_path.write_text(
