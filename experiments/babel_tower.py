@@ -106,9 +106,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         completion_tokens=16,
     ),
     # Real code at the GPU pilot's scale, sized for one 15-minute lease of one H100/H200:
-    # a 34M model (preset medium), ~30M Python tokens (standard library and site-packages),
-    # then ~30M tokens of PHP and of Go each, a from-scratch baseline over the first third, three
-    # seeds, bf16 and torch.compile. Seeds run one after another and each writes its results
+    # a 34M model (preset medium), ~30M Python tokens (standard library and site-packages; 30.5M
+    # measured with the 120 MB cap), then ~30M tokens of PHP and of Go each (about three epochs
+    # of the Debian sources), a from-scratch baseline over the first third, three seeds, bf16
+    # and torch.compile: 330M training tokens, about 9 minutes at the pilot's 600k tokens/s. Seeds run one after another and each writes its results
     # (and the report) as soon as it is done, so a call cut short keeps the finished seeds.
     "gpu": dict(
         corpus="real",
@@ -123,11 +124,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         primary_steps=1830,
         continual_steps=1830,
         scratch_steps=610,
-        n_checkpoints=14,
+        n_checkpoints=12,
         eval_windows=64,
         lr=1e-3,
-        neuron_tokens=131072,
-        neuron_permutations=100,
+        neuron_tokens=65536,
+        neuron_permutations=50,
         ablation=False,
         n_per_pair=20,
         random_inits=3,
