@@ -109,8 +109,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     # a 34M model (preset medium), ~30M Python tokens (standard library and site-packages; 30.5M
     # measured with the 120 MB cap), then ~30M tokens of PHP and of Go each (about three epochs
     # of the Debian sources), a from-scratch baseline over the first third, three seeds, bf16
-    # and torch.compile: 330M training tokens, about 9 minutes at the pilot's 600k tokens/s. Seeds run one after another and each writes its results
-    # (and the report) as soon as it is done, so a call cut short keeps the finished seeds.
+    # and torch.compile: 330M training tokens, about 9 minutes at the pilot's 600k tokens/s.
+    # Seeds run one after another and each writes its results (and the report) as soon as it
+    # is done, so a call cut short keeps the finished seeds.
     "gpu": dict(
         corpus="real",
         targets=["php", "go"],
@@ -645,6 +646,16 @@ def run_experiment(cfg: BabelTowerConfig) -> Path:
         "notes": {},
         "platform": _platform(cfg),
     }
+    # A resumed study keeps the timings of its earlier invocations (this one only times what
+    # it did itself, which is little when everything was already done).
+    try:
+        previous = json.loads((layout.root / "experiment.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        previous = {}
+    history = list(previous.get("timings_history", []))
+    if not history and previous.get("timings"):
+        history = [previous["timings"]]
+    meta["timings_history"] = [*history, timings]
     md = layout.root / "report.md"
     for seed in cfg.seeds:
         t = time.time()

@@ -236,6 +236,15 @@ def experiment_summary(root: Path, meta: dict) -> list[str]:
     return lines
 
 
+def _history_note(meta: dict) -> str:
+    """How long all invocations of a resumed study took together (empty for one invocation)."""
+    history = meta.get("timings_history", [])
+    if len(history) < 2:
+        return ""
+    total = sum(float(h.get("total_s", 0.0)) for h in history)
+    return f" in the last of {len(history)} invocations ({total:.0f}s in all)"
+
+
 def seeds_done(meta: dict) -> list[int]:
     """The seeds whose runs and analyses are complete (all configured seeds for a study
     written before ``seeds_done`` was recorded)."""
@@ -381,7 +390,9 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
         f"{cfg['primary_steps']} primary steps, {cfg['continual_steps']} continual steps, "
         f"{cfg['scratch_steps']} scratch-baseline steps, batch {cfg['batch_size']}x{cfg['seq_len']}"
         f" tokens. Platform: {meta.get('platform', {})}. Time: corpus {t.get('corpus_s', 0):.0f}s,"
-        f" training {t.get('training_s', 0):.0f}s, analyses {t.get('analysis_s', 0):.0f}s."
+        f" training {t.get('training_s', 0):.0f}s, analyses {t.get('analysis_s', 0):.0f}s"
+        + _history_note(meta)
+        + "."
     )
     table = corpus_table(meta.get("corpus", root / "corpus"))
     if not table.empty:
