@@ -158,6 +158,7 @@ def test_gpu_profile_path_at_tiny_size(cpu_study, tmp_path, monkeypatch):
     assert {p.name: p.stat().st_mtime_ns for p in primary.iterdir()} == before  # reused
     meta = json.loads((out / "experiment.json").read_text())
     assert meta["seeds_done"] == [0, 1]
+    assert len(meta["timings_history"]) == 2  # the cut-short call's timings are kept
     run_cfg = json.loads((out / "seed_1" / "php" / "continual" / "run_config.json").read_text())
     assert run_cfg["train"]["dtype"] == "bfloat16" and run_cfg["train"]["compile"] is True
     sources = json.loads((out / "sources" / "sources.json").read_text())
