@@ -166,4 +166,10 @@ def test_gpu_profile_path_at_tiny_size(cpu_study, tmp_path, monkeypatch):
     text = md.read_text()
     assert "(2 seeds)" in text and "across seeds (Student t)" in text
     assert (out / "figures" / "php_region_excess.png").is_file()
+    from babel_interp.report.study import random_init_band, random_init_region_band
+
+    # Three random-init models per seed, pooled over both seeds.
+    assert set(random_init_band(out, [0, 1], "php")["n_models"]) == {6}
+    band = random_init_region_band(out, [0, 1], "php")
+    assert set(band) == {"middle", "output"} and all(lo < hi for lo, hi in band.values())
     assert (out / "figures" / "php_layer_profiles.png").is_file()

@@ -271,6 +271,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
         plot_layer_profiles,
         plot_region_excess,
         random_init_band,
+        random_init_region_band,
         region_excess,
     )
 
@@ -297,9 +298,13 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
         )
         doc.figure(
             plot_region_excess(
-                region_excess(per_seed), lang, fig_dir / f"{lang}_region_excess.png"
+                region_excess(per_seed),
+                lang,
+                fig_dir / f"{lang}_region_excess.png",
+                random_band=random_init_region_band(root, seeds, lang),
             ),
-            f"{lang}: middle-layer and output excess against steps",
+            f"{lang}: middle-layer and output excess against steps (grey: where one "
+            "random-init model falls)",
         )
         band = random_init_band(root, seeds, lang)
         doc.figure(

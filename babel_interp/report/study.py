@@ -133,6 +133,33 @@ def random_init_band(root: str | os.PathLike, seeds: Sequence[int], lang: str) -
     return pd.DataFrame(rows)
 
 
+def random_init_region_band(
+    root: str | os.PathLike, seeds: Sequence[int], lang: str
+) -> dict[str, tuple[float, float]]:
+    """``{"middle": (lo, hi), "output": (lo, hi)}``: the 95% prediction band of one random-init
+    model's region excess (each init's mean over the region's layers, pooled over seeds)."""
+    from babel_interp.analysis.stats import t_prediction_interval
+
+    frames = []
+    for seed in seeds:
+        wl = run_path(Path(root), seed, lang, "continual") / "analysis" / "working_language"
+        df = _csv(wl / "random_init.csv")
+        if not df.empty:
+            frames.append(df[df["lens"] == df["lens"].iloc[0]].assign(seed=seed))
+    if not frames:
+        return {}
+    df = pd.concat(frames, ignore_index=True)
+    df["region"] = _region(df["layer_pos"] / max(float(df["layer_pos"].max()), 1e-9))
+    per_init = df.groupby(["seed", "init_seed", "region"], as_index=False)["excess_matched"].mean()
+    out = {}
+    for region in ("middle", "output"):
+        x = per_init.loc[per_init["region"] == region, "excess_matched"].to_numpy(float)
+        if x.size >= 2:
+            band = t_prediction_interval(x)
+            out[region] = (float(band.low), float(band.high))
+    return out
+
+
 def _region(depth: pd.Series) -> pd.Series:
     return np.where(
         depth >= 1.0, "output", np.where((depth > MIDDLE[0]) & (depth < MIDDLE[1]), "middle", "emb")
@@ -354,13 +381,22 @@ def plot_layer_profiles(
     return out
 
 
-def plot_region_excess(reg: pd.DataFrame, lang: str, out_path: str | os.PathLike) -> Path | None:
-    """Middle-layer and output excess against steps, continued vs. scratch, with intervals."""
+def plot_region_excess(
+    reg: pd.DataFrame,
+    lang: str,
+    out_path: str | os.PathLike,
+    random_band: dict[str, tuple[float, float]] | None = None,
+) -> Path | None:
+    """Middle-layer and output excess against steps, continued vs. scratch, with intervals;
+    ``random_band`` (:func:`random_init_region_band`) is drawn as a grey stripe."""
     if reg.empty:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
     colors = {"continual": "tab:blue", "scratch": "tab:orange"}
     for ax, region in zip(axes, ("middle", "output"), strict=True):
+        if random_band and region in random_band:
+            lo, hi = random_band[region]
+            ax.axhspan(lo, hi, color="grey", alpha=0.25, label="random init (one model)")
         for kind in KINDS:
             g = reg[(reg["kind"] == kind) & (reg["region"] == region)].sort_values("step")
             if g.empty:
