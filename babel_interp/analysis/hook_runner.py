@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -28,12 +27,11 @@ def validation_windows(
     from babel_interp.training.sampler import eval_windows
 
     split = reader.split("val")
-    (w,) = eval_windows(split, [language], seq_len, n_windows)
-    rows = [split.window(s, w.length)[0] for s in w.starts]
-    if not rows:
+    windows = eval_windows(split, [language], seq_len, n_windows)
+    if not windows or not windows[0].starts:
         raise ValueError(f"corpus {reader.dir} has no validation tokens of {language!r}")
     # Evaluation windows carry one extra token (the last target); hooks need model inputs only.
-    return torch.from_numpy(np.stack(rows))[:, :seq_len]
+    return torch.from_numpy(windows[0].tokens(split))[:, :seq_len]
 
 
 def analyze_run(

@@ -498,9 +498,8 @@ class Trainer:
         """The fixed validation windows of ``language`` as a ``[n, len]`` token tensor."""
         for w in self.eval_set:
             if w.language == language:
-                starts = w.starts if n_windows is None else w.starts[:n_windows]
-                rows = [self.val_split.window(s, w.length)[0] for s in starts]  # type: ignore[union-attr]
-                return torch.from_numpy(np.stack(rows)).to(self.device)
+                rows = w.tokens(self.val_split, n_windows)  # type: ignore[arg-type]
+                return torch.from_numpy(rows).to(self.device)
         raise KeyError(
             f"no validation windows for language {language!r}; have {self.eval_languages()}"
         )

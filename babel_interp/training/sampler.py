@@ -202,6 +202,14 @@ class EvalWindows:
     starts: list[int]
     length: int
 
+    def tokens(self, split: SplitShard, n: int | None = None) -> np.ndarray:
+        """The first ``n`` (default all) windows read from ``split``: ``[n, length]`` int64
+        (each window carries one token beyond the model input: the last target)."""
+        starts = self.starts if n is None else self.starts[:n]
+        if not starts:
+            return np.zeros((0, self.length), dtype=np.int64)
+        return np.stack([split.window(s, self.length)[0] for s in starts])
+
 
 def eval_windows(
     split: SplitShard, languages: Sequence[str], seq_len: int, n_windows: int
