@@ -572,6 +572,7 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 n_null_permutations=cfg.neuron_permutations,
                 ablation=transferring.AblationConfig() if cfg.ablation else None,
                 device=device,
+                progress=cfg.progress,
             )
             transferring.analyze_run(run, ncfg)
             if synthetic:

@@ -135,10 +135,14 @@ def test_rerun_reuses_statistics_and_checkpoint_selection(analyzed, capsys):
     stats_path = run / "analysis" / "neurons" / "step_00000020" / "stats.safetensors"
     before = stats_path.stat().st_mtime_ns
     argv = ["analyze", "neurons", "--run", str(run), "--target", "php", *FAST]
-    rc = main([*argv, "--checkpoints", "20", "--no-ablation", "--no-figures", "--threads", "1"])
+    rc = main(
+        [*argv, "--checkpoints", "20", "--no-ablation", "--no-figures", "--threads", "1", "--quiet"]
+    )
     assert rc == 0
     assert stats_path.stat().st_mtime_ns == before  # same collection settings: reused
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "checkpoints:" not in captured.err  # --quiet: no progress bars
+    printed = captured.out
     assert "primary_specific" in printed and "null_mean" in printed
     total = pd.read_csv(run / "analysis" / "neurons" / "counts_total.csv")
     assert total["step"].astype(str).unique().tolist() == ["20"]

@@ -202,6 +202,7 @@ class NeuronAnalysisConfig:
     figures: bool = True
     device: str | None = None
     reuse_stats: bool = True
+    progress: bool = True
 
     def __post_init__(self) -> None:
         for name in ("primary", "target"):
@@ -351,7 +352,7 @@ def _stats_for(
             saved = None  # unreadable (e.g. an older format): recompute and overwrite
         if saved is not None and saved.metadata.get("collection_key") == key:
             return saved
-    stats = collect_neuron_stats(model, windows, cfg.stats, progress=True, desc=desc)
+    stats = collect_neuron_stats(model, windows, cfg.stats, progress=cfg.progress, desc=desc)
     stats.metadata["collection_key"] = key
     stats.save(path)
     return stats
@@ -476,7 +477,7 @@ def analyze_run(
     model_cfg: ModelConfig | None = None
     result = NeuronAnalysisResult(out, *(pd.DataFrame() for _ in range(5)))
 
-    for ckpt in tqdm(ckpts, desc="checkpoints", unit="ckpt"):
+    for ckpt in tqdm(ckpts, desc="checkpoints", unit="ckpt", disable=not cfg.progress):
         model, mcfg = load_model(ckpt.path, device=cfg.device, with_tokenizer=False)
         model.eval()
         if model_cfg is None:

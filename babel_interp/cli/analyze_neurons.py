@@ -74,6 +74,7 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--ablation-tokens", type=int, default=16_384)
     g.add_argument("--ablate-sets", nargs="+", default=None, choices=DEFINITIONS)
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run_neurons)
 
 
@@ -124,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> NeuronAnalysisConfig:
         figures=not args.no_figures,
         device=args.device,
         reuse_stats=not args.no_reuse,
+        progress=not args.quiet,
     )
     if args.ablate_sets is not None:
         cfg = replace(cfg, ablate_sets=list(args.ablate_sets))
