@@ -252,6 +252,25 @@ def seeds_done(meta: dict) -> list[int]:
     return list(done) if done is not None else list(meta.get("config", {}).get("seeds", []))
 
 
+def compact_neuron_table(
+    neurons: pd.DataFrame, definitions: tuple[str, ...] = ("lape_shared", "primary_active")
+) -> pd.DataFrame:
+    """One row per step, one ``count (null; random init)`` column per definition and kind."""
+    out = pd.DataFrame({"step": sorted(set(neurons["step"]))})
+    for definition in definitions:
+        for kind in ("continual", "scratch"):
+            sub = neurons[(neurons["definition"] == definition) & (neurons["kind"] == kind)]
+            if sub.empty:
+                continue
+            cells = {
+                int(r.step): f"{r.count:g} ({getattr(r, 'null_mean', float('nan')):g}; "
+                f"{getattr(r, 'random_init_count', float('nan')):g})"
+                for r in sub.itertuples(index=False)
+            }
+            out[f"{definition} {kind}"] = [cells.get(int(st), "") for st in out["step"]]
+    return out
+
+
 def sources_table(root: Path) -> pd.DataFrame:
     """Debian packages of a real-code study (name, version, license) from ``sources.json``."""
     info = _read_json(root / "sources" / "sources.json")
@@ -326,11 +345,11 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
             )
         neurons = neuron_table(root, seeds, lang)
         if not neurons.empty:
-            neurons = neurons[neurons["definition"].isin(["lape_shared", "contrast_shared"])]
             doc.table(
-                neurons,
-                "Transferring-neuron counts (mean over seeds) beside the label-shuffled null "
-                "and a random-init model",
+                compact_neuron_table(neurons),
+                "Transferring neurons per equal step: count (label-shuffled null mean; "
+                "random-init count), means over seeds. lape_shared: assigned by LAPE to both "
+                "languages; primary_active: primary-specific and active on the target",
             )
         verdicts = {
             f"seed {s} {kind}": meta.get("verdicts", {}).get(f"seed_{s}/{lang}/{kind}", "not run")
