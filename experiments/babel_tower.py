@@ -79,7 +79,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         completion_tokens=32,
     ),
     # Real code at the CPU pilot's scale: Python's standard library, then Debian PHP; a 7M model
-    # (preset pilot), 2M + 2M tokens, the scratch baseline over the first half. About 40 minutes
+    # (preset pilot), 2M + 2M tokens, the scratch baseline over the first half. About 27 minutes
     # on 2 cores (see README).
     "cpu": dict(
         corpus="real",
