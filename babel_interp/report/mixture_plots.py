@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from babel_interp.optimizer.stats import mean_ci
+from babel_interp.report.figures import save_figure
 
 
 def _long_final(per_seed: pd.DataFrame, languages: Sequence[str]) -> pd.DataFrame:
@@ -85,7 +86,7 @@ def plot_mixture_comparison(
         raise ValueError("nothing to plot: per_seed and curves must not be empty")
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
         fig = _comparison_figure(per_seed, curves, languages, weights, title, weights_title)
-    return _save(fig, out_path)
+    return save_figure(fig, out_path, dpi=130)
 
 
 def _comparison_figure(per_seed, curves, languages, weights, title, weights_title) -> Figure:
@@ -144,16 +145,6 @@ def _comparison_figure(per_seed, curves, languages, weights, title, weights_titl
     return fig
 
 
-def _save(fig: Figure, out_path: str | os.PathLike) -> Path:
-    """Save through a temporary file, so a crash never leaves half an image under the name."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    os.replace(tmp, out)
-    return out
-
-
 def plot_calibration(
     proxy: Sequence[float],
     measured: Sequence[float],
@@ -180,4 +171,4 @@ def plot_calibration(
         ax.set_ylabel("measured primary working-language share")
         ax.set_title(title)
         ax.legend(fontsize=7)
-    return _save(fig, out_path)
+    return save_figure(fig, out_path, dpi=130)

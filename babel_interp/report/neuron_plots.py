@@ -23,16 +23,9 @@ import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.figure import Figure
 
+from babel_interp.report.figures import save_figure
+
 DEFINITION_ORDER = ("lape_shared", "primary_active", "primary_specific", "target_specific")
-
-
-def _save(fig: Figure, out_path: str | os.PathLike) -> Path:
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, out)
-    return out
 
 
 def _definitions(df: pd.DataFrame) -> list[str]:
@@ -66,7 +59,7 @@ def plot_counts_heatmap(counts: pd.DataFrame, out_path: str | os.PathLike) -> Pa
         ax.set_xlabel("step")
         ax.set_ylabel("layer")
     fig.suptitle("Neurons per layer and checkpoint")
-    return _save(fig, out_path)
+    return save_figure(fig, out_path, dpi=120)
 
 
 def plot_counts_vs_null(counts_total: pd.DataFrame, out_path: str | os.PathLike) -> Path:
@@ -94,7 +87,7 @@ def plot_counts_vs_null(counts_total: pd.DataFrame, out_path: str | os.PathLike)
         ax.set_ylabel("neurons")
     axes[0].legend(fontsize=7)
     fig.suptitle("Neuron counts against their nulls")
-    return _save(fig, out_path)
+    return save_figure(fig, out_path, dpi=120)
 
 
 def plot_firing_rates(firing: pd.DataFrame, out_path: str | os.PathLike) -> Path:
@@ -127,7 +120,7 @@ def plot_firing_rates(firing: pd.DataFrame, out_path: str | os.PathLike) -> Path
     ax_hist.set_xlabel("activation probability (all tokens)")
     ax_hist.set_ylabel("share of neurons (last checkpoint)")
     fig.suptitle("Neuron firing rates (dotted: random init)")
-    return _save(fig, out_path)
+    return save_figure(fig, out_path, dpi=120)
 
 
 def plot_effect_sizes(
@@ -159,7 +152,7 @@ def plot_effect_sizes(
     ax.set_ylabel(f"{statistic} ({primary} - {target})")
     ax.legend(title="layer", fontsize=7, title_fontsize=7)
     fig.suptitle("Activation contrast per neuron")
-    return _save(fig, out_path)
+    return save_figure(fig, out_path, dpi=120)
 
 
 def plot_ablation(ablation: pd.DataFrame, out_path: str | os.PathLike) -> Path:
@@ -192,7 +185,7 @@ def plot_ablation(ablation: pd.DataFrame, out_path: str | os.PathLike) -> Path:
             ax.set_ylabel("loss change (nats)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Causal check: ablation loss change")
-    return _save(fig, out_path)
+    return save_figure(fig, out_path, dpi=120)
 
 
 def plot_neuron_analysis(

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from babel_interp.analysis.stages import STAGES, UNINFORMATIVE, StageResult
+from babel_interp.report.figures import save_figure
 
 __all__ = ["STAGE_COLORS", "plot_stages"]
 
@@ -176,13 +177,4 @@ def plot_stages(
         f"(p = {result.dip_p_value:.3g})"
     )
     ax.text(0.01, 0.01, stats, transform=ax.transAxes, fontsize=7, va="bottom", alpha=0.8)
-    return _save(fig, out_path)
-
-
-def _save(fig: Figure, out_path: str | os.PathLike) -> Path:
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, out_path, dpi=120)

@@ -25,6 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from babel_interp.report.figures import save_figure  # noqa: E402
+
 # Decoded depths counted as "middle layers": strictly between the embedding (0) and the output (1).
 MIDDLE = (0.0, 1.0)
 KINDS = ("continual", "scratch")
@@ -374,9 +376,7 @@ def plot_layer_profiles(
     axes[0][0].set_ylabel("excess log P(primary)/P(target)\nover matched controls")
     axes[0][-1].legend(loc="best", fontsize=8)
     fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    out = save_figure(fig, out_path, dpi=110, tight=False)
     plt.close(fig)
     return out
 
@@ -413,8 +413,6 @@ def plot_region_excess(
     axes[0].set_ylabel("excess over matched controls\n(> 0: leans to the primary)")
     axes[1].legend(loc="best", fontsize=8)
     fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    out = save_figure(fig, out_path, dpi=110, tight=False)
     plt.close(fig)
     return out

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from babel_interp.analysis.efficiency import metric_value  # noqa: E402
+from babel_interp.report.figures import save_figure  # noqa: E402
 from babel_interp.runs import read_metrics  # noqa: E402
 
 
@@ -71,9 +72,7 @@ def plot_training_curves(
         if ax is not axes[0][-1] and ax.get_legend() is not None:
             ax.get_legend().remove()
     fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    out = save_figure(fig, out_path, dpi=110, tight=False)
     plt.close(fig)
     return out
 
@@ -91,8 +90,6 @@ def plot_efficiency(table: pd.DataFrame, out_path: str | os.PathLike, title: str
     ax.set_ylabel("scratch tokens / continued tokens")
     ax.set_title(title)
     fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    out = save_figure(fig, out_path, dpi=110, tight=False)
     plt.close(fig)
     return out

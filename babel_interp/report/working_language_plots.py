@@ -22,12 +22,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-
-def _save(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+from babel_interp.report.figures import save_figure
 
 
 def _step_labels(df: pd.DataFrame) -> list[str]:
@@ -84,7 +79,7 @@ def heatmap(
     ax.set_xlabel("checkpoint step" + (" (hatched: below competence gate)" if bad else ""))
     ax.set_ylabel("residual stream")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=150)
 
 
 def depth_lines(agg: pd.DataFrame, lens: str, path: Path) -> Path:
@@ -113,7 +108,7 @@ def depth_lines(agg: pd.DataFrame, lens: str, path: Path) -> Path:
         ax.set_title(title, fontsize=10)
     axes[1].legend(title="step (dashed: not competent)", fontsize=7, title_fontsize=7)
     fig.suptitle(f"working language by depth ({lens} lens)")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=150)
 
 
 def competence_curve(comp: pd.DataFrame, path: Path) -> Path:
@@ -134,7 +129,7 @@ def competence_curve(comp: pd.DataFrame, path: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8)
     ax.set_title("competence at the output")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=150)
 
 
 def plot_working_language(
