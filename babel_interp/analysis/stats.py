@@ -253,13 +253,9 @@ def t_quantile(p: float, df: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def t_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95) -> CI:
-    """Student-t interval of the mean of a few independent replicates (NaN dropped).
-
-    For quantities measured once per independently seeded model, where the bootstrap has too few
-    units to resample; it assumes the replicates are roughly normal. With fewer than two values
-    the bounds are NaN.
-    """
+def _student_t(values: Sequence[float] | np.ndarray, ci: float, prediction: bool) -> CI:
+    """The mean of ``values`` (NaN dropped) with a Student-t interval: for the mean (standard
+    error ``sd / sqrt(n)``) or, with ``prediction``, for one more draw (``sd * sqrt(1 + 1/n)``)."""
     _check(1, ci)
     arr = _as_1d(values, "values")
     arr = arr[~np.isnan(arr)]
@@ -269,8 +265,19 @@ def t_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95) -> CI:
     mean = float(arr.mean())
     if n < 2:
         return CI(mean, math.nan, math.nan, n)
-    half = t_quantile(0.5 + ci / 2.0, n - 1) * float(arr.std(ddof=1)) / math.sqrt(n)
+    scale = math.sqrt(1.0 + 1.0 / n) if prediction else 1.0 / math.sqrt(n)
+    half = t_quantile(0.5 + ci / 2.0, n - 1) * float(arr.std(ddof=1)) * scale
     return CI(mean, mean - half, mean + half, n)
+
+
+def t_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95) -> CI:
+    """Student-t interval of the mean of a few independent replicates (NaN dropped).
+
+    For quantities measured once per independently seeded model, where the bootstrap has too few
+    units to resample; it assumes the replicates are roughly normal. With fewer than two values
+    the bounds are NaN.
+    """
+    return _student_t(values, ci, prediction=False)
 
 
 def t_prediction_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95) -> CI:
@@ -279,14 +286,4 @@ def t_prediction_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95
     Wider than :func:`t_interval` by ``sqrt(1 + n)``: it bounds where a single new replicate (one
     more random-init model, say) should fall, not where the mean lies.
     """
-    _check(1, ci)
-    arr = _as_1d(values, "values")
-    arr = arr[~np.isnan(arr)]
-    n = arr.size
-    if n == 0:
-        return _NAN_CI
-    mean = float(arr.mean())
-    if n < 2:
-        return CI(mean, math.nan, math.nan, n)
-    half = t_quantile(0.5 + ci / 2.0, n - 1) * float(arr.std(ddof=1)) * math.sqrt(1.0 + 1.0 / n)
-    return CI(mean, mean - half, mean + half, n)
+    return _student_t(values, ci, prediction=True)

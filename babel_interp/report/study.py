@@ -100,12 +100,9 @@ def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
     return pd.concat(frames, ignore_index=True)
 
 
-def random_init_band(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
-    """Per decoded depth: the matched excess of freshly initialized models (pooled over the
-    inits scored beside each seed's continued run), their mean with a t-interval and the
-    prediction band where one more random network should fall. Empty when none were scored."""
-    from babel_interp.analysis.stats import t_interval, t_prediction_interval
-
+def random_init_records(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
+    """The per-init rows (first lens) of the random-init models scored beside each seed's
+    continued run, with ``seed`` and the decoded ``depth``; empty when none were scored."""
     frames = []
     for seed in seeds:
         wl = run_path(Path(root), seed, lang, "continual") / "analysis" / "working_language"
@@ -116,6 +113,18 @@ def random_init_band(root: str | os.PathLike, seeds: Sequence[int], lang: str) -
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
     df["depth"] = df["layer_pos"] / max(float(df["layer_pos"].max()), 1e-9)
+    return df
+
+
+def random_init_band(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
+    """Per decoded depth: the matched excess of freshly initialized models (pooled over the
+    inits scored beside each seed's continued run), their mean with a t-interval and the
+    prediction band where one more random network should fall. Empty when none were scored."""
+    from babel_interp.analysis.stats import t_interval, t_prediction_interval
+
+    df = random_init_records(root, seeds, lang)
+    if df.empty:
+        return pd.DataFrame()
     rows = []
     for (depth, layer), g in df.groupby(["depth", "layer"], sort=True):
         x = g["excess_matched"].to_numpy(float)
@@ -142,16 +151,10 @@ def random_init_region_band(
     model's region excess (each init's mean over the region's layers, pooled over seeds)."""
     from babel_interp.analysis.stats import t_prediction_interval
 
-    frames = []
-    for seed in seeds:
-        wl = run_path(Path(root), seed, lang, "continual") / "analysis" / "working_language"
-        df = _csv(wl / "random_init.csv")
-        if not df.empty:
-            frames.append(df[df["lens"] == df["lens"].iloc[0]].assign(seed=seed))
-    if not frames:
+    df = random_init_records(root, seeds, lang)
+    if df.empty:
         return {}
-    df = pd.concat(frames, ignore_index=True)
-    df["region"] = _region(df["layer_pos"] / max(float(df["layer_pos"].max()), 1e-9))
+    df["region"] = _region(df["depth"])
     per_init = df.groupby(["seed", "init_seed", "region"], as_index=False)["excess_matched"].mean()
     out = {}
     for region in ("middle", "output"):
