@@ -304,7 +304,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
     for lang in cfg.get("targets", []):
         doc.heading(f"{lang}: continued vs. from scratch at equal steps ({n} seed{'s' * (n > 1)})")
         per_seed = layer_excess(root, seeds, lang)
-        table = comparison_table(root, seeds, lang)
+        table = comparison_table(root, seeds, lang, per_seed)
         if table.empty:
             doc.text("The working-language analyzer has no results at common steps yet.")
             continue

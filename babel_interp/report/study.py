@@ -171,6 +171,12 @@ def _region(depth: pd.Series) -> pd.Series:
     )
 
 
+def common_steps(df: pd.DataFrame) -> set[int]:
+    """The steps present for every kind (continued and scratch) in a table with ``kind`` and
+    ``step`` columns: where the two runs can be compared."""
+    return set.intersection(*(set(df.loc[df["kind"] == k, "step"]) for k in KINDS))
+
+
 def equal_step_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Excess per kind, step and layer across seeds, at the steps both kinds reached.
 
@@ -179,13 +185,8 @@ def equal_step_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
     """
     if per_seed.empty:
         return pd.DataFrame()
-    steps = set.intersection(
-        *(set(per_seed.loc[per_seed["kind"] == k, "step"]) for k in KINDS)
-        if all((per_seed["kind"] == k).any() for k in KINDS)
-        else [set()]
-    )
     rows = []
-    sub = per_seed[per_seed["step"].isin(steps)]
+    sub = per_seed[per_seed["step"].isin(common_steps(per_seed))]
     for (kind, step, layer), g in sub.groupby(["kind", "step", "layer"], sort=True):
         if len(g) >= 2:
             m, lo, hi = mean_ci(g["excess"])
@@ -224,8 +225,7 @@ def region_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
     per = df.groupby(["kind", "step", "region", "seed"], as_index=False).agg(
         excess=("excess", "mean"), lo=("lo", "mean"), hi=("hi", "mean"), top1=("top1_acc", "mean")
     )
-    eq = equal_step_excess(per_seed)
-    steps = set(eq["step"]) if not eq.empty else set()
+    steps = common_steps(per_seed)
     rows = []
     for (kind, step, region), g in per[per["step"].isin(steps)].groupby(["kind", "step", "region"]):
         if len(g) >= 2:
@@ -265,11 +265,18 @@ def _eval_losses(run: Path, lang: str) -> dict[int, float]:
     return dict(zip(df["step"].astype(int), df["val_loss"].astype(float), strict=True))
 
 
-def comparison_table(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
+def comparison_table(
+    root: str | os.PathLike,
+    seeds: Sequence[int],
+    lang: str,
+    per_seed: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """At every equal step: target tokens, validation loss (nats), probe top-1 and the
-    middle/output excess of the continued and the scratch model, across seeds."""
+    middle/output excess of the continued and the scratch model, across seeds (``per_seed``:
+    :func:`layer_excess` when the caller already read it)."""
     root = Path(root)
-    per_seed = layer_excess(root, seeds, lang)
+    if per_seed is None:
+        per_seed = layer_excess(root, seeds, lang)
     reg = region_excess(per_seed)
     if reg.empty:
         return pd.DataFrame()
@@ -326,8 +333,7 @@ def neuron_table(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
-    steps = set.intersection(*(set(df.loc[df["kind"] == k, "step"]) for k in KINDS))
-    df = df[df["step"].isin(steps)]
+    df = df[df["step"].isin(common_steps(df))]
     keep = [c for c in ("count", "null_mean", "random_init_count") if c in df.columns]
     out = df.groupby(["definition", "kind", "step"], as_index=False)[keep].mean()
     return out.round(1)
