@@ -527,10 +527,12 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
     from babel_interp.analysis.neuron_stats import NeuronStatsConfig
     from babel_interp.corpus.shards import CorpusReader
     from babel_interp.runs import analysis_dir
+    from babel_interp.training.loop import resolve_device
 
     verdicts: dict[str, Any] = {}
     notes: dict[str, str] = {}
-    device = _analysis_device(cfg)
+    # The analyzers run where the training ran (``auto``: CUDA when available).
+    device = str(resolve_device(cfg.device))
     # Every corpus language joins LAPE's statistics (two-language LAPE is degenerate).
     neuron_langs = CorpusReader(run_corpus_dir(layout.primary(seed))).languages
     for lang in cfg.targets:
@@ -596,15 +598,6 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
             index=False,
         )
     return {"verdicts": verdicts, "notes": notes}
-
-
-def _analysis_device(cfg: BabelTowerConfig) -> str:
-    """Where the analyzers run: the training device (``auto``: CUDA when available)."""
-    import torch
-
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.device
 
 
 def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, Any]:

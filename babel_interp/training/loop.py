@@ -149,7 +149,9 @@ class _StopRequest:
         self._previous.clear()
 
 
-def _resolve_device(name: str, dist_local_rank: int) -> torch.device:
+def resolve_device(name: str, dist_local_rank: int = 0) -> torch.device:
+    """The torch device of a ``TrainConfig.device`` name (``auto``: CUDA when available) for
+    the process of local rank ``dist_local_rank``."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -189,9 +191,9 @@ class Trainer:
         self.callbacks: list[Callback] = list(callbacks)
         if config.hooks:
             self.callbacks.append(HookCallback(config.hooks))
-        probe = _resolve_device(config.device, 0)
+        probe = resolve_device(config.device, 0)
         self.dist: DistInfo = init_distributed(probe.type)
-        self.device = _resolve_device(config.device, self.dist.local_rank)
+        self.device = resolve_device(config.device, self.dist.local_rank)
         self.autocast_dtype = self._autocast_dtype()
         self.run_dir = Path(config.out).resolve()
         self.corpus = CorpusReader(config.corpus)
