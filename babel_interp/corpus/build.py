@@ -668,19 +668,23 @@ def _check_reuse(out: Path, existing: str | None, new: str, cfg: CorpusConfig) -
     )
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished build to ``out``; an old corpus there is removed only afterwards."""
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished directory ``tmp`` to ``out``; a directory already there is moved
+    aside first and removed only afterwards (and put back if the rename fails), so ``out`` is
+    always either the old or the new content. ``tmp`` must be a sibling of ``out``."""
     if not out.exists():
         os.rename(tmp, out)
         return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old = aside / out.name
     os.rename(out, old)
     try:
         os.rename(tmp, out)
     except OSError:
         os.rename(old, out)
+        shutil.rmtree(aside, ignore_errors=True)
         raise
-    shutil.rmtree(old)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def build_corpus(cfg: CorpusConfig) -> CorpusSummary:
@@ -704,7 +708,7 @@ def build_corpus(cfg: CorpusConfig) -> CorpusSummary:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make a shared corpus private
     try:
         summary = _build_into(cfg, tmp, out, existing_hash, reuse)
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

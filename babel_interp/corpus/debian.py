@@ -42,6 +42,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from babel_interp.corpus.build import swap_into_place
+
 MANIFEST_NAME = "debian_manifest.json"
 MANIFEST_FORMAT = 1
 APT_LISTS_DIR = Path("/var/lib/apt/lists")
@@ -615,14 +617,7 @@ def _unpack(
             cfg.max_file_bytes,
             frozenset(keep),
         )
-        final = lang_dir / name
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=lang_dir))
-            os.replace(final, old / name)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        swap_into_place(tmp, lang_dir / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

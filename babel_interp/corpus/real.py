@@ -35,6 +35,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from babel_interp.corpus.build import swap_into_place
 from babel_interp.corpus.sources import FilterConfig, SkipStats, SourceSpec, resolve_language
 
 SOURCES_JSON = "sources.json"
@@ -214,17 +215,6 @@ def _atomic_dir(dest: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
 
 
-def _swap_in(tmp: Path, dest: Path) -> None:
-    """Replace ``dest`` with the complete ``tmp`` (the old folder is removed only afterwards)."""
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
-
-
 def gather_sources(cfg: RealSourcesConfig, dest: str | os.PathLike) -> dict[str, Any]:
     """Select the documents of every language and write them under ``dest`` (see the module
     docstring); returns the content of ``dest/sources.json``.
@@ -294,7 +284,7 @@ def gather_sources(cfg: RealSourcesConfig, dest: str | os.PathLike) -> dict[str,
             "seconds": time.perf_counter() - t0,
         }
         (tmp / SOURCES_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        _swap_in(tmp, dest)
+        swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -387,7 +377,7 @@ def unpack_sources(archive: str | os.PathLike, dest: str | os.PathLike) -> dict[
                 with f, open(out, "wb") as g:
                     shutil.copyfileobj(f, g)
         meta = read_sources(tmp)
-        _swap_in(tmp, dest)
+        swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
