@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install install-tl4 lint test test-tl4 demo bench clean
+.PHONY: install install-tl4 toolchains lint test test-tl4 demo bench clean
 
 # TransformerLens 3.9 (HookedTransformer): the default, pinned environment.
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -23,6 +23,19 @@ $(VENV_TL4)/.installed: pyproject.toml $(CONSTRAINTS_TL4)
 	$(VENV_TL4)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV_TL4)/bin/python -m pip install --quiet -c $(CONSTRAINTS_TL4) -e '.[dev]'
 	touch $@
+
+# Compilers and interpreters that execute generated programs (PHP, Go, C++, C#) come from the
+# distribution; Python is the running interpreter. Root installs them; anyone else is told how.
+TOOLCHAIN_PACKAGES ?= php-cli golang-go g++ mono-mcs mono-runtime
+toolchains:
+	@if command -v php >/dev/null && command -v go >/dev/null && command -v g++ >/dev/null \
+	    && command -v mcs >/dev/null && command -v mono >/dev/null; then \
+	  echo "toolchains: php, go, g++, mcs and mono are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TOOLCHAIN_PACKAGES); \
+	else \
+	  echo "toolchains: missing; run as root: apt-get install $(TOOLCHAIN_PACKAGES)" >&2; exit 1; \
+	fi
 
 install: $(VENV)/.installed
 install-tl4: $(VENV_TL4)/.installed
