@@ -496,3 +496,30 @@ def test_figure_for_every_kind_of_result(tmp_path):
         path = plot_stages(r, tmp_path / f"{name}.png", title=name)
         assert path.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*.tmp*"))
+
+
+def test_pass_at_1_is_the_performance_when_execution_was_measured(tmp_path):
+    from babel_interp.analysis.stages import analyze_run, stage_series_from_run
+
+    run = _fake_run(tmp_path, loss=np.linspace(5, 3, N))
+    rs = stage_series_from_run(run, "php")
+    assert rs.performance == "val_loss"
+    # The paper's shape in pass@1: a rise, a dip, a plateau (loss keeps falling meanwhile).
+    perf = three_stage(sigma=0.03, seed=0) / 2
+    ex = run / "analysis" / "execution"
+    ex.mkdir(parents=True)
+    rows = [
+        dict(step=int(s), language="php", k=1, pass_at_k=float(v))
+        for s, v in zip(STEPS, perf, strict=True)
+    ]
+    rows += [dict(step=int(s), language="go", k=1, pass_at_k=0.0) for s in STEPS]
+    rows += [dict(step=int(s), language="php", k=5, pass_at_k=1.0) for s in STEPS]
+    pd.DataFrame(rows).to_csv(ex / "pass_at_k.csv", index=False)
+    rs = stage_series_from_run(run, "php")
+    assert rs.performance == "pass_at_1" and rs.performance_direction == 1
+    np.testing.assert_allclose(rs.series["pass_at_1"].to_numpy(), perf)
+    assert stage_series_from_run(run, "php", performance="loss").performance == "val_loss"
+    with pytest.raises(FileNotFoundError, match="babel-interp evaluate"):
+        stage_series_from_run(run, "csharp", performance="pass_at_1")
+    result, _, _ = analyze_run(run, language="php", figures=False)
+    assert result.verdict == "three stages"

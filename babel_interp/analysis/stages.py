@@ -1003,7 +1003,7 @@ def _corroborate(
 # Run-level analysis (what ``babel-interp analyze stages`` runs)
 
 ANALYZER = "stages"
-PERFORMANCE_SOURCES = ("auto", "accuracy", "line_accuracy", "loss", "bpb")
+PERFORMANCE_SOURCES = ("auto", "pass_at_1", "accuracy", "line_accuracy", "loss", "bpb")
 
 
 @dataclass
@@ -1049,9 +1049,11 @@ def stage_series_from_run(
 ) -> RunSeries:
     """Collect the series the stage detector uses from a run's analysis tables.
 
-    * performance: ``analysis/performance/completion.csv`` (``accuracy``: next-identifier exact
-      match; ``line_accuracy``) or the trainer's eval records (``loss``, ``bpb``; lower is
-      better). ``auto`` takes accuracy when it was measured for ``language``, else loss.
+    * performance: ``analysis/execution/pass_at_k.csv`` (``pass_at_1``: functional correctness
+      of sampled programs, the paper's definition of performance),
+      ``analysis/performance/completion.csv`` (``accuracy``: next-identifier exact match;
+      ``line_accuracy``) or the trainer's eval records (``loss``, ``bpb``; lower is better).
+      ``auto`` takes pass@1 when it was measured for ``language``, else accuracy, else loss.
     * ``working_language_share`` / ``working_language_excess``: from
       ``analysis/working_language/aggregate.csv``, the share of probes leaning to the primary
       language and the log-ratio excess over matched controls, averaged over the intermediate
@@ -1073,14 +1075,28 @@ def stage_series_from_run(
     sources: dict[str, str] = {}
     missing: dict[str, str] = {}
 
+    exe_path = root / "execution" / "pass_at_k.csv"
+    exe = pd.DataFrame()
+    if exe_path.is_file():
+        exe = pd.read_csv(exe_path)
+        exe = _numeric_steps(exe[(exe["language"] == language) & (exe["k"] == 1)])
     comp_path = root / "performance" / "completion.csv"
     acc = pd.DataFrame()
     if comp_path.is_file():
         acc = pd.read_csv(comp_path)
         acc = _numeric_steps(acc[acc["language"] == language])
     if performance == "auto":
-        performance = "accuracy" if len(acc) else "loss"
-    if performance in ("accuracy", "line_accuracy"):
+        performance = "pass_at_1" if len(exe) else "accuracy" if len(acc) else "loss"
+    if performance == "pass_at_1":
+        if not len(exe):
+            raise FileNotFoundError(
+                f"no pass@1 for {language!r} in {exe_path}: run "
+                f"`babel-interp evaluate --run {run}` first"
+            )
+        perf_name, direction = "pass_at_1", 1
+        series[perf_name] = exe.set_index("step")["pass_at_k"]
+        sources[perf_name] = str(exe_path)
+    elif performance in ("accuracy", "line_accuracy"):
         col = "identifier_accuracy" if performance == "accuracy" else "line_accuracy"
         if not len(acc):
             raise FileNotFoundError(
