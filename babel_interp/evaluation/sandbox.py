@@ -7,7 +7,8 @@ Every command runs in a child process that, before it executes anything,
   process count, open files, no core dumps;
 * when the sandbox runs as root (util-linux ``unshare --net``, then ``setpriv``): enters a new
   network namespace (only a loopback that is down: no network at all) and drops to an
-  unprivileged *slot uid* (one uid per concurrent slot, 61000 + slot by default). The uid is what
+  unprivileged *slot uid* (leased per command from 61000 upward under a file lock, so
+  concurrent sandboxes in other processes never share one). The uid is what
   makes the limits real: root ignores ``RLIMIT_NPROC``, and a program running as the slot uid
   cannot read ``/root``, write into the project or signal other processes. After each command
   every process of the slot uid is killed (found in ``/proc``, which also reaches children that
@@ -29,6 +30,7 @@ the timeout or a resource limit was hit, and the captured output.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import signal
@@ -50,6 +52,7 @@ __all__ = [
 
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+_UID_LOCKS = Path(tempfile.gettempdir()) / "babel-interp-sandbox-uids"
 
 
 @dataclass(frozen=True)
@@ -132,13 +135,18 @@ class SandboxResult:
 class Sandbox:
     """Runs commands under limits, one fresh working directory per use.
 
-    ``slots`` is how many commands may run at once (one uid each when root). ``base_dir`` holds
-    the working directories and the per-slot caches (default: a folder under the system temp
-    dir). Use :meth:`slot` to get a slot and a fresh directory, then :meth:`run` inside it::
+    ``slots`` is how many commands may run at once. As root each running command gets a uid of
+    its own, leased from ``first_uid`` .. ``first_uid + uid_range - 1`` under an exclusive
+    ``flock`` on ``<tmp>/babel-interp-sandbox-uids/<uid>.lock`` (one place for every sandbox,
+    whatever its ``base_dir``): two sandboxes (two processes, two test
+    sessions) never share a uid, so one's cleanup never kills the other's programs. ``base_dir``
+    holds the working directories and the per-uid caches (default: a folder under
+    the system temp dir; it must be traversable by other users, so not a private folder). Use
+    :meth:`slot` to get a uid and a fresh directory, then run inside it::
 
         sandbox = Sandbox(slots=2)
         with sandbox.slot() as box:
-            (box.workdir / "main.py").write_text("print(1)")
+            box.write("main.py", "print(1)")
             result = box.run(["python3", "main.py"], SandboxLimits(timeout_s=5))
     """
 
@@ -147,9 +155,12 @@ class Sandbox:
         slots: int = 1,
         base_dir: str | os.PathLike | None = None,
         first_uid: int = 61000,
+        uid_range: int = 1000,
     ) -> None:
         if slots < 1:
             raise ValueError(f"Sandbox slots must be >= 1, got {slots}")
+        if uid_range < slots:
+            raise ValueError(f"Sandbox uid_range ({uid_range}) must be >= slots ({slots})")
         self.is_root = os.geteuid() == 0
         self.base_dir = Path(base_dir or Path(tempfile.gettempdir()) / "babel-interp-sandbox")
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -159,42 +170,60 @@ class Sandbox:
         os.chmod(self._private, 0o700)
         if self.is_root:
             os.chmod(self.base_dir, 0o755)
-        self._free: list[int] = list(range(slots))
-        self._lock = threading.Condition()
+            _UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+        self._slots = threading.Semaphore(slots)
+        self._lease_lock = threading.Lock()
         self.first_uid = first_uid
+        self.uid_range = uid_range
         self._userns_ok: bool | None = None
 
     # -- slots ------------------------------------------------------------------------------
-    def uid_of(self, slot: int) -> int | None:
-        """The uid commands of ``slot`` run as (``None`` when not root: the caller's own)."""
-        return self.first_uid + slot if self.is_root else None
+    def _lease_uid(self) -> tuple[int, int] | None:
+        """A uid no other sandbox holds, and the descriptor whose lock holds it (None when not
+        root: commands run as the caller)."""
+        if not self.is_root:
+            return None
+        with self._lease_lock:
+            for uid in range(self.first_uid, self.first_uid + self.uid_range):
+                fd = os.open(_UID_LOCKS / f"{uid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                return uid, fd
+        raise RuntimeError(
+            f"sandbox: all {self.uid_range} uids from {self.first_uid} are in use by other "
+            "sandboxes"
+        )
 
     @contextmanager
     def slot(self) -> Iterator[SandboxBox]:
-        """Take a free slot (waiting if none is free) with a fresh, empty working directory."""
-        with self._lock:
-            while not self._free:
-                self._lock.wait()
-            slot = self._free.pop()
-        uid = self.uid_of(slot)
-        workdir = Path(tempfile.mkdtemp(prefix=f"run{slot}-", dir=self.base_dir))
-        try:
-            if uid is not None:
-                os.chown(workdir, uid, uid)
-            os.chmod(workdir, 0o700)
-            yield SandboxBox(self, slot, uid, workdir)
-        finally:
-            self._cleanup(uid, workdir)
-            with self._lock:
-                self._free.append(slot)
-                self._lock.notify()
+        """Take a free slot (waiting if none is free): a leased uid and a fresh, empty working
+        directory; both are cleaned up (processes killed, files removed) on exit."""
+        with self._slots:
+            lease = self._lease_uid()
+            uid = lease[0] if lease else None
+            try:
+                # Leftovers of a crashed earlier holder of this uid go before anything runs.
+                self._kill_uid(uid)
+                workdir = Path(tempfile.mkdtemp(prefix="run-", dir=self.base_dir))
+                try:
+                    if uid is not None:
+                        os.chown(workdir, uid, uid)
+                    os.chmod(workdir, 0o700)
+                    yield SandboxBox(self, uid, workdir)
+                finally:
+                    self._cleanup(uid, workdir)
+            finally:
+                if lease:
+                    os.close(lease[1])  # releases the flock
 
-    def cache_dir(self, slot: int, name: str) -> Path:
-        """A persistent folder of ``slot`` (e.g. Go's build cache), owned by its uid."""
-        path = self.base_dir / f"cache-{name}-{slot}"
+    def cache_dir(self, uid: int | None, name: str) -> Path:
+        """A persistent folder of ``uid`` (e.g. Go's build cache), owned by it."""
+        path = self.base_dir / f"cache-{name}-{uid if uid is not None else os.getuid()}"
         if not path.exists():
-            path.mkdir(parents=True)
-            uid = self.uid_of(slot)
+            path.mkdir(parents=True, exist_ok=True)
             if uid is not None:
                 os.chown(path, uid, uid)
         return path
@@ -366,7 +395,6 @@ class SandboxBox:
     """One taken slot: a fresh working directory and the uid its commands run as."""
 
     sandbox: Sandbox
-    slot: int
     uid: int | None
     workdir: Path
 
@@ -391,7 +419,7 @@ class SandboxBox:
         )
 
     def cache_dir(self, name: str) -> Path:
-        return self.sandbox.cache_dir(self.slot, name)
+        return self.sandbox.cache_dir(self.uid, name)
 
 
 def _tool(name: str) -> str:
