@@ -51,7 +51,7 @@ import io
 import random
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from babel_interp.languages import CONCEPTS, PAPER_LANGUAGES, builtin_pairs, get_language
@@ -60,6 +60,7 @@ __all__ = [
     "SUPPORTED_LANGUAGES",
     "SYNTHETIC_CONCEPTS",
     "FactItem",
+    "FunctionCut",
     "PlantedFact",
     "ProbeSite",
     "Site",
@@ -67,10 +68,12 @@ __all__ = [
     "SyntheticDocument",
     "fact_probe_items",
     "generate_documents",
+    "plan_program",
     "planted_facts",
     "probe_sites",
     "render_document",
     "render_fact_definition",
+    "render_function_cut",
     "shared_facts",
 ]
 
@@ -1832,3 +1835,69 @@ def probe_sites(
                 calls, key=lambda c: (abs(c.offset - site.offset), c.offset), default=None
             )
             yield ProbeSite(doc, site, control)
+
+
+# ---------------------------------------------------------------------------------------------
+# One program, cut inside one function (the execution suite's prompts)
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_program(cfg: SyntheticConfig, program_id: int) -> _Program:
+    """The abstract program ``program_id`` (absolute) of ``cfg``'s stream: the IR that
+    :func:`render_document` renders. ``defs`` holds the constants and functions in document
+    order, the main function last; statements and expressions are this module's node classes."""
+    if not _is_int(program_id) or program_id < 0:
+        raise ValueError(f"program_id must be a non-negative integer, got {program_id!r}")
+    return _plan(cfg, _Tables(cfg), program_id)
+
+
+@dataclass(frozen=True)
+class FunctionCut:
+    """A program's definitions up to one function, rendered in one language and cut inside it.
+
+    ``header + before + rest + close + footer`` is a complete file holding those definitions:
+    ``before`` is every definition before the function, its signature and its first statements;
+    ``rest`` its remaining statements (ending with a newline); ``close`` what ends the function
+    (empty in Python); ``header`` and ``footer`` are what a document of exactly these definitions
+    has around them (imports, ``<?php``, C#'s class).
+    """
+
+    header: str
+    before: str
+    rest: str
+    close: str
+    footer: str
+
+
+def render_function_cut(
+    program: _Program, language: str, function: str, keep: int, *, keep_planted: bool = True
+) -> FunctionCut:
+    """Render ``program`` up to and including ``function``, cut after its first ``keep``
+    top-level statements. Definitions after ``function`` are left out. ``keep_planted=False``
+    leaves out the planted facts' definitions, as a document of a language other than
+    ``planted_in`` does."""
+    dialect = _DIALECTS[SyntheticConfig._canonical("language", language)]
+    index = next(
+        (i for i, d in enumerate(program.defs) if type(d) is _Function and d.name == function),
+        None,
+    )
+    if index is None:
+        raise ValueError(f"program {program.program_id} defines no function {function!r}")
+    target = program.defs[index]
+    if not _is_int(keep) or not 0 <= keep <= len(target.body):
+        raise ValueError(
+            f"keep must be an integer in [0, {len(target.body)}] for {function!r}, got {keep!r}"
+        )
+    defs = [d for d in program.defs[:index] if keep_planted or d.fact is None or not d.fact.planted]
+    full = dialect.render_defs([*defs, target]).text()
+    kept = dialect.render_defs([*defs, replace(target, body=target.body[:keep])]).text()
+    w = _Writer()
+    dialect.close_block(w, dialect.depth0)
+    close = w.text()
+    # Statements render one after another, so the kept statements' text is a prefix of the
+    # whole body's text; only the function's closing differs.
+    before = kept[: len(kept) - len(close)]
+    if not (kept.endswith(close) and full.startswith(before) and full.endswith(close)):
+        raise AssertionError(f"{dialect.language}: cutting {function!r} is not a prefix split")
+    rest = full[len(before) : len(full) - len(close)]
+    return FunctionCut(dialect.header(full, program), before, rest, close, dialect.footer())
