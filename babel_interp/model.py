@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -377,6 +377,35 @@ def resid_hook_names(n_layers: int, include_mid: bool = False) -> list[str]:
 def count_parameters(model: torch.nn.Module) -> int:
     """Trainable parameter count of a built model."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def new_kv_cache(model: HookedModel, batch_size: int) -> Any | None:
+    """An empty key-value cache for incremental decoding, or None where the line has none.
+
+    TL 3.x ``HookedTransformer``: a ``TransformerLensKeyValueCache``; pass it as
+    ``past_kv_cache=`` to the model's forward with an ``attention_mask`` covering the new tokens
+    (the cache appends it, so left padding stays masked and positions count real tokens only).
+    TL 4.x: None, since ``TransformerBridge.boot_native``'s model returns no cache
+    (``return_type="logits_and_cache"`` gives ``None`` for it): decoders recompute instead.
+    """
+    if tl_major_version() >= 4:
+        return None
+    from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
+
+    if not isinstance(model, HookedTransformer):
+        return None  # e.g. a TransformerBridge on 3.x: its forward takes no past_kv_cache
+    device = next(model.parameters()).device  # type: ignore[attr-defined]
+    return TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size)
+
+
+def select_kv_cache_rows(cache: Any, index: Int[Tensor, " rows"]) -> Any:
+    """Keep (or repeat) the rows ``index`` of a :func:`new_kv_cache` cache, in that order."""
+    for entry in cache.entries:
+        entry.past_keys = entry.past_keys[index.to(entry.past_keys.device)]
+        entry.past_values = entry.past_values[index.to(entry.past_values.device)]
+    mask = cache.previous_attention_mask
+    cache.previous_attention_mask = mask[index.to(mask.device)]
+    return cache
 
 
 # --------------------------------------------------------------------------- fast path
