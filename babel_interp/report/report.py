@@ -282,6 +282,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
     across seeds (excess by region and layer, losses, probe accuracy, neuron counts beside
     their nulls, stage verdicts, token efficiency)."""
     from babel_interp.analysis.efficiency import efficiency_summary
+    from babel_interp.report.execution import add_execution_section
     from babel_interp.report.study import (
         comparison_table,
         equal_step_excess,
@@ -351,6 +352,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
                 "random-init count), means over seeds. lape_shared: assigned by LAPE to both "
                 "languages; primary_active: primary-specific and active on the target",
             )
+        add_execution_section(doc, root, seeds, lang, fig_dir)
         verdicts = {
             f"seed {s} {kind}": meta.get("verdicts", {}).get(f"seed_{s}/{lang}/{kind}", "not run")
             for s in seeds

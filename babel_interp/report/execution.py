@@ -1,0 +1,111 @@
+"""The study report's execution section: pass@1 of the continued and scratch models at equal
+steps, across seeds, with the problem-route transfer ratio. Reads saved tables only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from babel_interp.analysis.stats import t_interval
+from babel_interp.report.document import ReportDocument
+from babel_interp.report.execution_plots import plot_pass_at_k
+
+__all__ = ["add_execution_section", "execution_comparison", "read_pass_at_k"]
+
+KINDS = ("continual", "scratch")
+_LABEL = {"continual": "continued", "scratch": "scratch"}
+
+
+def read_pass_at_k(run: Path, language: str, k: int = 1) -> pd.DataFrame:
+    """``RUN/analysis/execution/pass_at_k.csv`` rows of ``language`` and ``k`` (empty if none)."""
+    path = run / "analysis" / "execution" / "pass_at_k.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    df = pd.read_csv(path)
+    return df[(df["language"] == language) & (df["k"] == k)]
+
+
+def _fmt(v: float, lo: float, hi: float) -> str:
+    if any(isinstance(x, float) and math.isnan(x) for x in (v, lo, hi)):
+        return f"{v:.2f}" if not math.isnan(v) else "—"
+    return f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def execution_comparison(root: Path, seeds: list[int], language: str) -> pd.DataFrame:
+    """pass@1 of both runs at the steps both reached, per step: mean over seeds with a
+    Student-t interval (two or more seeds) or the bootstrap interval over problems (one)."""
+    per: dict[str, list[pd.DataFrame]] = {kind: [] for kind in KINDS}
+    for s in seeds:
+        for kind in KINDS:
+            df = read_pass_at_k(root / f"seed_{s}" / language / kind, language)
+            if len(df):
+                per[kind].append(df.assign(seed=s))
+    if not per["continual"] or not per["scratch"]:
+        return pd.DataFrame()
+    tables = {kind: pd.concat(frames) for kind, frames in per.items()}
+    steps = sorted(set(tables["continual"]["step"]) & set(tables["scratch"]["step"]))
+    rows = []
+    for step in steps:
+        row: dict = {"step": int(step)}
+        for kind in KINDS:
+            d = tables[kind][tables[kind]["step"] == step]
+            if len(d) >= 2:
+                ci = t_interval(d["pass_at_k"].to_numpy())
+                row[_LABEL[kind]] = _fmt(float(d["pass_at_k"].mean()), ci.low, ci.high)
+            else:
+                r = d.iloc[0]
+                row[_LABEL[kind]] = _fmt(r["pass_at_k"], r["ci_low"], r["ci_high"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def add_execution_section(
+    doc: ReportDocument, root: Path, seeds: list[int], language: str, fig_dir: Path
+) -> bool:
+    """pass@1 curves and the equal-step table of ``language``; False when nothing was run."""
+    table = execution_comparison(root, seeds, language)
+    if table.empty:
+        return False
+    curves = {}
+    for s in seeds:
+        for kind in KINDS:
+            df = read_pass_at_k(root / f"seed_{s}" / language / kind, language)
+            if len(df):
+                curves[f"{_LABEL[kind]} (seed {s})"] = df
+    n = len(seeds)
+    doc.figure(
+        plot_pass_at_k(curves, fig_dir / f"{language}_pass_at_1.png", title=language),
+        f"{language}: pass@1 (greedy) of executed programs against steps, continued vs. "
+        "scratch (bands: bootstrap interval over problems)",
+    )
+    how = "Student t across seeds" if n > 1 else "bootstrap over problems, one seed"
+    doc.table(
+        table,
+        f"{language}: pass@1 at equal steps, mean [95% CI, {how}]: the share of held-out "
+        "problems whose greedy completion passes its tests when executed",
+    )
+    transfers = []
+    for s in seeds:
+        path = root / f"seed_{s}" / language / "continual" / "analysis" / "execution"
+        path = path / "transfer.csv"
+        if path.is_file():
+            transfers.append(pd.read_csv(path).assign(seed=s))
+    if transfers:
+        t = pd.concat(transfers)
+        t = t[t["n_c"] > 0]
+        if len(t):
+            doc.table(
+                t[["seed", "step", "ratio", "ci_low", "ci_high", "n_c", "n_pc", "n_p"]].round(3),
+                "Knowledge-transfer ratio by the paper's problem route: P = tasks the "
+                "primary-only model solves in the primary language and the scratch model "
+                "fails; C = tasks the continued model solves (checkpoints solving none are "
+                "left out: the ratio is undefined there)",
+            )
+        else:
+            doc.text(
+                f"Problem-route transfer ratio ({language}): undefined at every checkpoint — "
+                "the continued model solves no task that both reference models were scored on."
+            )
+    return True
