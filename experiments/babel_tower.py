@@ -54,6 +54,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         random_inits=3,
         completion_docs=12,
         completion_tokens=16,
+        execution=True,
+        execution_problems=24,
+        # The tiny model's context is seq_len (128) tokens: 48 new tokens leave 80 of prompt.
+        execution_tokens=48,
     ),
     # The paper's four new languages, three seeds, longer runs: for a workstation or a GPU.
     "full": dict(
@@ -77,6 +81,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         random_inits=5,
         completion_docs=40,
         completion_tokens=32,
+        execution=True,
+        execution_problems=80,
+        execution_tokens=128,
     ),
     # Real code at the CPU pilot's scale: Python's standard library, then Debian PHP; a 7M model
     # (preset pilot), 2M + 2M tokens, the scratch baseline over the first half. About 27 minutes
@@ -104,6 +111,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         random_inits=3,
         completion_docs=0,
         completion_tokens=16,
+        # HumanEval pass@1 of a 7M model is 0: execution is off unless asked for.
+        execution=False,
+        execution_problems=164,
+        execution_tokens=256,
     ),
     # Real code at the GPU pilot's scale, sized for one 15-minute lease of one H100/H200:
     # a 34M model (preset medium), ~30M Python tokens (standard library and site-packages; 30.5M
@@ -135,6 +146,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         random_inits=3,
         completion_docs=0,
         completion_tokens=16,
+        execution=False,
+        execution_problems=164,
+        execution_tokens=256,
         dtype="bfloat16",
         compile=True,
     ),
@@ -157,6 +171,12 @@ class BabelTowerConfig:
     ``neuron_languages`` are extra corpus languages, not trained on, whose activations join
     LAPE's statistics (two-language LAPE is degenerate).
     ``dtype`` and ``compile`` are the trainer's (``bfloat16`` autocast, ``torch.compile``).
+    ``execution`` measures pass@1 (greedy) at every checkpoint by executing sampled programs in
+    the sandbox: ``execution_problems`` problems per language of ``execution_suite``
+    (``synthetic``: held-out programs of the study's corpus, the default on the synthetic
+    corpus; ``humaneval`` on real code), completions of at most ``execution_tokens`` tokens.
+    The stage detector then reads pass@1 as performance, and the transfer ratio gains the
+    paper's problem route.
     """
 
     out: str = "runs/babel_tower"
@@ -182,6 +202,10 @@ class BabelTowerConfig:
     n_per_pair: int = 0
     completion_docs: int = 0
     completion_tokens: int = 0
+    execution: bool | None = None
+    execution_problems: int = 0
+    execution_suite: str = ""
+    execution_tokens: int = 0
     corpus: str = ""
     python_trees: list[str] = field(default_factory=list)
     max_source_mb: float = 0.0
@@ -211,6 +235,8 @@ class BabelTowerConfig:
                 setattr(self, key, list(value) if isinstance(value, list) else value)
         if not self.python_trees:
             self.python_trees = ["stdlib"]
+        if not self.execution_suite:
+            self.execution_suite = "synthetic" if self.corpus == "synthetic" else "humaneval"
         if self.corpus not in CORPUS_KINDS and not Path(self.corpus).is_dir():
             raise ValueError(
                 f"BabelTowerConfig.corpus must be one of {CORPUS_KINDS} or a corpus directory; "
@@ -256,6 +282,7 @@ class BabelTowerConfig:
             "n_checkpoints",
             "eval_windows",
             "random_inits",
+            *(("execution_problems", "execution_tokens") if self.execution else ()),
         ):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"BabelTowerConfig.{name} must be positive")
@@ -577,6 +604,9 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 progress=cfg.progress,
             )
             transferring.analyze_run(run, ncfg)
+            if cfg.execution:
+                _log(f"evaluate: pass@1 by execution, {tag}")
+                _evaluate(cfg, run, lang, seed, device)
             if synthetic:
                 _log(f"analyze: transfer ratio, {tag}")
                 transfer.analyze_run(
@@ -590,6 +620,9 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 )
             result, _series, _paths = stages.analyze_run(run, language=lang, primary=cfg.primary)
             verdicts[f"seed_{seed}/{lang}/{kind}"] = result.verdict
+        if cfg.execution:
+            _log(f"evaluate: problem-route transfer ratio, seed {seed} {lang}")
+            _problem_transfer(cfg, layout, seed, lang, device)
         eff = token_efficiency(
             str(layout.continual(seed, lang)), str(layout.scratch(seed, lang)), lang
         )
@@ -598,6 +631,57 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
             index=False,
         )
     return {"verdicts": verdicts, "notes": notes}
+
+
+def _execution_config(cfg: BabelTowerConfig, lang: str, seed: int) -> Any:
+    from babel_interp.evaluation.evaluate import ExecutionConfig
+
+    return ExecutionConfig(
+        suite=cfg.execution_suite,
+        languages=(lang,),
+        max_problems=cfg.execution_problems,
+        max_new_tokens=cfg.execution_tokens,
+        seed=seed,
+    )
+
+
+def _evaluate(
+    cfg: BabelTowerConfig, run: Path, lang: str, seed: int, device: str, steps: Any = None
+) -> Any:
+    """pass@1 of every checkpoint of ``run`` in ``lang`` (tables, then the figure)."""
+    from babel_interp.evaluation.evaluate import evaluate_run
+    from babel_interp.report.execution_plots import plot_pass_at_k
+    from babel_interp.runs import figures_dir
+
+    result = evaluate_run(
+        run, _execution_config(cfg, lang, seed), steps=steps, device=device, progress=cfg.progress
+    )
+    plot_pass_at_k(result.pass_at_k(), figures_dir(run) / f"pass_at_k_{lang}.png", title=lang)
+    return result
+
+
+def _problem_transfer(
+    cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int, lang: str, device: str
+) -> None:
+    """The paper's knowledge-transfer ratio from solved problems: the primary-only model's
+    last checkpoint is evaluated in the primary language, then P and C are read from the
+    execution tables; written to ``continual/analysis/execution/transfer.csv``."""
+    from babel_interp.evaluation.evaluate import load_execution
+    from babel_interp.evaluation.transfer import problem_transfer_series
+    from babel_interp.runs import analysis_dir, list_checkpoints
+
+    primary = layout.primary(seed)
+    last = list_checkpoints(primary)[-1].step
+    prim = _evaluate(cfg, primary, cfg.primary, seed, device, steps=[last])
+    scratch = load_execution(analysis_dir(layout.scratch(seed, lang), "execution"))
+    cont = load_execution(analysis_dir(layout.continual(seed, lang), "execution"))
+    df = problem_transfer_series(
+        prim.samples, scratch.samples, cont.samples, lang, cfg.primary, seed=seed
+    )
+    out = analysis_dir(layout.continual(seed, lang), "execution") / "transfer.csv"
+    tmp = out.with_name(".transfer.csv.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out)
 
 
 def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, Any]:
@@ -712,6 +796,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-source-mb", type=float, help="cap each language's source text")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--execution",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pass@1 by executing sampled programs at every checkpoint (default: the profile's)",
+    )
+    parser.add_argument("--execution-suite", help="synthetic | humaneval | a JSONL file")
+    parser.add_argument("--execution-problems", type=int, help="problems per language")
     args = parser.parse_args(argv)
     d: dict[str, Any] = {}
     if args.config:
@@ -727,6 +819,12 @@ def main(argv: list[str] | None = None) -> int:
         d["seeds"] = [int(s) for s in args.seeds.split(",")]
     if args.no_progress:
         d["progress"] = False
+    if args.execution is not None:
+        d["execution"] = args.execution
+    if args.execution_suite:
+        d["execution_suite"] = args.execution_suite
+    if args.execution_problems:
+        d["execution_problems"] = args.execution_problems
     try:
         cfg = BabelTowerConfig.from_dict(d)
         if args.pack_sources:

@@ -30,6 +30,8 @@ MICRO = dict(
     n_per_pair=2,
     completion_docs=3,
     completion_tokens=8,
+    execution_problems=3,
+    execution_tokens=24,
     progress=False,
 )
 
@@ -70,8 +72,30 @@ def test_study_runs_every_stage_and_writes_the_report(study):
         "transfer/transfer.csv",
         "stages/stages.json",
         "efficiency/efficiency.csv",
+        "execution/samples.csv",
+        "execution/pass_at_k.csv",
+        "execution/transfer.csv",
     ):
         assert (cont / "analysis" / table).is_file(), table
+    # pass@1 by execution at every checkpoint of both runs, and the primary model's last one.
+    for run in (cont, out / "seed_0" / "php" / "scratch"):
+        steps = {p.name for p in (run / "checkpoints").iterdir()}
+        samples = pd.read_csv(run / "analysis" / "execution" / "samples.csv")
+        assert samples["step"].nunique() == len(steps)
+        assert set(samples["language"]) == {"php"}
+        assert samples.groupby("step")["task_id"].nunique().eq(3).all()
+        assert set(samples["status"]) <= {
+            "passed",
+            "wrong_answer",
+            "runtime_error",
+            "compile_error",
+            "timeout",
+        }
+    prim = pd.read_csv(out / "seed_0" / "primary" / "analysis" / "execution" / "samples.csv")
+    assert set(prim["language"]) == {"python"} and prim["step"].nunique() == 1
+    # The stage detector read pass@1 as performance (the paper's definition).
+    stages = json.loads((cont / "analysis" / "stages" / "stages.json").read_text())
+    assert "pass_at_1" in stages["php"]["sources"]
     # The continued run starts from the primary model's last checkpoint.
     run_cfg = json.loads((cont / "run_config.json").read_text())
     assert "primary" in json.dumps(run_cfg["init_from"])
@@ -79,6 +103,7 @@ def test_study_runs_every_stage_and_writes_the_report(study):
     for section in ("What the measurements show", "Setup", "Corpus", "php (seed 0)", "Limits"):
         assert section in text
     assert "stage detector:" in text
+    assert "pass@1 at equal steps" in text
     figures = list((out / "figures").glob("*.png"))
     assert len(figures) >= 4
     assert (out / "report.html").read_text().count("data:image/png;base64") == len(
