@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from babel_interp.corpus.shards import CorpusReader, ShardWriter, write_manifest
@@ -183,6 +184,14 @@ def test_quick_profile_runs_end_to_end(quick):
     assert all(r["metrics_digest"] for r in prov["provenance"]["runs"])
     assert "| babel-tower | 2 |" in res.markdown
     assert Path(res.paths["table_md"]).read_text() == res.markdown
+    # pass@1 by execution of every run's final model, in every language, beside bits/byte.
+    passk = pd.read_csv(res.paths["pass_at_1_csv"])
+    assert len(passk) == 2 * 2 * 3 and set(passk["language"]) == {"python", "php", "go"}
+    assert passk["n_problems"].eq(cfg.execution_problems).all()
+    assert passk["pass_at_1"].between(0, 1).all()
+    assert "pass@1 by execution" in res.markdown and "macro − proportional" in res.markdown
+    for run in (out / "runs").glob("*/seed_*"):
+        assert (run / "analysis" / "execution" / "samples.csv").is_file()
 
 
 def test_completed_runs_are_reused_and_a_new_mixture_is_added(quick):

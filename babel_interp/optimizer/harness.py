@@ -33,7 +33,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "evidence_steps": 16,
         "evidence_every": 2,
         "checkpoint_every": 0,
+        "execution_problems": 3,
+        "execution_tokens": 48,
         # Intra-op threads only add contention for a model this small (measured on 2 loaded
         # cores: 27 ms per step with one thread, 1.5 s with two).
         "num_threads": 1,
@@ -123,6 +125,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "evidence_every": 10,
         "evidence_working_language": True,
         "checkpoint_every": 100,
+        "execution_problems": 40,
+        "execution_tokens": 128,
         "num_threads": None,
     },
 }
@@ -136,6 +140,9 @@ class HarnessConfig:
     profile) under ``OUT/corpus``. ``token_budget`` is the training tokens of every run (rounded
     up to whole steps of ``batch_size * seq_len``). ``model`` (a ModelConfig dict) overrides
     ``preset``. ``reference`` is the mixture speedups and regressions are measured against.
+    ``execution_problems`` > 0 also measures pass@1 (greedy, executed in the sandbox) of every
+    run's final model in every corpus language with a runner, on ``execution_suite``
+    (``synthetic``: held-out programs of the corpus; ``humaneval``; or a JSONL file).
     """
 
     out: str
@@ -163,6 +170,9 @@ class HarnessConfig:
     evidence_working_language: bool = False
     evidence_probes_per_pair: int = 5
     checkpoint_every: int = 0
+    execution_problems: int = 0
+    execution_suite: str = "synthetic"
+    execution_tokens: int = 128
     num_threads: int | None = None
     device: str = "auto"
     progress: bool = True
@@ -198,6 +208,7 @@ class HarnessConfig:
             "evidence_steps",
             "evidence_every",
             "evidence_probes_per_pair",
+            "execution_tokens",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -207,6 +218,13 @@ class HarnessConfig:
         ):
             raise ValueError(
                 f"HarnessConfig.checkpoint_every must be an int >= 0, got {self.checkpoint_every!r}"
+            )
+        if isinstance(self.execution_problems, bool) or not (
+            isinstance(self.execution_problems, int) and self.execution_problems >= 0
+        ):
+            raise ValueError(
+                f"HarnessConfig.execution_problems must be an int >= 0, "
+                f"got {self.execution_problems!r}"
             )
         if self.num_threads is not None and (
             not isinstance(self.num_threads, int) or self.num_threads < 1
@@ -595,6 +613,7 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     steps = cfg.steps
     outcomes: list[RunOutcome] = []
     notes: list[str] = []
+    paths: dict[str, str] = {}
     jobs = [(name, seed) for name in resolved for seed in cfg.seeds]
     for name, seed in tqdm(jobs, desc="harness runs", disable=not cfg.progress):
         r = resolved[name]
@@ -645,6 +664,11 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
         )
     per_seed = per_seed_measures(outcomes, cfg.primary, cfg.reference)
     per_seed["total_tokens"] = [o.extra["total_tokens"] for o in outcomes]
+    passk_md = ""
+    if cfg.execution_problems > 0:
+        passk = _pass_at_1(cfg, outcomes, reader.languages, steps)
+        paths["pass_at_1_csv"] = str(_write_csv(passk, out / "pass_at_1.csv"))
+        passk_md = pass_at_1_markdown(passk, cfg.reference)
     table = summarize(outcomes, cfg.primary, cfg.reference)
     languages = [lang for lang in reader.languages if f"bpb:{lang}" in per_seed.columns]
     md = markdown_table(table, languages)
@@ -663,11 +687,13 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     curves = pd.concat(
         [o.curve.assign(mixture=o.mixture, seed=o.seed) for o in outcomes], ignore_index=True
     )
-    paths = {
-        "table_csv": str(_write_csv(table, out / "comparison.csv")),
-        "per_seed_csv": str(_write_csv(per_seed, out / "per_seed.csv")),
-        "curves_csv": str(_write_csv(curves, out / "curves.csv")),
-    }
+    paths.update(
+        {
+            "table_csv": str(_write_csv(table, out / "comparison.csv")),
+            "per_seed_csv": str(_write_csv(per_seed, out / "per_seed.csv")),
+            "curves_csv": str(_write_csv(curves, out / "curves.csv")),
+        }
+    )
     header = (
         f"# Mixture comparison ({cfg.profile} profile)\n\n"
         f"Equal budget: {steps} steps x {cfg.batch_size} x {cfg.seq_len} = "
@@ -680,7 +706,7 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
         f"optimizer seconds (evidence runs, analyzers, controller) / training seconds.\n\n"
     )
     notes_md = "".join(f"- {n}\n" for n in notes)
-    md_full = header + md + ("\nNotes:\n" + notes_md if notes else "")
+    md_full = header + md + passk_md + ("\nNotes:\n" + notes_md if notes else "")
     md_path = out / "comparison.md"
     tmp = md_path.with_name(md_path.name + ".tmp")
     tmp.write_text(md_full, encoding="utf-8")
@@ -699,6 +725,81 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     tmp.write_text(md_full, encoding="utf-8")
     os.replace(tmp, md_path)
     return HarnessResult(outcomes, per_seed, table, md_full, weights, paths, notes)
+
+
+def _pass_at_1(
+    cfg: HarnessConfig, outcomes: Sequence[RunOutcome], languages: Sequence[str], step: int
+) -> pd.DataFrame:
+    """pass@1 of every run's final checkpoint in every corpus language with a runner: one row
+    per (mixture, seed, language). Evaluations already written are reused."""
+    from babel_interp.evaluation.evaluate import ExecutionConfig, evaluate_run
+    from babel_interp.evaluation.runners import EXECUTION_LANGUAGES
+
+    langs = tuple(x for x in languages if x in EXECUTION_LANGUAGES)
+    rows = []
+    for o in tqdm(outcomes, desc="pass@1", disable=not cfg.progress):
+        ecfg = ExecutionConfig(
+            suite=cfg.execution_suite,
+            languages=langs,
+            max_problems=cfg.execution_problems,
+            max_new_tokens=cfg.execution_tokens,
+            seed=o.seed,
+        )
+        res = evaluate_run(o.run_dir, ecfg, steps=[step], device=cfg.device, progress=False)
+        for r in res.pass_at_k().itertuples():
+            rows.append(
+                {
+                    "mixture": o.mixture,
+                    "seed": o.seed,
+                    "language": r.language,
+                    "pass_at_1": r.pass_at_k,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                    "n_problems": r.n_problems,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def pass_at_1_markdown(passk: pd.DataFrame, reference: str) -> str:
+    """pass@1 per mixture and language (mean over seeds with a Student-t interval), the macro
+    average, the paired difference against ``reference``, and which mixture is best where."""
+    from babel_interp.analysis.stats import t_interval
+
+    if passk.empty:
+        return ""
+    langs = sorted(passk["language"].unique())
+    wide = passk.pivot_table(index=["mixture", "seed"], columns="language", values="pass_at_1")
+    wide["macro"] = wide[langs].mean(axis=1)
+    cols = [*langs, "macro"]
+
+    def cell(values: np.ndarray) -> str:
+        values = values[np.isfinite(values)]
+        if len(values) < 2:
+            return f"{values.mean():.3f}" if len(values) else "—"
+        ci = t_interval(values)
+        return f"{values.mean():.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
+    lines = ["| mixture | " + " | ".join(cols) + f" | macro − {reference} (paired) |"]
+    lines.append("|---" * (len(cols) + 2) + "|")
+    ref = wide.xs(reference, level="mixture")["macro"] if reference in wide.index else None
+    for mix, g in wide.groupby(level="mixture"):
+        cells = [cell(g[c].to_numpy(dtype=float)) for c in cols]
+        diff = "—"
+        if ref is not None and mix != reference:
+            d = g.droplevel("mixture")["macro"] - ref
+            diff = cell(d.dropna().to_numpy(dtype=float))
+        lines.append(f"| {mix} | " + " | ".join(cells) + f" | {diff} |")
+    means = wide.groupby(level="mixture")[cols].mean()
+    best = ", ".join(f"{c}: {means[c].idxmax()}" for c in cols if means[c].max() > 0)
+    return (
+        "\n## pass@1 by execution (greedy, held-out problems)\n\n"
+        "Mean over seeds [95% Student-t interval over seeds]; the last column is the macro "
+        "pass@1 minus the reference's, paired by seed.\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + (f"Highest mean pass@1 — {best}.\n" if best else "No mixture solves any problem.\n")
+    )
 
 
 def _calibration_outputs(
