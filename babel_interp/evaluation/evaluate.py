@@ -34,7 +34,7 @@ from babel_interp.evaluation.execute import STATUSES, execute
 from babel_interp.evaluation.passk import pass_at_k_summary
 from babel_interp.evaluation.problems import Problem, load_problems
 from babel_interp.evaluation.runners import EXECUTION_LANGUAGES, check_toolchains, toolchain_report
-from babel_interp.evaluation.sampling import SamplingConfig, sample_completions
+from babel_interp.evaluation.sampling import SamplingConfig, sample
 from babel_interp.evaluation.sandbox import SandboxLimits
 from babel_interp.languages import get_language
 from babel_interp.runs import analysis_dir, read_run_config, select_checkpoints
@@ -245,8 +245,11 @@ def pass_at_k_table(
     rows = []
     probs = problem_table(samples)
     for (step, lang), grp in probs.groupby(["step", "language"], sort=True):
-        status = samples[(samples["step"] == step) & (samples["language"] == lang)]["status"]
+        here = samples[(samples["step"] == step) & (samples["language"] == lang)]
+        status = here["status"]
         shares = {f"share_{s}": float((status == s).mean()) for s in STATUSES}
+        if "prompt_truncated" in here.columns:
+            shares["share_prompt_truncated"] = float(here["prompt_truncated"].astype(bool).mean())
         for kk in k:
             if grp["n"].min() < kk:
                 continue
@@ -265,7 +268,8 @@ def pass_at_k_table(
                 }
             )
     cols = ["step", "language", "k", "pass_at_k", "ci_low", "ci_high", "n_problems", "n_samples"]
-    return pd.DataFrame(rows, columns=cols + [f"share_{s}" for s in STATUSES])
+    shares = [f"share_{s}" for s in STATUSES] + ["share_prompt_truncated"]
+    return pd.DataFrame(rows, columns=cols + shares)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,13 +370,18 @@ def evaluate_model(
     config: ExecutionConfig,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Sample ``config.n_samples`` completions per problem, execute them, one row per sample."""
-    completions = sample_completions(model, tokenizer, problems, config.sampling(), progress)
+    """Sample ``config.n_samples`` completions per problem, execute them, one row per sample.
+
+    ``prompt_truncated`` marks problems whose prompt was longer than the model's context minus
+    ``max_new_tokens`` (the model saw the prompt's end only)."""
+    sampled = sample(model, tokenizer, problems, config.sampling(), progress)
+    completions = sampled.completions
+    truncated = sampled.truncated
     pairs = [(p, c) for p, cs in zip(problems, completions, strict=True) for c in cs]
     results = execute(pairs, workers=config.workers, limits=config.limits(), progress=progress)
     rows = []
     i = 0
-    for p, cs in zip(problems, completions, strict=True):
+    for p_index, (p, cs) in enumerate(zip(problems, completions, strict=True)):
         for j, c in enumerate(cs):
             r = results[i]
             i += 1
@@ -385,6 +394,7 @@ def evaluate_model(
                     "reason": r.reason,
                     "compile_s": round(r.compile_s, 4),
                     "run_s": round(r.run_s, 4),
+                    "prompt_truncated": truncated[p_index],
                     "completion": c[:_COMPLETION_CHARS],
                 }
             )

@@ -187,7 +187,8 @@ class SamplingResult:
     """Completions (``n`` per problem, in problem order, cut at the stop sequences) and counts.
 
     ``n_truncated_prompts``: prompts longer than ``n_ctx - max_new_tokens`` tokens, which kept
-    their end. ``n_sampled_tokens``: tokens sampled over all rows (EOS included).
+    their end; ``truncated`` says which (one flag per problem). ``n_sampled_tokens``: tokens
+    sampled over all rows (EOS included).
     ``finish_reasons``: rows per :data:`FINISH_REASONS`. ``kv_cache``: whether the cached decoder
     ran (False: every step recomputed the sequences).
     """
@@ -197,6 +198,7 @@ class SamplingResult:
     n_sampled_tokens: int = 0
     finish_reasons: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FINISH_REASONS, 0))
     kv_cache: bool = False
+    truncated: list[bool] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,7 +534,8 @@ def sample(
     encoded = [
         encode_prompt(tokenizer, p.prompt, max_prompt, config.token_healing) for p in problems
     ]
-    result.n_truncated_prompts = sum(e.truncated for e in encoded)
+    result.truncated = [bool(e.truncated) for e in encoded]
+    result.n_truncated_prompts = sum(result.truncated)
 
     device = next(model.parameters()).device  # type: ignore[attr-defined]
     n_vocab = min(int(model.cfg.d_vocab), len(tokenizer))

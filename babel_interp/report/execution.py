@@ -12,7 +12,12 @@ from babel_interp.analysis.stats import t_interval
 from babel_interp.report.document import ReportDocument
 from babel_interp.report.execution_plots import plot_pass_at_k
 
-__all__ = ["add_execution_section", "execution_comparison", "read_pass_at_k"]
+__all__ = [
+    "add_execution_section",
+    "execution_comparison",
+    "pass_at_1_sentence",
+    "read_pass_at_k",
+]
 
 KINDS = ("continual", "scratch")
 _LABEL = {"continual": "continued", "scratch": "scratch"}
@@ -25,6 +30,30 @@ def read_pass_at_k(run: Path, language: str, k: int = 1) -> pd.DataFrame:
         return pd.DataFrame()
     df = pd.read_csv(path)
     return df[(df["language"] == language) & (df["k"] == k)]
+
+
+def pass_at_1_sentence(continued: Path, scratch: Path, language: str) -> str:
+    """One sentence on pass@1 of a continued run beside its scratch baseline ("" if not run)."""
+    c = read_pass_at_k(continued, language).sort_values("step")
+    s = read_pass_at_k(scratch, language).sort_values("step")
+    if c.empty:
+        return ""
+    best = c.loc[c["pass_at_k"].idxmax()]
+    last = c.iloc[-1]
+    peak = _fmt(best["pass_at_k"], best["ci_low"], best["ci_high"])
+    end = _fmt(last["pass_at_k"], last["ci_low"], last["ci_high"])
+    text = (
+        f"pass@1 by execution ({int(last['n_problems'])} held-out problems): the continued "
+        f"model peaks at {peak} at step {int(best['step'])} and ends at {end} at step "
+        f"{int(last['step'])}"
+    )
+    if not s.empty:
+        sl = s.iloc[-1]
+        text += (
+            f"; the scratch model reaches {_fmt(sl['pass_at_k'], sl['ci_low'], sl['ci_high'])} "
+            f"at its last step {int(sl['step'])}"
+        )
+    return text + "."
 
 
 def _fmt(v: float, lo: float, hi: float) -> str:
@@ -81,6 +110,16 @@ def add_execution_section(
         "scratch (bands: bootstrap interval over problems)",
     )
     how = "Student t across seeds" if n > 1 else "bootstrap over problems, one seed"
+    cut = [
+        df["share_prompt_truncated"].max()
+        for df in curves.values()
+        if "share_prompt_truncated" in df.columns
+    ]
+    if cut and max(cut) > 0:
+        doc.text(
+            f"{max(cut):.0%} of the {language} prompts are longer than the model's context "
+            "minus the completion budget: the model sees their last tokens only."
+        )
     doc.table(
         table,
         f"{language}: pass@1 at equal steps, mean [95% CI, {how}]: the share of held-out "

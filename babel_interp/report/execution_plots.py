@@ -56,6 +56,6 @@ def plot_pass_at_k(
         ax.grid(alpha=0.3)
         if any(tables):
             ax.legend(loc="upper left", fontsize=8)
-    if title:
+    if title and not (len(langs) == 1 and title == langs[0]):
         fig.suptitle(title)
     return save_figure(fig, out_path)

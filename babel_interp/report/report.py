@@ -206,6 +206,7 @@ def add_optimizer_sections(doc: ReportDocument, optimize: Path) -> None:
 def experiment_summary(root: Path, meta: dict) -> list[str]:
     """Plain-language findings, one bullet per (seed, language), as measured."""
     from babel_interp.analysis.efficiency import efficiency_summary, token_efficiency
+    from babel_interp.report.execution import pass_at_1_sentence
 
     cfg = meta.get("config", {})
     lines = []
@@ -219,6 +220,7 @@ def experiment_summary(root: Path, meta: dict) -> list[str]:
             parts.append(
                 _excess_sentence("From-scratch baseline", working_language_summary(scratch))
             )
+            parts.append(pass_at_1_sentence(cont, scratch, lang))
             try:
                 eff = token_efficiency(str(cont), str(scratch), lang)
                 summ = efficiency_summary(eff)
