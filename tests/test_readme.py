@@ -53,6 +53,8 @@ def test_library_example_runs(tmp_path, monkeypatch):
         assert big in code, big
         code = code.replace(big, small)
     code = code.replace('analyze_run("runs/php",', 'analyze_run("runs/php", progress=False, cfg=')
+    assert "max_problems=8))" in code
+    code = code.replace("max_problems=8))", "max_problems=2, max_new_tokens=8), progress=False)")
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
     namespace: dict = {}
@@ -60,3 +62,6 @@ def test_library_example_runs(tmp_path, monkeypatch):
     df = namespace["result"].to_dataframe()
     assert len(df) > 0 and {"p_primary", "p_target"} <= set(df.columns)
     assert (tmp_path / "runs" / "php" / "analysis" / "working_language" / "aggregate.csv").is_file()
+    passk = namespace["passk"].pass_at_k()
+    assert set(passk["language"]) == {"php"} and passk["n_problems"].eq(2).all()
+    assert (tmp_path / "runs" / "php" / "analysis" / "execution" / "samples.csv").is_file()
