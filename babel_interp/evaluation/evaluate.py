@@ -207,6 +207,9 @@ def load_execution(directory: str | os.PathLike) -> EvaluationResult:
             raise FileNotFoundError(f"{d / name} does not exist: no execution results in {d}")
     meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
     samples = pd.read_csv(d / "samples.csv", keep_default_na=False, na_values=[""])
+    for col in ("reason", "completion"):
+        if col in samples.columns:  # an empty completion is text, not a missing value
+            samples[col] = samples[col].fillna("").astype(str)
     return EvaluationResult(samples, ExecutionConfig.from_dict(meta["config"]), meta["skipped"])
 
 
