@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _model_fixtures import TEXT, TINY, memorized_model
 
 from babel_interp.analysis.performance import (
     CompletionItem,
@@ -26,37 +27,14 @@ from babel_interp.analysis.performance import (
     validation_loss,
 )
 from babel_interp.corpus.shards import CorpusReader, ShardWriter, write_manifest
-from babel_interp.model import ModelConfig, build_model, save_model
+from babel_interp.model import build_model, save_model
 from babel_interp.runs import checkpoint_dirname
-
-TINY = ModelConfig(n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=128, n_ctx=64, seed=0)
-TEXT = "def count(items):\n    return len(items)\n"
 
 
 @pytest.fixture(scope="module")
 def trained(small_tokenizer):
     """A tiny model that has memorized TEXT (repeated, EOS-separated)."""
-    torch.manual_seed(0)
-    model = build_model(TINY, tokenizer=small_tokenizer)
-    eos = small_tokenizer.eos_token_id
-    doc = [eos] + small_tokenizer(TEXT, add_special_tokens=False)["input_ids"]
-    stream = torch.tensor(doc * 12)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(60):
-        starts = torch.randint(0, len(stream) - 25, (8,))
-        batch = torch.stack([stream[s : s + 25] for s in starts.tolist()])
-        logits = model(batch[:, :-1], return_type="logits")
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
-        )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    final = float(loss.detach())
-    assert final < 0.3, f"the fixture model did not memorize its text (loss {final})"
-    return model
+    return memorized_model(small_tokenizer)
 
 
 def test_matching_rules():
