@@ -25,12 +25,14 @@ $(VENV_TL4)/.installed: pyproject.toml $(CONSTRAINTS_TL4)
 	touch $@
 
 # Compilers and interpreters that execute generated programs (PHP, Go, C++, C#) come from the
-# distribution; Python is the running interpreter. Root installs them; anyone else is told how.
-TOOLCHAIN_PACKAGES ?= php-cli golang-go g++ mono-mcs mono-runtime
+# distribution. Python is the running interpreter, or Debian's python3 where the sandbox's
+# unprivileged user cannot reach the running one (a pyenv under /root). Root installs them;
+# anyone else is told how.
+TOOLCHAIN_PACKAGES ?= php-cli golang-go g++ mono-mcs mono-runtime python3
 toolchains:
 	@if command -v php >/dev/null && command -v go >/dev/null && command -v g++ >/dev/null \
-	    && command -v mcs >/dev/null && command -v mono >/dev/null; then \
-	  echo "toolchains: php, go, g++, mcs and mono are installed"; \
+	    && command -v mcs >/dev/null && command -v mono >/dev/null && test -x /usr/bin/python3; then \
+	  echo "toolchains: php, go, g++, mcs, mono and /usr/bin/python3 are installed"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TOOLCHAIN_PACKAGES); \
 	else \
