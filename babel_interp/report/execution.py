@@ -34,10 +34,12 @@ def read_pass_at_k(run: Path, language: str, k: int = 1) -> pd.DataFrame:
 
 def pass_at_1_sentence(continued: Path, scratch: Path, language: str) -> str:
     """One sentence on pass@1 of a continued run beside its scratch baseline ("" if not run)."""
-    c = read_pass_at_k(continued, language).sort_values("step")
-    s = read_pass_at_k(scratch, language).sort_values("step")
+    c = read_pass_at_k(continued, language)
+    s = read_pass_at_k(scratch, language)
     if c.empty:
         return ""
+    c = c.sort_values("step")
+    s = s.sort_values("step") if not s.empty else s
     best = c.loc[c["pass_at_k"].idxmax()]
     last = c.iloc[-1]
     peak = _fmt(best["pass_at_k"], best["ci_low"], best["ci_high"])
