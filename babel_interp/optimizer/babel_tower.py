@@ -16,11 +16,16 @@ What the paper states, and what this module chooses where it is silent:
   checkpoint with the best downstream score), or else from the loss proxy: the first point where
   ``P`` reaches ``target_share``. Its tokens seen (of that language, from the continual-pretraining
   run) times ``token_scale`` is the budget, never more than the language's natural data.
-* A language that never depended on the primary (no Translation stage, or a measured
-  working-language share never above its controls), and the primary itself, keep their data.
+* A language that never depended on the primary keeps its data, as does the primary itself.
+  Dependence is read from the working-language analyzer only at checkpoints that pass its
+  competence gate (a model that cannot yet produce the built-ins leans on noise), and only where
+  the interval of the matched excess lies above ``control_margin``. A run with no competent
+  checkpoint is insufficient evidence of dependence, so the language is not cut on its account.
 * The paper's mapping "token share = final system share eta_i / sum_j eta_j" is available as
-  ``share_rule="system_share"``; the default ``"budget"`` sets weights proportional to the budgets,
-  which is what reproduces the paper's applied result (PHP 23B -> 5B, C# 16B -> 10B, others kept).
+  ``share_rule="system_share"``, applied among the languages the allocation cuts: they share the
+  tokens of their budgets in proportion to their eta, while every language it keeps keeps its
+  budget. The default ``"budget"`` sets weights proportional to the budgets, which is what
+  reproduces the paper's applied result (PHP 23B -> 5B, C# 16B -> 10B, others kept).
 """
 
 from __future__ import annotations
@@ -198,10 +203,14 @@ class LanguageEvidence:
     ``steps``, ``tokens`` (this language's tokens seen) and ``losses`` (its validation loss) are
     parallel and cover the run's evaluations. ``best_step`` is the step at which the language is
     at its best stage, when the stage detector or a downstream evaluation says so.
-    ``depends_on_primary`` is False when the language was found never to rely on the primary
-    system (no Translation stage; share never above controls), None when unknown.
+    ``depends_on_primary`` states the answer (False: the language was found never to rely on
+    the primary system, e.g. no Translation stage); None leaves it to the measurements below.
     ``measured_share`` is the working-language share of the primary at the same steps (optional,
-    for calibration); ``control_share`` the same measure on matched controls.
+    for calibration); ``control_share`` the same measure on matched controls. ``competent`` is
+    the analyzer's competence gate per step (False where a step was not analyzed); ``excess``,
+    ``excess_lo`` and ``excess_hi`` are the matched excess (mean ``log(P_primary / P_target)``
+    at probes minus at their matched controls) at the middle layers and its interval. Only these
+    decide dependence: a share without a gate or an interval cannot tell a lean from noise.
     """
 
     language: str
@@ -214,12 +223,25 @@ class LanguageEvidence:
     measured_share: list[float] | None = None
     control_share: list[float] | None = None
     source: str = ""
+    competent: list[bool] | None = None
+    excess: list[float] | None = None
+    excess_lo: list[float] | None = None
+    excess_hi: list[float] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.steps)
         if n == 0:
             raise ValueError(f"LanguageEvidence({self.language!r}).steps is empty")
-        for name in ("tokens", "losses", "measured_share", "control_share"):
+        for name in (
+            "tokens",
+            "losses",
+            "measured_share",
+            "control_share",
+            "competent",
+            "excess",
+            "excess_lo",
+            "excess_hi",
+        ):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(
@@ -253,8 +275,9 @@ class BabelTowerConfig:
     ``target_share``: proxy value taken as the end of the best stage when no best step is given.
     ``token_scale``: multiplies tokens-at-best-stage measured in the analysis run, to carry them
     to a larger training run (1.0: the same scale). ``total_tokens``: rescale the budgets to this
-    total (None: their own sum). ``control_margin``: how far the measured share must rise above
-    its control to count as dependence on the primary.
+    total (None: their own sum). ``control_margin``: how far above 0 the lower bound of the
+    matched excess's interval (nats, mean over the middle layers) must lie, at a competent
+    checkpoint, to count as dependence on the primary.
     """
 
     primary: str = "python"
@@ -373,16 +396,56 @@ def _first_crossing(
 
 
 def _depends(ev: LanguageEvidence, margin: float) -> tuple[bool | None, str]:
+    """Whether ``ev`` shows the language leaning on the primary, with the reason to record.
+
+    True only where, at a checkpoint that passes the competence gate, the matched excess's
+    interval lies above ``margin``: an incompetent model's lean, and an excess whose interval
+    reaches down to 0, are what noise alone produces. No competent checkpoint at all is
+    insufficient evidence of dependence (False). Without a gate or an interval the measurements
+    cannot decide (None). A False reason reads as the whole reason of a "keep"; the others are
+    appended to a "cut".
+    """
     if ev.depends_on_primary is not None:
-        return ev.depends_on_primary, "stated by the stage detector / caller"
-    if ev.measured_share is not None and ev.control_share is not None:
-        excess = np.asarray(ev.measured_share, float) - np.asarray(ev.control_share, float)
-        above = bool(np.nanmax(excess) > margin)
-        return above, (
-            f"measured primary share {'rose' if above else 'never rose'} above its controls "
-            f"(max excess {float(np.nanmax(excess)):.3f}, margin {margin})"
+        if ev.depends_on_primary:
+            return True, "depends on the primary: stated by the stage detector / caller"
+        return False, "never depended on the primary: stated by the stage detector / caller"
+    if ev.competent is None or ev.excess_lo is None:
+        if ev.measured_share is not None:
+            return None, (
+                "dependence on the primary not established: the measured share comes without "
+                "the competence gate or the interval of its excess over the controls"
+            )
+        return None, "dependence on the primary not measured"
+    gate = np.asarray(ev.competent, dtype=bool)
+    lo = np.asarray(ev.excess_lo, dtype=np.float64)
+    n_competent = int(gate.sum())
+    if n_competent == 0:
+        return False, (
+            "insufficient evidence of dependence on the primary: none of the "
+            f"{len(ev.steps)} checkpoints passed the working-language competence gate"
         )
-    return None, "dependence on the primary not measured"
+    usable = gate & np.isfinite(lo)
+    if not usable.any():
+        return False, (
+            "insufficient evidence of dependence on the primary: no interval of the matched "
+            f"excess at the {n_competent} competent checkpoint(s)"
+        )
+    above = np.nonzero(usable & (lo > margin))[0]
+    if above.size:
+        i = int(above[0])
+        est = ev.excess[i] if ev.excess is not None else math.nan
+        hi = ev.excess_hi[i] if ev.excess_hi is not None else math.nan
+        return True, (
+            f"depends on the primary: the matched excess's interval lay above {margin} at "
+            f"{above.size} of {int(usable.sum())} competent checkpoints (first at step "
+            f"{ev.steps[i]}: {est:.3f} [{lo[i]:.3f}, {hi:.3f}])"
+        )
+    j = int(np.nanargmax(np.where(usable, lo, np.nan)))
+    return False, (
+        f"never depended on the primary: at none of the {int(usable.sum())} competent "
+        f"checkpoints did the matched excess's interval lie above {margin} (highest lower "
+        f"bound {lo[j]:.3f}, at step {ev.steps[j]})"
+    )
 
 
 def babel_tower_allocation(
@@ -392,9 +455,10 @@ def babel_tower_allocation(
 ) -> BabelTowerResult:
     """The paper's Algorithm 1 over natural ``sizes`` and per-language ``evidence``.
 
-    Languages without evidence, the primary, and languages that never depended on the primary
+    Languages without evidence, the primary, languages that never depended on the primary and
+    languages whose run gives insufficient evidence of dependence (no competent checkpoint)
     keep their natural data; every other language is cut to the tokens that keep it at its best
-    stage. Every decision, with its numbers, is in the result.
+    stage. Every decision, with its numbers and reason, is in the result.
     """
     cfg = cfg or BabelTowerConfig()
     if not sizes:
@@ -427,11 +491,7 @@ def babel_tower_allocation(
         depends, why = _depends(ev, cfg.control_margin)
         common = dict(alpha=proxy.alpha, beta=proxy.beta)
         if depends is False:
-            decisions.append(
-                LanguageDecision(
-                    lang, "keep", f"never depended on the primary: {why}", n, n, 1.0, **common
-                )
-            )
+            decisions.append(LanguageDecision(lang, "keep", why, n, n, 1.0, **common))
             continue
         tokens = np.asarray(ev.tokens, dtype=np.float64)
         if ev.best_step is not None:
@@ -474,9 +534,7 @@ def babel_tower_allocation(
                 )
             )
             continue
-        reason = f"cut to the tokens at its best stage ({source})"
-        if depends is None:
-            reason += f"; {why}"
+        reason = f"cut to the tokens at its best stage ({source}); {why}"
         decisions.append(
             LanguageDecision(
                 lang,
@@ -520,23 +578,40 @@ def _pooled_calibration(
 def _to_allocation(
     sizes: Mapping[str, int], decisions: list[LanguageDecision], cfg: BabelTowerConfig
 ) -> Allocation:
+    """The mixture of the decisions under ``cfg.share_rule``.
+
+    "budget": weights proportional to the decisions' budgets. "system_share": a language the
+    allocation keeps keeps its budget's weight whatever its eta (a kept language's eta only
+    records where its proxy stood, e.g. short of the target; it is no reason to shrink data the
+    decision keeps); the cut languages split the weight of their budgets' sum in proportion to
+    their eta, so one cut language may get more than its own budget. Without ``total_tokens``
+    the budgets are the decisions' own (under "system_share", the cut languages' sum split by
+    eta); with it, every budget is rescaled to that total.
+    """
     budgets = {d.language: d.budget_tokens for d in decisions}
-    if sum(budgets.values()) <= 0:
+    total_budget = sum(budgets.values())
+    if total_budget <= 0:
         raise ValueError("every language has a budget of 0 tokens")
-    if cfg.share_rule == "budget":
-        weights = {lang: b / sum(budgets.values()) for lang, b in budgets.items()}
-    else:
-        etas = {d.language: d.eta if sizes[d.language] > 0 else 0.0 for d in decisions}
+    weights = {lang: b / total_budget for lang, b in budgets.items()}
+    final = dict(budgets)
+    cut = [d for d in decisions if d.action == "cut"]
+    cut_tokens = sum(budgets[d.language] for d in cut)
+    if cfg.share_rule == "system_share" and cut_tokens > 0:
+        etas = {d.language: d.eta if sizes[d.language] > 0 else 0.0 for d in cut}
         z = sum(etas.values())
         if z <= 0:
-            raise ValueError("every language has a system share of 0; cannot normalize")
-        weights = {lang: e / z for lang, e in etas.items()}
-    total = cfg.total_tokens if cfg.total_tokens is not None else int(sum(budgets.values()))
+            raise ValueError("every cut language has a system share of 0; cannot normalize")
+        for lang, e in etas.items():
+            weights[lang] = (cut_tokens / total_budget) * e / z
+        final.update(integer_budgets(etas, cut_tokens))
+    total = cfg.total_tokens if cfg.total_tokens is not None else int(total_budget)
+    if cfg.total_tokens is not None:
+        final = integer_budgets(weights, total)
     notes = [f"{d.language}: {d.action} ({d.reason})" for d in decisions]
     return Allocation(
         method="babel-tower",
         weights=weights,
-        budgets=integer_budgets(weights, total),
+        budgets=final,
         sizes={k: int(v) for k, v in sizes.items()},
         total_tokens=total,
         params=cfg.to_dict(),

@@ -3,15 +3,16 @@
 For one new language, a run gives: per checkpoint its validation loss and tokens seen
 (:func:`babel_interp.analysis.performance.performance_series`); when the working-language analyzer
 has run (``RUN/analysis/working_language/aggregate.csv``), the share of probes whose intermediate
-layers favour the primary identifier and the same share at matched controls; and, from the stage
-detector over these series, the end of Translation (the best stage).
+layers favour the primary identifier, the same share at matched controls, the matched excess with
+its interval, and whether the checkpoint passes the analyzer's competence gate; and, from the
+stage detector over these series, the end of Translation (the best stage).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pandas as pd
 from babel_interp.optimizer.babel_tower import LanguageEvidence
 
 WORKING_LANGUAGE_TABLE = Path("analysis") / "working_language" / "aggregate.csv"
+COMPETENCE_TABLE = Path("analysis") / "working_language" / "competence.csv"
 
 
 def working_share_series(
@@ -30,7 +32,12 @@ def working_share_series(
 
     "Middle" excludes the first decoded layer (the embedding) and the output, where the
     Babel Tower signature lives (PAPER.md: middle layers still on the primary while the output
-    has switched). Columns: ``step``, ``share``, ``control_share``, ``competent`` (if present).
+    has switched). Columns: ``step``, ``share``, ``control_share``, and where the table has
+    them ``excess``, ``excess_lo``, ``excess_hi`` (the matched excess and its interval) and
+    ``competent``. The excess and both bounds are means over the middle layers. For roughly
+    normal estimates the mean of the layers' bounds is no tighter than an interval for the mean
+    excess (the standard deviation of a mean is at most the mean of the standard deviations,
+    whatever the layers' correlation), so a lower bound above 0 here is not made by averaging.
     """
     df = aggregate if isinstance(aggregate, pd.DataFrame) else pd.read_csv(aggregate)
     need = {"step", "lens", "layer_pos", "share_primary", "matched_share_primary"}
@@ -45,11 +52,70 @@ def working_share_series(
     if mid.empty:  # a one- or two-layer model has no middle: use every layer but the output
         mid = df[df["layer_pos"] < hi] if (df["layer_pos"] < hi).any() else df
     agg = {"share": ("share_primary", "mean"), "control_share": ("matched_share_primary", "mean")}
+    for name, col in (
+        ("excess", "excess_matched"),
+        ("excess_lo", "excess_matched_lo"),
+        ("excess_hi", "excess_matched_hi"),
+    ):
+        if col in mid.columns:
+            agg[name] = (col, "mean")
     if "competent" in mid.columns:
         agg["competent"] = ("competent", "max")
     out = mid.groupby("step", as_index=False).agg(**agg)
     out["step"] = out["step"].astype(int)
     return out.sort_values("step").reset_index(drop=True)
+
+
+def working_language_evidence(series: pd.DataFrame, steps: Sequence[int]) -> dict[str, Any]:
+    """The working-language fields of :class:`LanguageEvidence` at ``steps``.
+
+    ``series`` is :func:`working_share_series`'s table (``step`` as a column or the index). A
+    step the analyzer did not score has NaN measurements and has not passed the competence
+    gate; a field the table lacks (or has only NaN for) is None, which leaves dependence
+    undecided rather than guessed.
+    """
+    s = series.set_index("step") if "step" in series.columns else series
+
+    def column(name: str) -> list[float] | None:
+        if name not in s.columns:
+            return None
+        values = [float(s[name].get(step, math.nan)) for step in steps]
+        return None if all(math.isnan(v) for v in values) else values
+
+    measured = column("share")
+    control = column("control_share") if measured is not None else None
+    excess, lo, hi = column("excess"), column("excess_lo"), column("excess_hi")
+    if lo is None:
+        excess = hi = None
+    competent = None
+    if "competent" in s.columns:
+        flags = [s["competent"].get(step, False) for step in steps]
+        # NaN (a step of a table concatenated with one lacking the flag) has not passed.
+        competent = [bool(f) if pd.notna(f) else False for f in flags]
+    return dict(
+        measured_share=measured,
+        control_share=control,
+        competent=competent,
+        excess=excess,
+        excess_lo=lo,
+        excess_hi=hi,
+    )
+
+
+def _with_competence(wl: pd.DataFrame, table: Path) -> pd.DataFrame:
+    """``wl`` with the analyzer's per-step gate from ``competence.csv`` beside ``table`` when
+    the aggregate itself lacks the ``competent`` column."""
+    comp_path = table.parent / COMPETENCE_TABLE.name
+    if "competent" in wl.columns or not comp_path.is_file():
+        return wl
+    comp = pd.read_csv(comp_path)
+    if not {"step", "competent"} <= set(comp.columns):
+        return wl
+    comp = comp[comp["step"].notna()]
+    gate = {
+        int(step): bool(flag) for step, flag in zip(comp["step"], comp["competent"], strict=True)
+    }
+    return wl.assign(competent=[gate.get(int(step), False) for step in wl.index])
 
 
 def evidence_from_run(
@@ -88,15 +154,12 @@ def evidence_from_run(
         )
     tokens = [int(t) for t in tokens_col]
     losses = [float(v) for v in perf["val_loss"]]
-    measured = control = None
     table = Path(run_dir) / WORKING_LANGUAGE_TABLE
     wl = None
+    measured: dict[str, Any] = {}
     if table.is_file():
-        wl = working_share_series(table).set_index("step")
-        measured = [float(wl["share"].get(s, math.nan)) for s in steps]
-        control = [float(wl["control_share"].get(s, math.nan)) for s in steps]
-        if all(math.isnan(v) for v in measured):
-            measured = control = None
+        wl = _with_competence(working_share_series(table).set_index("step"), table)
+        measured = working_language_evidence(wl, steps)
     source = "explicit"
     if best_step is None and detect:
         best_step, source = _detect_best_step(steps, losses, wl, performance, stage_config)
@@ -112,9 +175,8 @@ def evidence_from_run(
         best_step=best_step,
         best_step_source=source,
         depends_on_primary=depends_on_primary,
-        measured_share=measured,
-        control_share=control,
         source=str(Path(run_dir).resolve()),
+        **measured,
     )
 
 
