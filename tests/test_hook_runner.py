@@ -109,9 +109,16 @@ def test_analyze_hooks_cli_with_a_user_hook_file(run, tmp_path, capsys):
     assert code == 0
     out = run / "analysis" / "hooks" / "step_00000004" / "php"
     n_ctx = load_model(list_checkpoints(run)[-1].path, with_tokenizer=False)[1].n_ctx
-    assert json.loads((out / "count-tokens.json").read_text())["tokens"] <= 3 * n_ctx
+    # Three full windows of n_ctx tokens: the corpus has enough php validation tokens for them,
+    # so both hooks must have fired on every one of these tokens, no fewer (a hook that never
+    # fired would report 0) and no more (a window counted twice).
+    reader = CorpusReader(json.loads((run / "run_config.json").read_text())["corpus"])
+    assert validation_windows(reader, "php", 3, n_ctx).shape == (3, n_ctx)
+    assert json.loads((out / "count-tokens.json").read_text())["tokens"] == 3 * n_ctx
+    assert json.loads((out / "neuron-stats.json").read_text())["tokens"] == 3 * n_ctx
     stats = load_file(out / "neuron-stats.safetensors")
     assert set(stats) >= {"count.0", "sum.0", "sum_sq.0"}
+    assert 0 < float(stats["count.0"].max()) <= 3 * n_ctx  # firing counts are per token
     assert "result files" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no checkpoint at step"):
         analyze_run(run, ["neuron-stats"], checkpoints=[3])

@@ -82,11 +82,42 @@ def test_batched_greedy_matches_unbatched_reference(small_tokenizer):
         assert ref.startswith(text)
 
 
-def test_prompts_longer_than_the_context_keep_their_tail(small_tokenizer):
+def test_prompts_longer_than_the_context_keep_their_tail(small_tokenizer, monkeypatch):
     model = build_model(TINY, tokenizer=small_tokenizer)
-    long = "x = 1\n" * 200
-    ((text, _),) = greedy_continuations(model, small_tokenizer, [long], max_new_tokens=4)
-    assert isinstance(text, str)
+    # Every line differs, so the head, the middle and the tail are different token sequences.
+    long = "".join(f"x{i} = {i}\n" for i in range(200))
+    ids = [small_tokenizer.eos_token_id] + small_tokenizer(long, add_special_tokens=False)[
+        "input_ids"
+    ]
+    max_new = 4
+    keep = TINY.n_ctx - max_new
+    assert len(ids) > 3 * TINY.n_ctx
+    tail = ids[-keep:]
+    seen = []
+    forward = model.forward
+
+    def spy(tokens, *args, **kwargs):
+        seen.append(tokens.clone())
+        return forward(tokens, *args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    ((text, _),) = greedy_continuations(
+        model, small_tokenizer, [long], max_new_tokens=max_new, stop_at_newline=False
+    )
+    # The first forward is the prompt alone: exactly its last n_ctx - max_new_tokens tokens.
+    assert seen[0].tolist() == [tail]
+    # Each later forward is that tail plus the tokens written so far, never past the context.
+    for k, tokens in enumerate(seen[1:], start=1):
+        assert tokens.shape == (1, keep + k) and tokens[0, :keep].tolist() == tail
+    # What comes back is the greedy continuation of the tail (unbatched reference decoding).
+    ref: list[int] = []
+    with torch.inference_mode():
+        for _ in range(max_new):
+            nxt = int(forward(torch.tensor([tail + ref]), return_type="logits")[0, -1].argmax())
+            if nxt == small_tokenizer.eos_token_id:
+                break
+            ref.append(nxt)
+    assert text and small_tokenizer.decode(ref).startswith(text)
     with pytest.raises(ValueError, match="leaves no room"):
         greedy_continuations(model, small_tokenizer, ["x"], max_new_tokens=64)
 

@@ -523,3 +523,44 @@ def test_pass_at_1_is_the_performance_when_execution_was_measured(tmp_path):
         stage_series_from_run(run, "csharp", performance="pass_at_1")
     result, _, _ = analyze_run(run, language="php", figures=False)
     assert result.verdict == "three stages"
+
+
+def test_figure_says_why_a_statistic_is_missing(tmp_path, monkeypatch):
+    import babel_interp.report.stage_plots as stage_plots
+
+    figures = []
+
+    def keep(fig, path, dpi):
+        figures.append(fig)
+        return path
+
+    # The figure object is what carries the text; the PNG's pixels cannot be read back as text.
+    monkeypatch.setattr(stage_plots, "save_figure", keep)
+    # The demo's situation: most checkpoints are below the competence gate.
+    steps = STEPS[:7]
+    gated = detect_stages(
+        {
+            "performance": (steps, three_stage(0.03, 0, n=7)),
+            "competence": (steps, np.array([0.0, 0.0, 0.0, 0.05, 0.05, 0.5, 0.5])),
+        }
+    )
+    assert gated.verdict == "insufficient data" and np.isnan(gated.noise_sigma)
+    text = stage_plots.statistics_text(gated)
+    assert text == (
+        "noise sd and largest drawdown not estimated: 2 informative checkpoints, 7 needed "
+        "(5 of 7 below the competence gate: competence < 0.1)"
+    )
+    short = detect_stages({"performance": [0.1, 0.2]}, StageConfig(min_segment=1))
+    assert stage_plots.statistics_text(short) == (
+        "noise sd and largest drawdown not estimated: 2 informative checkpoints, 5 needed"
+    )
+    staged = detect_stages({"performance": (STEPS, three_stage(0.03, 2))})
+    assert stage_plots.statistics_text(staged) == (
+        f"noise sd {staged.noise_sigma:.3g}, largest drawdown {staged.dip_depth:.3g} "
+        f"(p = {staged.dip_p_value:.3g})"
+    )
+    for r in (gated, short, staged):
+        stage_plots.plot_stages(r, tmp_path / "stages.png")
+        drawn = [t.get_text() for t in figures[-1].axes[0].texts]
+        assert stage_plots.statistics_text(r) in drawn
+        assert not any("nan" in t for t in drawn)

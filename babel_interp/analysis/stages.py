@@ -64,6 +64,7 @@ __all__ = [
     "estimate_noise",
     "mann_kendall",
     "max_drawdown",
+    "min_informative_checkpoints",
     "smooth",
     "stage_series_from_run",
 ]
@@ -656,6 +657,14 @@ def _pair(v: tuple[int, int] | None) -> list[int] | None:
 # The detector
 
 
+def min_informative_checkpoints(cfg: StageConfig) -> int:
+    """Fewest informative checkpoints :func:`detect_stages` needs to estimate anything: enough
+    for three segments of ``cfg.min_segment`` intervals, and never fewer than 5. With fewer, the
+    verdict is ``"insufficient data"`` and the noise sd, the drawdown and its p-value are not
+    computed (they stay NaN); the figure and the reason say so from this one number."""
+    return max(3 * cfg.min_segment + 1, 5)
+
+
 def detect_stages(
     series: Mapping[str, SeriesLike],
     cfg: StageConfig | None = None,
@@ -740,12 +749,12 @@ def detect_stages(
         base.update(kw)
         return StageResult(**base)
 
-    min_n = 3 * cfg.min_segment + 1
-    if n < max(min_n, 5):
+    min_n = min_informative_checkpoints(cfg)
+    if n < min_n:
         return result(
             verdict=VERDICT_INSUFFICIENT,
             reason=(
-                f"{n} informative checkpoint(s); at least {max(min_n, 5)} are needed for three "
+                f"{n} informative checkpoint(s); at least {min_n} are needed for three "
                 f"segments of {cfg.min_segment} interval(s)"
             ),
             corroboration=_corroborate(values, aux_names, steps, info_pos, None, None, cfg),

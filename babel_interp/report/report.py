@@ -205,7 +205,6 @@ def add_optimizer_sections(doc: ReportDocument, optimize: Path) -> None:
 
 def experiment_summary(root: Path, meta: dict) -> list[str]:
     """Plain-language findings, one bullet per (seed, language), as measured."""
-    from babel_interp.analysis.efficiency import efficiency_summary, token_efficiency
     from babel_interp.report.execution import pass_at_1_sentence
 
     cfg = meta.get("config", {})
@@ -221,21 +220,44 @@ def experiment_summary(root: Path, meta: dict) -> list[str]:
                 _excess_sentence("From-scratch baseline", working_language_summary(scratch))
             )
             parts.append(pass_at_1_sentence(cont, scratch, lang))
-            try:
-                eff = token_efficiency(str(cont), str(scratch), lang)
-                summ = efficiency_summary(eff)
-                if summ:
-                    parts.append(
-                        f"Token efficiency: the scratch model needs {summ['median_gain']:.1f}x "
-                        f"the target tokens to reach the continued model's loss (median over "
-                        f"{summ['n_checkpoints']} checkpoints; range {summ['min_gain']:.1f}-"
-                        f"{summ['max_gain']:.1f}x; {summ['last_gain']:.1f}x at step "
-                        f"{summ['last_step']})."
-                    )
-            except (ValueError, KeyError):
-                pass
+            parts.append(_efficiency_sentence(root, cont, scratch, lang))
             lines.append(" ".join(parts))
     return lines
+
+
+def _efficiency_sentence(root: Path, cont: Path, scratch: Path, lang: str) -> str:
+    """The token-efficiency finding of one (seed, language), or why there is none: a finding
+    that silently goes missing reads as "not measured" when it may be a broken log."""
+    from babel_interp.analysis.efficiency import efficiency_summary, token_efficiency
+
+    try:
+        eff = token_efficiency(str(cont), str(scratch), lang)
+        summ = efficiency_summary(eff)
+    except (ValueError, KeyError) as exc:
+        # token_efficiency names the runs by absolute path; the report reads better relative
+        # to the study. A KeyError is a metrics record without a field it needs.
+        why = str(exc) if isinstance(exc, ValueError) else f"a metrics record lacks {exc}"
+        return f"Token efficiency not reported: {why.replace(f'{root}{os.sep}', '')}."
+    if not summ:
+        # No gain is measured where the continued run had seen no target tokens yet, or where
+        # the scratch run never got down to the continued loss.
+        seen = eff[eff["tokens"] > 0]
+        if seen.empty:
+            return (
+                "Token efficiency not measured: the continued run was never evaluated after "
+                "seeing target tokens."
+            )
+        return (
+            "Token efficiency not measured: the scratch model never reached the continued "
+            f"model's loss at any of its {len(seen)} evaluations."
+        )
+    return (
+        f"Token efficiency: the scratch model needs {summ['median_gain']:.1f}x "
+        f"the target tokens to reach the continued model's loss (median over "
+        f"{summ['n_checkpoints']} checkpoints; range {summ['min_gain']:.1f}-"
+        f"{summ['max_gain']:.1f}x; {summ['last_gain']:.1f}x at step "
+        f"{summ['last_step']})."
+    )
 
 
 def _history_note(meta: dict) -> str:

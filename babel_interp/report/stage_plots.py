@@ -20,10 +20,15 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from babel_interp.analysis.stages import STAGES, UNINFORMATIVE, StageResult
+from babel_interp.analysis.stages import (
+    STAGES,
+    UNINFORMATIVE,
+    StageResult,
+    min_informative_checkpoints,
+)
 from babel_interp.report.figures import save_figure
 
-__all__ = ["STAGE_COLORS", "plot_stages"]
+__all__ = ["STAGE_COLORS", "plot_stages", "statistics_text"]
 
 STAGE_COLORS = {
     "translation": "#4daf4a",
@@ -67,6 +72,51 @@ def _runs(labels: list[str]) -> list[tuple[str, int, int]]:
         else:
             out.append((lab, i, i))
     return out
+
+
+def _why_not_estimated(result: StageResult) -> str:
+    """Why the detector left its statistics NaN, in words (the figure must never show "nan")."""
+    cfg = result.config
+    n_all = len(result.steps)
+    n_ok = int(np.sum(result.informative))
+    needed = min_informative_checkpoints(cfg)
+    if n_ok >= needed:
+        # Not a case the detector produces today; still say something true rather than "nan".
+        return f"the detector did not compute it ({result.verdict})"
+    why = f"{n_ok} informative checkpoint{'s' if n_ok != 1 else ''}, {needed} needed"
+    if n_ok < n_all:
+        why += (
+            f" ({n_all - n_ok} of {n_all} below the competence gate: "
+            f"{cfg.competence_series} < {cfg.competence_threshold:g})"
+        )
+    return why
+
+
+def statistics_text(result: StageResult) -> str:
+    """The figure's evidence line: noise sd, largest drawdown and its p-value.
+
+    A statistic the detector could not compute is named with the reason instead of printed as
+    ``nan`` (e.g. ``"noise sd and largest drawdown not estimated: 2 informative checkpoints, 7
+    needed (5 of 7 below the competence gate: competence < 0.1)"``).
+    """
+    shown: list[str] = []
+    missing: list[str] = []
+    if math.isfinite(result.noise_sigma):
+        shown.append(f"noise sd {result.noise_sigma:.3g}")
+    else:
+        missing.append("noise sd")
+    if math.isfinite(result.dip_depth):
+        drawdown = f"largest drawdown {result.dip_depth:.3g}"
+        if math.isfinite(result.dip_p_value):
+            drawdown += f" (p = {result.dip_p_value:.3g})"
+        else:
+            missing.append("its p-value")
+        shown.append(drawdown)
+    else:
+        missing.append("largest drawdown")
+    if missing:
+        shown.append(f"{' and '.join(missing)} not estimated: {_why_not_estimated(result)}")
+    return ", ".join(shown)
 
 
 def plot_stages(
@@ -172,9 +222,13 @@ def plot_stages(
             )
             labels.append(lab)
     ax.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    stats = (
-        f"noise sd {result.noise_sigma:.3g}, largest drawdown {result.dip_depth:.3g} "
-        f"(p = {result.dip_p_value:.3g})"
+    ax.text(
+        0.01,
+        0.01,
+        statistics_text(result),
+        transform=ax.transAxes,
+        fontsize=7,
+        va="bottom",
+        alpha=0.8,
     )
-    ax.text(0.01, 0.01, stats, transform=ax.transAxes, fontsize=7, va="bottom", alpha=0.8)
     return save_figure(fig, out_path, dpi=120)
