@@ -666,6 +666,7 @@ def _problem_transfer(
     """The paper's knowledge-transfer ratio from solved problems: the primary-only model's
     last checkpoint is evaluated in the primary language, then P and C are read from the
     execution tables; written to ``continual/analysis/execution/transfer.csv``."""
+    from babel_interp.analysis.performance import write_csv_atomic
     from babel_interp.evaluation.evaluate import load_execution
     from babel_interp.evaluation.transfer import problem_transfer_series
     from babel_interp.runs import analysis_dir, list_checkpoints
@@ -678,10 +679,7 @@ def _problem_transfer(
     df = problem_transfer_series(
         prim.samples, scratch.samples, cont.samples, lang, cfg.primary, seed=seed
     )
-    out = analysis_dir(layout.continual(seed, lang), "execution") / "transfer.csv"
-    tmp = out.with_name(".transfer.csv.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    write_csv_atomic(df, analysis_dir(layout.continual(seed, lang), "execution") / "transfer.csv")
 
 
 def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, Any]:

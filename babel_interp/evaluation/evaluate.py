@@ -30,6 +30,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from babel_interp.analysis.performance import write_csv_atomic
+from babel_interp.corpus.shards import write_json_atomic
 from babel_interp.evaluation.execute import STATUSES, execute
 from babel_interp.evaluation.passk import pass_at_k_summary
 from babel_interp.evaluation.problems import Problem, load_problems
@@ -37,7 +39,7 @@ from babel_interp.evaluation.runners import EXECUTION_LANGUAGES, check_toolchain
 from babel_interp.evaluation.sampling import SamplingConfig, sample
 from babel_interp.evaluation.sandbox import SandboxLimits
 from babel_interp.languages import get_language
-from babel_interp.runs import analysis_dir, read_run_config, select_checkpoints
+from babel_interp.runs import analysis_dir, select_checkpoints
 
 __all__ = [
     "ANALYZER",
@@ -180,9 +182,9 @@ class EvaluationResult:
         """Write the three tables and ``config.json`` (each atomically)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        _write_csv(self.samples, out / "samples.csv")
-        _write_csv(self.problems(), out / "problems.csv")
-        _write_csv(self.pass_at_k(), out / "pass_at_k.csv")
+        write_csv_atomic(self.samples, out / "samples.csv")
+        write_csv_atomic(self.problems(), out / "problems.csv")
+        write_csv_atomic(self.pass_at_k(), out / "pass_at_k.csv")
         meta = {
             "config": self.config.to_dict(),
             "fingerprint": self.config.fingerprint(),
@@ -191,7 +193,7 @@ class EvaluationResult:
                 sorted(set(self.samples["language"])) if len(self.samples) else []
             ),
         }
-        _write_json(out / "config.json", meta)
+        write_json_atomic(out / "config.json", meta)
         return out
 
     @classmethod
@@ -211,18 +213,6 @@ def load_execution(directory: str | os.PathLike) -> EvaluationResult:
         if col in samples.columns:  # an empty completion is text, not a missing value
             samples[col] = samples[col].fillna("").astype(str)
     return EvaluationResult(samples, ExecutionConfig.from_dict(meta["config"]), meta["skipped"])
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +283,7 @@ def load_suite(
     langs = [get_language(x).name for x in languages]
     skipped: list[dict] = []
     if suite == "synthetic":
+        from babel_interp.analysis.logit_lens import run_corpus_dir
         from babel_interp.analysis.performance import synthetic_config_of_run
         from babel_interp.evaluation.synthetic_suite import (
             SyntheticSuiteConfig,
@@ -312,9 +303,7 @@ def load_suite(
         if max_problems is not None:
             kw["n_problems"] = max_problems
         problems = synthetic_problems(SyntheticSuiteConfig(**kw), synth)
-        corpus = _run_corpus(run_dir)
-        if corpus is not None:
-            assert_held_out(problems, corpus)
+        assert_held_out(problems, run_corpus_dir(run_dir))
     elif suite == "humaneval":
         from babel_interp.evaluation.humaneval import humaneval_problems
 
@@ -342,16 +331,6 @@ def load_suite(
     if missing:
         raise ValueError(f"suite {suite!r} has no problems in {missing}")
     return problems, skipped
-
-
-def _run_corpus(run_dir: str | os.PathLike) -> Path | None:
-    corpus = read_run_config(run_dir).get("corpus")
-    if not corpus:
-        return None
-    path = Path(corpus)
-    if not path.is_absolute() and not path.exists():
-        path = Path(run_dir) / path
-    return path if path.exists() else None
 
 
 def _trained_languages(run_dir: str | os.PathLike) -> list[str]:
