@@ -211,7 +211,7 @@ def load_execution(directory: str | os.PathLike) -> EvaluationResult:
     samples = pd.read_csv(d / "samples.csv", keep_default_na=False, na_values=[""])
     for col in ("reason", "completion"):
         if col in samples.columns:  # an empty completion is text, not a missing value
-            samples[col] = samples[col].fillna("").astype(str)
+            samples[col] = samples[col].astype(object).fillna("").astype(str)
     return EvaluationResult(samples, ExecutionConfig.from_dict(meta["config"]), meta["skipped"])
 
 
