@@ -6,7 +6,8 @@ on the same randomly initialized model:
 * reference: ``run_with_cache()`` with no ``names_filter`` (every activation kept), then for each
   residual hook the full logit lens over every position (``[batch, pos, vocab]`` logits and a full
   softmax), then the probe's last position is read;
-* project: :func:`babel_interp.analysis.logit_lens.analyze_working_language` (hooks keep one
+* project: :func:`babel_interp.analysis.working_language.logit_lens.analyze_working_language`
+(hooks keep one
   position per row, the forward stops after the last residual, vocabulary streamed in chunks).
 
 Printed: probes per second, peak memory above the loaded model, the ratios, the largest
@@ -35,15 +36,15 @@ from pathlib import Path
 
 import torch
 
-from babel_interp.analysis.logit_lens import (
+from babel_interp.analysis.working_language.logit_lens import (
     WorkingLanguageConfig,
     _build_items,
     _prepend_id,
     analyze_working_language,
     select_hooks,
 )
-from babel_interp.analysis.probes import build_probes
-from babel_interp.analysis.token_sets import build_token_sets
+from babel_interp.analysis.working_language.probes import build_probes
+from babel_interp.analysis.working_language.token_sets import build_token_sets
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
 from babel_interp.model import build_model, get_preset, unembed_resid

@@ -27,7 +27,7 @@ from dataclasses import replace
 
 import torch
 
-from babel_interp.analysis.neuron_stats import NeuronStatsCollector, NeuronStatsConfig
+from babel_interp.analysis.neurons.neuron_stats import NeuronStatsCollector, NeuronStatsConfig
 from babel_interp.model import build_model, get_preset
 
 

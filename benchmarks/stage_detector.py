@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from babel_interp.analysis.stages import (
+from babel_interp.analysis.stages.detector import (
     StageConfig,
     _best_dip_pairs,
     _candidate_pairs,

@@ -136,16 +136,16 @@ def analyze_pretrained(model: Any, tokenizer: Any, cfg: PretrainedAnalysisConfig
     report's Markdown path."""
     import pandas as pd
 
-    from babel_interp.analysis.lape import LapeConfig, lape
-    from babel_interp.analysis.logit_lens import (
+    from babel_interp.analysis.neurons.lape import LapeConfig, lape
+    from babel_interp.analysis.neurons.neuron_stats import NeuronStatsConfig, collect_neuron_stats
+    from babel_interp.analysis.neurons.transferring import counts_per_layer, transferring_sets
+    from babel_interp.analysis.working_language.logit_lens import (
         WorkingLanguageConfig,
         aggregate_records,
         analyze_working_language,
         competence_table,
     )
-    from babel_interp.analysis.neuron_stats import NeuronStatsConfig, collect_neuron_stats
-    from babel_interp.analysis.probes import build_probes, load_probes_jsonl
-    from babel_interp.analysis.transferring import counts_per_layer, transferring_sets
+    from babel_interp.analysis.working_language.probes import build_probes, load_probes_jsonl
     from babel_interp.report.document import ReportDocument
     from babel_interp.report.working_language_plots import depth_lines
 

@@ -547,11 +547,15 @@ def corpus_languages(cfg: BabelTowerConfig) -> list[str]:
 def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> dict[str, Any]:
     """Every analyzer on one seed's continual and scratch runs; returns the stage verdicts and
     notes on analyzers that do not apply (the transfer ratio needs planted facts)."""
-    from babel_interp.analysis import logit_lens, performance, stages, transfer, transferring
-    from babel_interp.analysis.efficiency import token_efficiency
-    from babel_interp.analysis.lape import LapeConfig
-    from babel_interp.analysis.logit_lens import run_corpus_dir
-    from babel_interp.analysis.neuron_stats import NeuronStatsConfig
+    from babel_interp.analysis import performance
+    from babel_interp.analysis.neurons import transferring
+    from babel_interp.analysis.neurons.lape import LapeConfig
+    from babel_interp.analysis.neurons.neuron_stats import NeuronStatsConfig
+    from babel_interp.analysis.stages import detector as stages
+    from babel_interp.analysis.stages import transfer
+    from babel_interp.analysis.stages.efficiency import token_efficiency
+    from babel_interp.analysis.working_language import logit_lens
+    from babel_interp.analysis.working_language.logit_lens import run_corpus_dir
     from babel_interp.corpus.shards import CorpusReader
     from babel_interp.runs import analysis_dir
     from babel_interp.training.loop import resolve_device

@@ -267,7 +267,7 @@ class NeuronStatsHook:
     activations above ``threshold``, sum and sum of squares (float64), with memory independent of
     the number of tokens. Label-free: run it once per language (as the training callback and
     ``babel-interp analyze hooks`` do) to get per-language firing rates; the neuron analyzer
-    (``babel_interp.analysis.neuron_stats``) does the labelled, windowed version for LAPE.
+    (``babel_interp.analysis.neurons.neuron_stats``) does the labelled, windowed version for LAPE.
     """
 
     def __init__(self, threshold: float = 0.0, layers: list[int] | None = None) -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from babel_interp.analysis.ablation import (
+from babel_interp.analysis.neurons.ablation import (
     AblationConfig,
     AblationResult,
     ablation_hooks,
@@ -15,7 +15,7 @@ from babel_interp.analysis.ablation import (
     language_losses,
     random_matched_sets,
 )
-from babel_interp.analysis.neuron_stats import (
+from babel_interp.analysis.neurons.neuron_stats import (
     NeuronStatsConfig,
     collect_neuron_stats,
     planted_neuron_model,

@@ -11,11 +11,15 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from babel_interp.analysis.ablation import AblationConfig
-from babel_interp.analysis.contrast import ContrastConfig
-from babel_interp.analysis.lape import LapeConfig
-from babel_interp.analysis.neuron_stats import NeuronStats, NeuronStatsConfig, planted_neuron_model
-from babel_interp.analysis.transferring import NeuronAnalysisConfig, analyze_run
+from babel_interp.analysis.neurons.ablation import AblationConfig
+from babel_interp.analysis.neurons.contrast import ContrastConfig
+from babel_interp.analysis.neurons.lape import LapeConfig
+from babel_interp.analysis.neurons.neuron_stats import (
+    NeuronStats,
+    NeuronStatsConfig,
+    planted_neuron_model,
+)
+from babel_interp.analysis.neurons.transferring import NeuronAnalysisConfig, analyze_run
 from babel_interp.cli import main
 from babel_interp.corpus.shards import ShardWriter, write_manifest
 from babel_interp.model import ModelConfig, save_model

@@ -9,14 +9,14 @@ import torch
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from babel_interp.analysis.contrast import (
+from babel_interp.analysis.neurons.contrast import (
     ContrastConfig,
     benjamini_hochberg,
     contrast_all_pairs,
     contrast_pair,
     effect_sizes,
 )
-from babel_interp.analysis.neuron_stats import (
+from babel_interp.analysis.neurons.neuron_stats import (
     NeuronStatsConfig,
     collect_neuron_stats,
     planted_neuron_model,

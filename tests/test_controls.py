@@ -6,7 +6,8 @@
 * Working language: a random-init model's excess over matched controls is zero within its
   confidence interval at every layer, the interval taken over independently seeded inits (one
   fixed random network has a genuine, init-specific excess wherever probe and control contexts
-  differ; see :class:`babel_interp.analysis.logit_lens.RandomInitBaseline`); matched controls
+  differ; see :class:`babel_interp.analysis.working_language.logit_lens.RandomInitBaseline`);
+  matched controls
   that end in the probe's last token cancel the embedding layer's lean exactly.
 * Positive control: the synthetic corpus lets the ``tiny`` model reach high probe accuracy.
 """
@@ -22,8 +23,12 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_interp.analysis.neuron_stats import NeuronStats, NeuronStatsConfig, planted_neuron_model
-from babel_interp.analysis.transferring import (
+from babel_interp.analysis.neurons.neuron_stats import (
+    NeuronStats,
+    NeuronStatsConfig,
+    planted_neuron_model,
+)
+from babel_interp.analysis.neurons.transferring import (
     CONTRAST_DEFINITIONS,
     DEFINITIONS,
     TWO_LANGUAGE_NOTE,
@@ -179,8 +184,8 @@ def _corpus_tokenizer(corpus):
 
 
 def _synthetic_probes(corpus, cfg, tokenizer=None, control_match="last_token"):
-    from babel_interp.analysis.logit_lens import synthetic_world
-    from babel_interp.analysis.probes import build_probes
+    from babel_interp.analysis.working_language.logit_lens import synthetic_world
+    from babel_interp.analysis.working_language.probes import build_probes
     from babel_interp.corpus.shards import CorpusReader
 
     world = synthetic_world(CorpusReader(corpus).manifest, "php")
@@ -209,7 +214,7 @@ def test_last_token_controls_cancel_the_embedding_layer(synth_corpus):
     """``blocks.0.hook_resid_pre`` is the embedding of the last input token plus its position, so
     at equal positions a control ending in the probe's token reads exactly like the probe, and
     one ending in another token does not, whatever the (random) weights."""
-    from babel_interp.analysis.logit_lens import (
+    from babel_interp.analysis.working_language.logit_lens import (
         WorkingLanguageConfig,
         analyze_working_language,
         encode_prompts,
@@ -263,7 +268,10 @@ def test_random_init_excess_is_zero_within_its_interval_over_inits(synth_corpus)
     expected excess is exactly zero (each unembedding column is independent of the residual and
     identically distributed), which is what the random-init control is for.
     """
-    from babel_interp.analysis.logit_lens import WorkingLanguageConfig, random_init_baseline
+    from babel_interp.analysis.working_language.logit_lens import (
+        WorkingLanguageConfig,
+        random_init_baseline,
+    )
     from babel_interp.model import get_preset
 
     tok = _corpus_tokenizer(synth_corpus)
@@ -287,7 +295,7 @@ def test_random_init_excess_is_zero_within_its_interval_over_inits(synth_corpus)
 
 
 def test_control_rules_are_recorded_and_validated(synth_corpus, tmp_path):
-    from babel_interp.analysis.probes import (
+    from babel_interp.analysis.working_language.probes import (
         CONTROL_MATCH,
         Probe,
         last_token_keys,
@@ -300,7 +308,7 @@ def test_control_rules_are_recorded_and_validated(synth_corpus, tmp_path):
     # Without a tokenizer the key is the last piece of the project's pre-tokenizer split; on
     # this project's tokenizers, at the start of every identifier (where a control can be), one
     # piece always goes with one last token.
-    from babel_interp.analysis.logit_lens import WorkingLanguageConfig
+    from babel_interp.analysis.working_language.logit_lens import WorkingLanguageConfig
 
     docs = SyntheticConfig(languages=("php",), docs_per_language=3, seed=11)
     groups = {}
@@ -332,7 +340,7 @@ def test_control_rules_are_recorded_and_validated(synth_corpus, tmp_path):
 
 
 def test_positive_control_tiny_model_learns_the_php_builtins(synth_corpus, tmp_path):
-    from babel_interp.analysis import logit_lens
+    from babel_interp.analysis.working_language import logit_lens
     from babel_interp.model import load_model
     from babel_interp.runs import list_checkpoints
     from babel_interp.training import (

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from babel_interp.analysis.efficiency import efficiency_summary, token_efficiency
+from babel_interp.analysis.stages.efficiency import efficiency_summary, token_efficiency
 
 
 def _run(path, curve):

@@ -15,9 +15,12 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_interp.analysis.logit_lens import WorkingLanguageConfig, analyze_working_language
-from babel_interp.analysis.probes import build_probes
-from babel_interp.analysis.token_sets import build_token_sets
+from babel_interp.analysis.working_language.logit_lens import (
+    WorkingLanguageConfig,
+    analyze_working_language,
+)
+from babel_interp.analysis.working_language.probes import build_probes
+from babel_interp.analysis.working_language.token_sets import build_token_sets
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
 from babel_interp.model import ModelConfig, build_model

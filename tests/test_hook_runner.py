@@ -10,7 +10,7 @@ import torch
 from _corpus_fixtures import make_corpus
 from safetensors.torch import load_file
 
-from babel_interp.analysis.hook_runner import analyze_run, validation_windows
+from babel_interp.analysis.neurons.hook_runner import analyze_run, validation_windows
 from babel_interp.cli import main
 from babel_interp.corpus.shards import CorpusReader
 from babel_interp.model import load_model

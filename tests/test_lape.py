@@ -9,14 +9,14 @@ import torch
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from babel_interp.analysis.lape import LapeConfig, lape, lape_entropy, lape_from_probs
-from babel_interp.analysis.neuron_stats import (
+from babel_interp.analysis.neurons.lape import LapeConfig, lape, lape_entropy, lape_from_probs
+from babel_interp.analysis.neurons.neuron_stats import (
     NeuronStats,
     NeuronStatsConfig,
     collect_neuron_stats,
     planted_neuron_model,
 )
-from babel_interp.analysis.transferring import (
+from babel_interp.analysis.neurons.transferring import (
     TransferConfig,
     counts_per_layer,
     jaccard,

@@ -12,7 +12,16 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_interp.analysis.logit_lens import (
+from babel_interp.analysis.stats import (
+    bootstrap_ci,
+    grouped_bootstrap_ci,
+    paired_bootstrap_ci,
+    t_cdf,
+    t_interval,
+    t_prediction_interval,
+    t_quantile,
+)
+from babel_interp.analysis.working_language.logit_lens import (
     WorkingLanguageConfig,
     WorkingLanguageResult,
     aggregate_records,
@@ -24,17 +33,8 @@ from babel_interp.analysis.logit_lens import (
     stream_vocab_stats,
     synthetic_world,
 )
-from babel_interp.analysis.probes import Probe, build_probes
-from babel_interp.analysis.stats import (
-    bootstrap_ci,
-    grouped_bootstrap_ci,
-    paired_bootstrap_ci,
-    t_cdf,
-    t_interval,
-    t_prediction_interval,
-    t_quantile,
-)
-from babel_interp.analysis.token_sets import build_token_sets
+from babel_interp.analysis.working_language.probes import Probe, build_probes
+from babel_interp.analysis.working_language.token_sets import build_token_sets
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
 from babel_interp.model import (

@@ -11,7 +11,7 @@ import torch
 from beartype import beartype
 from jaxtyping import TypeCheckError, jaxtyped
 
-from babel_interp.analysis.neuron_stats import (
+from babel_interp.analysis.neurons.neuron_stats import (
     IGNORE_LABEL,
     NeuronStats,
     NeuronStatsCollector,

@@ -153,7 +153,7 @@ def test_completion_accuracy_on_a_model_that_knows_the_answer(trained, small_tok
 
 
 def test_items_from_other_modules_and_files(tmp_path):
-    from babel_interp.analysis.probes import Probe
+    from babel_interp.analysis.working_language.probes import Probe
     from babel_interp.corpus.synthetic import SyntheticConfig, fact_probe_items
 
     fact = fact_probe_items(SyntheticConfig(languages=("python", "php")), "php", 2)[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from babel_interp.analysis.probes import (
+from babel_interp.analysis.working_language.probes import (
     Probe,
     build_probes,
     check_coverage,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from babel_interp.analysis.stages import (
+from babel_interp.analysis.stages.detector import (
     STAGES,
     UNDETERMINED,
     UNINFORMATIVE,
@@ -463,7 +463,7 @@ def test_stages_command_with_metrics_alone_says_what_is_missing(tmp_path, capsys
 
 
 def test_tables_of_another_target_are_not_used(tmp_path):
-    from babel_interp.analysis.stages import stage_series_from_run
+    from babel_interp.analysis.stages.detector import stage_series_from_run
 
     run = _fake_run(tmp_path, loss=np.linspace(5, 3, N), wl_share=np.linspace(0.8, 0.2, N))
     (run / "analysis" / "working_language" / "summary.json").write_text(
@@ -499,7 +499,7 @@ def test_figure_for_every_kind_of_result(tmp_path):
 
 
 def test_pass_at_1_is_the_performance_when_execution_was_measured(tmp_path):
-    from babel_interp.analysis.stages import analyze_run, stage_series_from_run
+    from babel_interp.analysis.stages.detector import analyze_run, stage_series_from_run
 
     run = _fake_run(tmp_path, loss=np.linspace(5, 3, N))
     rs = stage_series_from_run(run, "php")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from babel_interp.analysis.token_sets import TokenVocabulary, build_token_sets
+from babel_interp.analysis.working_language.token_sets import TokenVocabulary, build_token_sets
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
 

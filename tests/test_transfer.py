@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from babel_interp.analysis.performance import CompletionItem
-from babel_interp.analysis.transfer import (
+from babel_interp.analysis.stages.transfer import (
     primary_only_items,
     synthetic_transfer_items,
     transfer_ratio,

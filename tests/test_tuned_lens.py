@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from babel_interp.analysis.logit_lens import (
+from babel_interp.analysis.working_language.logit_lens import (
     WorkingLanguageConfig,
     analyze_run,
     analyze_working_language,
 )
-from babel_interp.analysis.probes import build_probes
-from babel_interp.analysis.tuned_lens import (
+from babel_interp.analysis.working_language.probes import build_probes
+from babel_interp.analysis.working_language.tuned_lens import (
     TUNED_LENS_FILE,
     TunedLens,
     TunedLensConfig,
@@ -123,7 +123,7 @@ def test_load_or_train_saves_beside_the_checkpoint(tmp_path, world, monkeypatch)
     lens = load_or_train_tuned_lens(model, ckpt, corpus, cfg, progress=False)
     assert (ckpt / TUNED_LENS_FILE).is_file()
     assert lens.meta["config"]["steps"] == 3
-    import babel_interp.analysis.tuned_lens as tl
+    import babel_interp.analysis.working_language.tuned_lens as tl
 
     def refuse(*a, **k):
         raise AssertionError("retrained although a lens was saved")

@@ -188,7 +188,8 @@ def site_completion_items(
 
     ``documents`` are synthetic documents (``text``, ``language``, ``doc_id``, ``sites`` with
     ``offset``, ``identifier``, ``kind``). The prompt is the exact text before the site (as in
-    :mod:`babel_interp.analysis.probes`), the answer the identifier, the line answer the rest of
+    :mod:`babel_interp.analysis.working_language.probes`), the answer the identifier, the line
+    answer the rest of
     that line. At most ``max_per_document`` sites per document are
     kept (drawn with ``seed``), since sites of one document are not independent.
     """

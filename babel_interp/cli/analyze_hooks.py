@@ -27,7 +27,7 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from babel_interp.analysis.hook_runner import analyze_run
+    from babel_interp.analysis.neurons.hook_runner import analyze_run
 
     kwargs = json.loads(args.hook_args) if args.hook_args else None
     if kwargs is not None and not isinstance(kwargs, dict):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from babel_interp.analysis.ablation import AblationConfig
-from babel_interp.analysis.contrast import STATISTICS, ContrastConfig
-from babel_interp.analysis.lape import LapeConfig
-from babel_interp.analysis.neuron_stats import NeuronStatsConfig
-from babel_interp.analysis.transferring import (
+from babel_interp.analysis.neurons.ablation import AblationConfig
+from babel_interp.analysis.neurons.contrast import STATISTICS, ContrastConfig
+from babel_interp.analysis.neurons.lape import LapeConfig
+from babel_interp.analysis.neurons.neuron_stats import NeuronStatsConfig
+from babel_interp.analysis.neurons.transferring import (
     DEFINITIONS,
     NeuronAnalysisConfig,
     TransferConfig,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from babel_interp.analysis.stages import NOISE_METHODS, PERFORMANCE_SOURCES, SMOOTHING
+from babel_interp.analysis.stages.detector import NOISE_METHODS, PERFORMANCE_SOURCES, SMOOTHING
 from babel_interp.cli.analyze import parse_steps
 
 
@@ -137,7 +137,7 @@ def run_performance(args: argparse.Namespace) -> int:
 def run_transfer(args: argparse.Namespace) -> int:
     """Handler of ``analyze transfer``."""
     from babel_interp.analysis.performance import load_completion_items
-    from babel_interp.analysis.transfer import analyze_run
+    from babel_interp.analysis.stages.transfer import analyze_run
 
     items = load_completion_items(args.probes) if args.probes else None
     if items is not None and args.primary_model is None:
@@ -169,7 +169,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 def run_stages(args: argparse.Namespace) -> int:
     """Handler of ``analyze stages``."""
-    from babel_interp.analysis.stages import StageConfig, analyze_run
+    from babel_interp.analysis.stages.detector import StageConfig, analyze_run
 
     cfg = StageConfig(
         alpha=args.alpha,

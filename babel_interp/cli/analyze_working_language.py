@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from babel_interp.analysis.logit_lens import (
+from babel_interp.analysis.working_language.logit_lens import (
     CI_UNITS,
     COMPETENCE_METRICS,
     LENS_KINDS,
     WorkingLanguageConfig,
     analyze_run,
 )
-from babel_interp.analysis.probes import CONTROL_MATCH
+from babel_interp.analysis.working_language.probes import CONTROL_MATCH
 from babel_interp.cli.analyze import parse_steps
 
 
@@ -75,7 +75,7 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler: build the config, analyze the run, print where results went and the gate."""
-    from babel_interp.analysis.probes import load_probes_jsonl
+    from babel_interp.analysis.working_language.probes import load_probes_jsonl
 
     tuned = {"steps": args.tuned_steps} if args.tuned_steps is not None else {}
     cfg = WorkingLanguageConfig(

@@ -283,8 +283,8 @@ def load_suite(
     langs = [get_language(x).name for x in languages]
     skipped: list[dict] = []
     if suite == "synthetic":
-        from babel_interp.analysis.logit_lens import run_corpus_dir
         from babel_interp.analysis.performance import synthetic_config_of_run
+        from babel_interp.analysis.working_language.logit_lens import run_corpus_dir
         from babel_interp.evaluation.synthetic_suite import (
             SyntheticSuiteConfig,
             assert_held_out,

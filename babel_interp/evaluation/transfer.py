@@ -6,14 +6,14 @@ target language at a checkpoint. The ratio |P ∩ C| / |C| is the share of what 
 model can do in the new language that needed the primary language's knowledge. Tasks are joined
 across languages by ``task_id`` (a suite's task has one id in every language). "Solves" is at
 least one passing sample. The interval is the percentile bootstrap over the solved tasks of
-:func:`babel_interp.analysis.transfer.transfer_ratio`.
+:func:`babel_interp.analysis.stages.transfer.transfer_ratio`.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from babel_interp.analysis.transfer import primary_only_items, transfer_ratio
+from babel_interp.analysis.stages.transfer import primary_only_items, transfer_ratio
 
 __all__ = ["problem_transfer_series", "solved_tasks"]
 

@@ -471,7 +471,7 @@ class WorkingLanguageSignal:
         self._token_sets: dict[str, Any] = {}
 
     def _config(self, lang: str) -> Any:
-        from babel_interp.analysis.logit_lens import WorkingLanguageConfig
+        from babel_interp.analysis.working_language.logit_lens import WorkingLanguageConfig
 
         return WorkingLanguageConfig(
             primary=self.primary,
@@ -483,8 +483,11 @@ class WorkingLanguageSignal:
         )
 
     def __call__(self, trainer: Any, step: int, out_dir: Path) -> dict[str, Any] | None:
-        from babel_interp.analysis.logit_lens import analyze_working_language, probes_for_run
-        from babel_interp.analysis.token_sets import build_token_sets
+        from babel_interp.analysis.working_language.logit_lens import (
+            analyze_working_language,
+            probes_for_run,
+        )
+        from babel_interp.analysis.working_language.token_sets import build_token_sets
         from babel_interp.optimizer.evidence import working_share_series
 
         t0 = time.perf_counter()

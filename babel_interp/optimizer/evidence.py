@@ -187,7 +187,7 @@ def _detect_best_step(
     performance: Mapping[int, float] | None,
     stage_config: Mapping[str, Any] | None,
 ) -> tuple[int | None, str]:
-    from babel_interp.analysis.stages import StageConfig, detect_stages
+    from babel_interp.analysis.stages.detector import StageConfig, detect_stages
 
     if len(steps) < 7:  # three segments of >= 2 intervals each need 7 checkpoints
         return None, "too few checkpoints for the stage detector"

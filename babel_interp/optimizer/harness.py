@@ -468,7 +468,7 @@ def run_evidence_phase(cfg: HarnessConfig, corpus: Path) -> tuple[dict[str, Any]
 def _working_language(cfg: HarnessConfig, run_dir: Path, lang: str) -> None:
     """The working-language analyzer over a continual-pretraining run's checkpoints, so the
     loss proxy can be calibrated against the measured share (cached per checkpoint)."""
-    from babel_interp.analysis.logit_lens import WorkingLanguageConfig, analyze_run
+    from babel_interp.analysis.working_language.logit_lens import WorkingLanguageConfig, analyze_run
 
     wl_cfg = WorkingLanguageConfig(
         primary=cfg.primary, target=lang, n_per_pair=cfg.evidence_probes_per_pair, n_boot=200

@@ -191,8 +191,9 @@ def plot_ablation(ablation: pd.DataFrame, out_path: str | os.PathLike) -> Path:
 def plot_neuron_analysis(
     result: Any, fig_dir: str | os.PathLike, primary: str, target: str
 ) -> list[Path]:
-    """Every figure of a :class:`~babel_interp.analysis.transferring.NeuronAnalysisResult`."""
-    from babel_interp.analysis.transferring import effect_size_table
+    """Every figure of a
+    :class:`~babel_interp.analysis.neurons.transferring.NeuronAnalysisResult`."""
+    from babel_interp.analysis.neurons.transferring import effect_size_table
 
     fig_dir = Path(fig_dir)
     paths: list[Path] = []

@@ -228,7 +228,7 @@ def experiment_summary(root: Path, meta: dict) -> list[str]:
 def _efficiency_sentence(root: Path, cont: Path, scratch: Path, lang: str) -> str:
     """The token-efficiency finding of one (seed, language), or why there is none: a finding
     that silently goes missing reads as "not measured" when it may be a broken log."""
-    from babel_interp.analysis.efficiency import efficiency_summary, token_efficiency
+    from babel_interp.analysis.stages.efficiency import efficiency_summary, token_efficiency
 
     try:
         eff = token_efficiency(str(cont), str(scratch), lang)
@@ -305,7 +305,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
     """Per new language: the continued model against the scratch baseline at equal steps,
     across seeds (excess by region and layer, losses, probe accuracy, neuron counts beside
     their nulls, stage verdicts, token efficiency)."""
-    from babel_interp.analysis.efficiency import efficiency_summary
+    from babel_interp.analysis.stages.efficiency import efficiency_summary
     from babel_interp.report.execution import add_execution_section
     from babel_interp.report.study import (
         comparison_table,

@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from babel_interp.analysis.stages import (
+from babel_interp.analysis.stages.detector import (
     STAGES,
     UNINFORMATIVE,
     StageResult,

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from babel_interp.analysis.efficiency import metric_value  # noqa: E402
+from babel_interp.analysis.stages.efficiency import metric_value  # noqa: E402
 from babel_interp.report.figures import save_figure  # noqa: E402
 from babel_interp.runs import read_metrics  # noqa: E402
 

@@ -17,7 +17,8 @@ activations are correlated and a token-level shuffle would make any contrast loo
 windows are drawn independently from the corpus, and under the null hypothesis "this neuron does
 not distinguish the languages" their language labels are exchangeable. So the same four numbers are
 also kept per window (per language segment of a window, when a window mixes languages), for up to
-``max_windows_per_language`` windows per language; :mod:`babel_interp.analysis.contrast` permutes
+``max_windows_per_language`` windows per language; :mod:`babel_interp.analysis.neurons.contrast`
+permutes
 and resamples those.
 
 Statistics merge by addition (batches, processes, runs): :meth:`NeuronStats.merge`,

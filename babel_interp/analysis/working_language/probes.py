@@ -31,7 +31,8 @@ random inits of the ``tiny`` model this cut the spread of the embedding layer's 
 third (standard deviation over inits 0.115 to 0.079) and raised token-matched controls to 90 of
 140; deeper layers read more of the context, which still differs, so a single random model keeps
 an excess of its own and the random-init control is taken over several inits
-(:class:`babel_interp.analysis.logit_lens.RandomInitBaseline`). With a tokenizer the last token
+(:class:`babel_interp.analysis.working_language.logit_lens.RandomInitBaseline`). With a tokenizer
+the last token
 is the tokenizer's own; without one it is the last piece of :data:`PRETOKENIZE_PATTERN`, the
 split of this project's tokenizers (equal pieces give equal last tokens there). The analyzer
 reports how many controls really end in the probe's token under the model's tokenizer.
@@ -313,7 +314,8 @@ def last_token_keys(text: str, tokenizer: Any = None) -> LastTokenKey:
 
     With ``tokenizer`` (a Hugging Face fast tokenizer) ``text`` is tokenized once with offset
     mappings and the key is the id of the last token ending at or before ``offset``, the same
-    cut the analyzer makes (:func:`babel_interp.analysis.logit_lens.encode_prompts`): a space that
+    cut the analyzer makes
+    (:func:`babel_interp.analysis.working_language.logit_lens.encode_prompts`): a space that
     belongs to the next word (`` strlen``) is not part of the prompt's last token. Without one,
     or with a tokenizer that gives no offsets, the key is the text of the last piece of
     :data:`PRETOKENIZE_PATTERN` ending by ``offset``, the split this project's tokenizers use.

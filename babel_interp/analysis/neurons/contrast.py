@@ -5,7 +5,8 @@ the pooled token-level standard deviation) and the log-odds ratio of firing (act
 collection threshold, with a Haldane-Anscombe pseudo-count). Each comes with a percentile bootstrap
 interval, and one of them (``statistic``) is tested against a permutation null.
 
-The resampling unit is the *window*, not the token (see :mod:`babel_interp.analysis.neuron_stats`:
+The resampling unit is the *window*, not the token (see
+:mod:`babel_interp.analysis.neurons.neuron_stats`:
 tokens of one window share context, so they are not independent). The bootstrap resamples each
 language's windows with replacement; the null permutes window language labels between a and b
 with group sizes kept. Everything is computed from per-window sufficient statistics (count, sum,
@@ -42,7 +43,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from babel_interp.analysis.neuron_stats import NeuronStats, _from_dict
+from babel_interp.analysis.neurons.neuron_stats import NeuronStats, _from_dict
 
 STATISTICS = ("cohens_d", "mean_diff", "log_odds")
 FDR_METHODS = ("pooled", "bh")

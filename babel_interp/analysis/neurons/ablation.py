@@ -19,7 +19,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from babel_interp.analysis.neuron_stats import _from_dict, _model_device
+from babel_interp.analysis.neurons.neuron_stats import _from_dict, _model_device
 from babel_interp.model import HookedModel
 
 MODES = ("zero", "mean")

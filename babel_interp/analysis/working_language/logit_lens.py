@@ -1,11 +1,14 @@
 """The working-language analyzer: which language do a model's intermediate layers "think" in?
 
 For each probe (a target-language prompt where a built-in is due, see
-:mod:`babel_interp.analysis.probes`), each layer's residual stream at the last prompt position is
+:mod:`babel_interp.analysis.working_language.probes`), each layer's residual stream at the last
+prompt position is
 decoded with a lens (the logit lens: the final LayerNorm recomputed on that residual, then the
-unembedding; or a tuned lens, :mod:`babel_interp.analysis.tuned_lens`). The probability mass on
+unembedding; or a tuned lens, :mod:`babel_interp.analysis.working_language.tuned_lens`). The
+probability mass on
 the primary identifier's token set is compared with the mass on the target identifier's set
-(:mod:`babel_interp.analysis.token_sets`). The same is measured at two controls from the same
+(:mod:`babel_interp.analysis.working_language.token_sets`). The same is measured at two controls
+from the same
 document, because a raw primary-vs-target comparison is mostly a base rate: a random-init model
 already "prefers" whichever set has more short, frequent tokens. The *excess* (mean
 ``log(P_primary / P_target)`` at probes minus at their controls) removes that. Matched controls
@@ -43,7 +46,6 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from babel_interp.analysis.probes import CONTROL_MATCH, Probe, check_coverage
 from babel_interp.analysis.stats import (
     bootstrap_ci,
     grouped_bootstrap_ci,
@@ -51,7 +53,8 @@ from babel_interp.analysis.stats import (
     t_interval,
     t_prediction_interval,
 )
-from babel_interp.analysis.token_sets import (
+from babel_interp.analysis.working_language.probes import CONTROL_MATCH, Probe, check_coverage
+from babel_interp.analysis.working_language.token_sets import (
     DroppedPair,
     TokenSetReport,
     TokenVocabulary,
@@ -94,7 +97,8 @@ class WorkingLanguageConfig:
     call site whose prompt ends in the probe's last token where the document has one, since a
     network's lean at a position depends mostly on its last token and a random-init model showed
     a spurious "excess" with the older rule, ``"document"`` (the nearest call site); see
-    :mod:`babel_interp.analysis.probes`. ``n_random_init`` > 0 makes :func:`analyze_run` also
+    :mod:`babel_interp.analysis.working_language.probes`. ``n_random_init`` > 0 makes
+    :func:`analyze_run` also
     measure that many freshly initialized models of the checkpoints' architecture (seeds 0, 1,
     ...) on the same probes (:func:`random_init_baseline`): the interval a trained model's excess
     should be read against.
@@ -739,7 +743,8 @@ def analyze_working_language(
         elif tuned_lens is None:
             raise ValueError(
                 f"WorkingLanguageConfig.lens={cfg.lens!r} needs a tuned lens: train one with "
-                "babel_interp.analysis.tuned_lens.train_tuned_lens and pass tuned_lens="
+                "babel_interp.analysis.working_language.tuned_lens.train_tuned_lens and "
+                "pass tuned_lens="
             )
         else:
             lenses.append(tuned_lens)
@@ -1321,7 +1326,7 @@ def random_init_baseline(
 def probes_for_run(run_dir: str | os.PathLike, cfg: WorkingLanguageConfig) -> list[Probe]:
     """Probes for a training run: from the synthetic generator when the run's corpus drew the
     target language from it (see :func:`synthetic_world`), else mined from its validation split."""
-    from babel_interp.analysis.probes import build_probes, probes_from_corpus
+    from babel_interp.analysis.working_language.probes import build_probes, probes_from_corpus
     from babel_interp.corpus.shards import CorpusReader
     from babel_interp.model import prepare_tokenizer
 
@@ -1447,7 +1452,7 @@ def analyze_run(
     With a tuned lens, each checkpoint's lens is loaded from ``<ckpt>/tuned_lens.safetensors``
     or trained on the corpus's validation tokens and saved there.
     """
-    from babel_interp.analysis.probes import save_probes_jsonl
+    from babel_interp.analysis.working_language.probes import save_probes_jsonl
     from babel_interp.model import load_model
     from babel_interp.runs import analysis_dir, figures_dir, select_checkpoints
 
@@ -1487,7 +1492,9 @@ def analyze_run(
                 raise ValueError(f"checkpoint {ckpt.path} has no tokenizer/ directory")
             tuned = None
             if "tuned" in cfg.lenses:
-                from babel_interp.analysis.tuned_lens import load_or_train_tuned_lens
+                from babel_interp.analysis.working_language.tuned_lens import (
+                    load_or_train_tuned_lens,
+                )
 
                 tuned = load_or_train_tuned_lens(
                     model, ckpt.path, run_corpus_dir(run_dir), cfg, progress=progress

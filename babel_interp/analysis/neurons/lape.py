@@ -19,7 +19,7 @@ where the published ``topk`` left them unspecified.
 
 With two languages the method is semi-degenerate: the quota is always filled, so a count of
 selected neurons says little by itself; compare it to a permutation null and a random-init model
-(:mod:`babel_interp.analysis.transferring`).
+(:mod:`babel_interp.analysis.neurons.transferring`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from babel_interp.analysis.neuron_stats import NeuronStats, _from_dict
+from babel_interp.analysis.neurons.neuron_stats import NeuronStats, _from_dict
 
 
 @dataclass

@@ -18,8 +18,8 @@ language labels shuffled, LAPE rerun: the count expected when the languages are
 indistinguishable) and the count of a *random-init model* of the same shape on the same windows.
 
 :func:`analyze_run` ties it together with activation-contrast scores
-(:mod:`~babel_interp.analysis.contrast`) and the causal check
-(:mod:`~babel_interp.analysis.ablation`), writing tables under ``RUN/analysis/neurons/`` and
+(:mod:`~babel_interp.analysis.neurons.contrast`) and the causal check
+(:mod:`~babel_interp.analysis.neurons.ablation`), writing tables under ``RUN/analysis/neurons/`` and
 figures under ``RUN/figures/``.
 """
 
@@ -40,10 +40,20 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from babel_interp.analysis.ablation import AblationConfig, causal_check
-from babel_interp.analysis.contrast import ContrastConfig, contrast_null_counts, contrast_pair
-from babel_interp.analysis.lape import LapeConfig, LapeResult, _kth_smallest, lape, lape_from_probs
-from babel_interp.analysis.neuron_stats import (
+from babel_interp.analysis.neurons.ablation import AblationConfig, causal_check
+from babel_interp.analysis.neurons.contrast import (
+    ContrastConfig,
+    contrast_null_counts,
+    contrast_pair,
+)
+from babel_interp.analysis.neurons.lape import (
+    LapeConfig,
+    LapeResult,
+    _kth_smallest,
+    lape,
+    lape_from_probs,
+)
+from babel_interp.analysis.neurons.neuron_stats import (
     NeuronStats,
     NeuronStatsConfig,
     _from_dict,

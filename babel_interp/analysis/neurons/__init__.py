@@ -1,0 +1,2 @@
+"""Language-transferring neurons: streaming statistics, LAPE and contrast scores, ablation, user
+hooks."""

@@ -1,0 +1,1 @@
+"""Stages of acquisition, the knowledge-transfer ratio and token efficiency."""

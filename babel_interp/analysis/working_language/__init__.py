@@ -1,0 +1,1 @@
+"""Working-language detection: probes, token sets, the logit and tuned lens."""
