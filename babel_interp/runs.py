@@ -10,6 +10,16 @@
     RUN/analysis/<analyzer>/...         # tables written by analyzers
     RUN/figures/...                     # figures
 
+A study (:class:`Study`) is a directory of runs::
+
+    STUDY/corpus/                       # the study's corpus (when it built one)
+    STUDY/seed_<s>/primary/             # the primary-language run of seed s
+    STUDY/seed_<s>/<lang>/continual/    # continued from the primary run on <lang>
+    STUDY/seed_<s>/<lang>/scratch/      # trained from scratch on the same <lang> data
+
+:class:`Run` and :class:`Study` are the only places that format these paths; analyzers,
+reports, the optimizer's evidence and the experiments ask them.
+
 A checkpoint directory is written under a temporary name and renamed when complete, so any
 ``step_*`` directory that exists is whole.
 """
@@ -19,8 +29,12 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from babel_interp.io import read_jsonl
 
 CHECKPOINTS = "checkpoints"
 RUN_CONFIG = "run_config.json"
@@ -99,16 +113,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     """All records of ``metrics.jsonl`` (a torn last line from a crash is skipped)."""
-    path = Path(run_dir) / METRICS
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return read_jsonl(Path(run_dir) / METRICS)
 
 
 def analysis_dir(run_dir: str | os.PathLike, analyzer: str) -> Path:
@@ -123,3 +128,230 @@ def figures_dir(run_dir: str | os.PathLike) -> Path:
     d = Path(run_dir) / "figures"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def run_corpus_dir(run_dir: str | os.PathLike) -> Path:
+    """The corpus directory a run was trained on (``run_config.json``'s ``corpus``).
+
+    A relative path that does not exist from the working directory is tried relative to the
+    run, so a study directory moved as a whole keeps its runs' corpora.
+    """
+    conf = read_run_config(run_dir)
+    corpus = conf.get("corpus")
+    if not corpus:
+        raise ValueError(f"{Path(run_dir) / RUN_CONFIG} names no corpus")
+    path = Path(corpus)
+    if not path.is_absolute() and not path.exists() and (Path(run_dir) / path).exists():
+        path = Path(run_dir) / path
+    if not path.exists():
+        raise FileNotFoundError(f"the corpus of run {run_dir} ({corpus}) does not exist")
+    return path
+
+
+class Run:
+    """One training run's directory: its config, corpus, checkpoints and analysis tables.
+
+    Cheap to construct (nothing is read until asked); every accessor raises an error that names
+    the run and what is missing.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def of(cls, run: Run | str | os.PathLike) -> Run:
+        """``run`` as a :class:`Run` (a path is wrapped, a Run returned as is)."""
+        return run if isinstance(run, Run) else cls(run)
+
+    # -- what was trained ------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """``run_config.json``."""
+        return read_run_config(self.path)
+
+    @property
+    def train_config(self) -> dict[str, Any]:
+        """The ``train`` section of the run config (``{}`` when absent)."""
+        return dict(self.config.get("train", {}))
+
+    @property
+    def corpus_dir(self) -> Path:
+        """The corpus the run was trained on (see :func:`run_corpus_dir`)."""
+        return run_corpus_dir(self.path)
+
+    def corpus(self) -> Any:
+        """A :class:`~babel_interp.corpus.shards.CorpusReader` of the run's corpus."""
+        from babel_interp.corpus.shards import CorpusReader
+
+        return CorpusReader(self.corpus_dir)
+
+    def target_languages(self) -> list[str]:
+        """Languages the run trained on with weight > 0 (the run config's mixture), else the
+        corpus's languages."""
+        mixture = self.train_config.get("mixture") or {}
+        weights = mixture.get("weights") if isinstance(mixture, dict) else None
+        if weights:
+            return [lang for lang, w in weights.items() if float(w) > 0]
+        return list(self.corpus().languages)
+
+    def metrics(self) -> list[dict]:
+        """Every record of ``metrics.jsonl``."""
+        return read_metrics(self.path)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def checkpoints(self, steps: Sequence[int] | None = None) -> list[Checkpoint]:
+        """The complete checkpoints at ``steps`` (all when None), in step order."""
+        return select_checkpoints(self.path, None if steps is None else list(steps))
+
+    def checkpoint(self, step: int) -> Checkpoint:
+        """The checkpoint at ``step``."""
+        return self.checkpoints([step])[0]
+
+    def latest(self) -> Checkpoint:
+        """The newest complete checkpoint."""
+        ckpts = self.checkpoints()
+        if not ckpts:
+            raise FileNotFoundError(f"run {self.path} has no complete checkpoint")
+        return ckpts[-1]
+
+    def load_model(
+        self, checkpoint: Checkpoint | int | None = None, device: Any = "auto", **kwargs: Any
+    ) -> tuple[Any, Any]:
+        """``(model, ModelConfig)`` of a checkpoint (a Checkpoint, a step, or the latest), on
+        ``device`` (see :func:`babel_interp.devices.resolve_device`)."""
+        from babel_interp.devices import resolve_device
+        from babel_interp.model import load_model
+
+        if checkpoint is None:
+            checkpoint = self.latest()
+        elif isinstance(checkpoint, int):
+            checkpoint = self.checkpoint(checkpoint)
+        return load_model(checkpoint.path, device=resolve_device(device), **kwargs)
+
+    def iter_models(
+        self, steps: Sequence[int] | None = None, device: Any = "auto", **kwargs: Any
+    ) -> Iterator[tuple[Checkpoint, Any, Any]]:
+        """``(checkpoint, model, ModelConfig)`` for each selected checkpoint, one model in
+        memory at a time."""
+        for ckpt in self.checkpoints(steps):
+            model, mcfg = self.load_model(ckpt, device=device, **kwargs)
+            yield ckpt, model, mcfg
+            del model
+
+    def validation_windows(
+        self, language: str, n_windows: int, seq_len: int, n_ctx: int | None = None
+    ) -> Any:
+        """``[n, min(seq_len, n_ctx)]`` validation windows of ``language``, evenly spread over
+        the corpus's validation split (inputs only)."""
+        return validation_windows(self.corpus(), language, n_windows, seq_len, n_ctx)
+
+    # -- outputs ---------------------------------------------------------------------------
+    def analysis_dir(self, analyzer: str) -> Path:
+        """``RUN/analysis/<analyzer>/``, created."""
+        return analysis_dir(self.path, analyzer)
+
+    def figures_dir(self) -> Path:
+        """``RUN/figures/``, created."""
+        return figures_dir(self.path)
+
+
+def validation_windows(
+    reader: Any, language: str, n_windows: int, seq_len: int, n_ctx: int | None = None
+) -> Any:
+    """``n_windows`` evenly spread ``[n, L]`` validation windows of one language of a corpus
+    reader, ``L = min(seq_len, n_ctx)`` (a window never exceeds the model's context)."""
+    import torch
+
+    from babel_interp.training.sampler import eval_windows
+
+    if n_ctx is not None:
+        seq_len = min(int(seq_len), int(n_ctx))
+    split = reader.split("val")
+    windows = eval_windows(split, [language], seq_len, n_windows)
+    if not windows or not windows[0].starts:
+        raise ValueError(f"corpus {reader.dir} has no validation tokens of {language!r}")
+    # Evaluation windows carry one extra token (the last target); hooks need model inputs only.
+    return torch.from_numpy(windows[0].tokens(split))[:, :seq_len]
+
+
+STUDY_KINDS = ("continual", "scratch")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study directory: per seed a primary run, and per target language a run continued from
+    it and a run trained from scratch on the same data (see the module doc)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def corpus(self) -> Path:
+        """``STUDY/corpus/``."""
+        return self.root / "corpus"
+
+    @property
+    def figures(self) -> Path:
+        """``STUDY/figures/``."""
+        return self.root / "figures"
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.root / f"seed_{seed}"
+
+    def primary(self, seed: int) -> Path:
+        """The primary-language run of ``seed``."""
+        return self.seed_dir(seed) / "primary"
+
+    def run_dir(self, seed: int, language: str, kind: str) -> Path:
+        """The ``kind`` (``continual`` or ``scratch``) run of ``language`` under ``seed``."""
+        if kind not in STUDY_KINDS:
+            raise ValueError(f"study run kind must be one of {STUDY_KINDS}, got {kind!r}")
+        return self.seed_dir(seed) / language / kind
+
+    def continual(self, seed: int, language: str) -> Path:
+        return self.run_dir(seed, language, "continual")
+
+    def scratch(self, seed: int, language: str) -> Path:
+        return self.run_dir(seed, language, "scratch")
+
+    def run(self, seed: int, language: str, kind: str) -> Run:
+        """The :class:`Run` of ``run_dir(seed, language, kind)``."""
+        return Run(self.run_dir(seed, language, kind))
+
+    @staticmethod
+    def key(seed: int, language: str, kind: str) -> str:
+        """``seed_<s>/<lang>/<kind>``: how study metadata names a run."""
+        return f"seed_{seed}/{language}/{kind}"
+
+    def seeds(self) -> list[int]:
+        """The seeds with a directory, in order."""
+        out = []
+        for d in self.root.glob("seed_*"):
+            m = re.fullmatch(r"seed_(\d+)", d.name)
+            if m and d.is_dir():
+                out.append(int(m.group(1)))
+        return sorted(out)
+
+    def languages(self, seed: int) -> list[str]:
+        """The target languages with a run directory under ``seed``."""
+        d = self.seed_dir(seed)
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir() if any((p / k).is_dir() for k in STUDY_KINDS))
+
+    def runs(self, kind: str | None = None) -> Iterator[tuple[int, str, str, Run]]:
+        """``(seed, language, kind, Run)`` for every existing run (one kind when given)."""
+        kinds = STUDY_KINDS if kind is None else (kind,)
+        for seed in self.seeds():
+            for lang in self.languages(seed):
+                for k in kinds:
+                    if self.run_dir(seed, lang, k).is_dir():
+                        yield seed, lang, k, self.run(seed, lang, k)
