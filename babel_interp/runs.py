@@ -194,7 +194,8 @@ class Run:
     def target_languages(self) -> list[str]:
         """Languages the run trained on with weight > 0 (the run config's mixture), else the
         corpus's languages."""
-        mixture = self.train_config.get("mixture") or {}
+        conf = self.config
+        mixture = conf.get("mixture") or conf.get("train", {}).get("mixture") or {}
         weights = mixture.get("weights") if isinstance(mixture, dict) else None
         if weights:
             return [lang for lang, w in weights.items() if float(w) > 0]
