@@ -299,8 +299,81 @@ true until while
 """
 
 
+# Built-in identifiers, as ``concept=identifier`` words; a bare ``concept`` is spelled as the
+# concept itself (Python ``abs``). TypeScript shares JavaScript's.
+_PYTHON_BUILTINS = """
+length=len count=len print abs max min sort upper lower split join strip replace find startswith
+endswith to_int=int to_string=str round sqrt floor pow append pop keys reverse sum range map filter
+format type ord chr random_int=randint
+"""
+_PHP_BUILTINS = """
+length=strlen count print=echo abs max min sort upper=strtoupper lower=strtolower split=explode
+join=implode strip=trim replace=str_replace find=strpos startswith=str_starts_with
+endswith=str_ends_with to_int=intval to_string=strval round sqrt floor pow append=array_push
+pop=array_pop keys=array_keys contains=in_array has_key=array_key_exists reverse=array_reverse
+sum=array_sum range map=array_map filter=array_filter format=sprintf type=gettype ord chr random_int
+"""
+_CSHARP_BUILTINS = """
+length=Length count=Count print=WriteLine abs=Abs max=Max min=Min sort=Sort upper=ToUpper
+lower=ToLower split=Split join=Join strip=Trim replace=Replace find=IndexOf startswith=StartsWith
+endswith=EndsWith to_int=Parse to_string=ToString round=Round sqrt=Sqrt floor=Floor pow=Pow
+append=Add keys=Keys contains=Contains has_key=ContainsKey reverse=Reverse sum=Sum range=Range
+map=Select filter=Where format=Format type=GetType random_int=Next
+"""
+_GO_BUILTINS = """
+length=len count=len print=Println abs=Abs max min sort=Sort upper=ToUpper lower=ToLower split=Split
+join=Join strip=TrimSpace replace=ReplaceAll find=Index startswith=HasPrefix endswith=HasSuffix
+to_int=Atoi to_string=Itoa round=Round sqrt=Sqrt floor=Floor pow=Pow append keys=Keys
+contains=Contains reverse=Reverse format=Sprintf type=TypeOf random_int=Intn
+"""
+_CPP_BUILTINS = """
+length=size count=size print=cout abs max min sort upper=toupper lower=tolower replace find
+startswith=starts_with endswith=ends_with to_int=stoi to_string round sqrt floor pow
+append=push_back pop=pop_back has_key=contains reverse sum=accumulate map=transform filter=copy_if
+format type=typeid
+"""
+_JAVA_BUILTINS = """
+length count=size print=println abs max min sort upper=toUpperCase lower=toLowerCase split join
+strip=trim replace find=indexOf startswith=startsWith endswith=endsWith to_int=parseInt
+to_string=valueOf round sqrt floor pow append=add pop=removeLast keys=keySet contains
+has_key=containsKey reverse sum range map filter format type=getClass random_int=nextInt
+"""
+_JS_BUILTINS = """
+length count=length print=log abs max min sort upper=toUpperCase lower=toLowerCase split join
+strip=trim replace=replaceAll find=indexOf startswith=startsWith endswith=endsWith to_int=parseInt
+to_string=String round sqrt floor pow append=push pop keys contains=includes has_key=has reverse map
+filter ord=charCodeAt chr=fromCharCode
+"""
+_RUST_BUILTINS = """
+length=len count=len print=println abs max min sort upper=to_uppercase lower=to_lowercase split join
+strip=trim replace find startswith=starts_with endswith=ends_with to_int=parse to_string round sqrt
+floor pow append=push pop keys contains has_key=contains_key reverse sum map filter format
+type=type_name
+"""
+_RUBY_BUILTINS = """
+length count=size print=puts abs max min sort upper=upcase lower=downcase split join strip
+replace=gsub find=index startswith=start_with? endswith=end_with? to_int=to_i to_string=to_s round
+sqrt floor pow append=push pop keys contains=include? has_key=key? reverse sum map filter=select
+format type=class ord chr random_int=rand
+"""
+_LUA_BUILTINS = """
+length=len print abs max min sort upper lower join=concat replace=gsub find to_int=tonumber
+to_string=tostring sqrt floor append=insert pop=remove format type ord=byte chr=char
+random_int=random
+"""
+
+
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
+
+
+def _builtins(text: str) -> dict[str, str]:
+    """The concept -> identifier map of a ``concept=identifier`` word list."""
+    out = {}
+    for word in text.split():
+        concept, _, ident = word.partition("=")
+        out[concept] = ident or concept
+    return out
 
 
 _BUILTIN_LANGUAGES: tuple[Language, ...] = (
@@ -309,45 +382,8 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         display_name="Python",
         extensions=(".py", ".pyi"),
         line_comment="#",
-        block_comment=None,
         keywords=_words(_PYTHON_KEYWORDS),
-        builtins={
-            "length": "len",
-            "count": "len",
-            "print": "print",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "upper",
-            "lower": "lower",
-            "split": "split",
-            "join": "join",
-            "strip": "strip",
-            "replace": "replace",
-            "find": "find",
-            "startswith": "startswith",
-            "endswith": "endswith",
-            "to_int": "int",
-            "to_string": "str",
-            "round": "round",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "pow": "pow",
-            "append": "append",
-            "pop": "pop",
-            "keys": "keys",
-            "reverse": "reverse",
-            "sum": "sum",
-            "range": "range",
-            "map": "map",
-            "filter": "filter",
-            "format": "format",
-            "type": "type",
-            "ord": "ord",
-            "chr": "chr",
-            "random_int": "randint",
-        },
+        builtins=_builtins(_PYTHON_BUILTINS),
         aliases=("py", "python3"),
     ),
     Language(
@@ -357,46 +393,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="//",
         block_comment=("/*", "*/"),
         keywords=_words(_PHP_KEYWORDS),
-        builtins={
-            "length": "strlen",
-            "count": "count",
-            "print": "echo",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "strtoupper",
-            "lower": "strtolower",
-            "split": "explode",
-            "join": "implode",
-            "strip": "trim",
-            "replace": "str_replace",
-            "find": "strpos",
-            "startswith": "str_starts_with",
-            "endswith": "str_ends_with",
-            "to_int": "intval",
-            "to_string": "strval",
-            "round": "round",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "pow": "pow",
-            "append": "array_push",
-            "pop": "array_pop",
-            "keys": "array_keys",
-            "contains": "in_array",
-            "has_key": "array_key_exists",
-            "reverse": "array_reverse",
-            "sum": "array_sum",
-            "range": "range",
-            "map": "array_map",
-            "filter": "array_filter",
-            "format": "sprintf",
-            "type": "gettype",
-            "ord": "ord",
-            "chr": "chr",
-            "random_int": "random_int",
-        },
-        aliases=(),
+        builtins=_builtins(_PHP_BUILTINS),
     ),
     Language(
         name="csharp",
@@ -405,42 +402,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="//",
         block_comment=("/*", "*/"),
         keywords=_words(_CSHARP_KEYWORDS),
-        builtins={
-            "length": "Length",
-            "count": "Count",
-            "print": "WriteLine",
-            "abs": "Abs",
-            "max": "Max",
-            "min": "Min",
-            "sort": "Sort",
-            "upper": "ToUpper",
-            "lower": "ToLower",
-            "split": "Split",
-            "join": "Join",
-            "strip": "Trim",
-            "replace": "Replace",
-            "find": "IndexOf",
-            "startswith": "StartsWith",
-            "endswith": "EndsWith",
-            "to_int": "Parse",
-            "to_string": "ToString",
-            "round": "Round",
-            "sqrt": "Sqrt",
-            "floor": "Floor",
-            "pow": "Pow",
-            "append": "Add",
-            "keys": "Keys",
-            "contains": "Contains",
-            "has_key": "ContainsKey",
-            "reverse": "Reverse",
-            "sum": "Sum",
-            "range": "Range",
-            "map": "Select",
-            "filter": "Where",
-            "format": "Format",
-            "type": "GetType",
-            "random_int": "Next",
-        },
+        builtins=_builtins(_CSHARP_BUILTINS),
         aliases=("c#", "cs", "c-sharp", "c_sharp"),
     ),
     Language(
@@ -450,37 +412,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="//",
         block_comment=("/*", "*/"),
         keywords=_words(_GO_KEYWORDS),
-        builtins={
-            "length": "len",
-            "count": "len",
-            "print": "Println",
-            "abs": "Abs",
-            "max": "max",
-            "min": "min",
-            "sort": "Sort",
-            "upper": "ToUpper",
-            "lower": "ToLower",
-            "split": "Split",
-            "join": "Join",
-            "strip": "TrimSpace",
-            "replace": "ReplaceAll",
-            "find": "Index",
-            "startswith": "HasPrefix",
-            "endswith": "HasSuffix",
-            "to_int": "Atoi",
-            "to_string": "Itoa",
-            "round": "Round",
-            "sqrt": "Sqrt",
-            "floor": "Floor",
-            "pow": "Pow",
-            "append": "append",
-            "keys": "Keys",
-            "contains": "Contains",
-            "reverse": "Reverse",
-            "format": "Sprintf",
-            "type": "TypeOf",
-            "random_int": "Intn",
-        },
+        builtins=_builtins(_GO_BUILTINS),
         aliases=("golang",),
     ),
     Language(
@@ -490,36 +422,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="//",
         block_comment=("/*", "*/"),
         keywords=_words(_CPP_KEYWORDS),
-        builtins={
-            "length": "size",
-            "count": "size",
-            "print": "cout",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "toupper",
-            "lower": "tolower",
-            "replace": "replace",
-            "find": "find",
-            "startswith": "starts_with",
-            "endswith": "ends_with",
-            "to_int": "stoi",
-            "to_string": "to_string",
-            "round": "round",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "pow": "pow",
-            "append": "push_back",
-            "pop": "pop_back",
-            "has_key": "contains",
-            "reverse": "reverse",
-            "sum": "accumulate",
-            "map": "transform",
-            "filter": "copy_if",
-            "format": "format",
-            "type": "typeid",
-        },
+        builtins=_builtins(_CPP_BUILTINS),
         aliases=("c++", "cxx", "cplusplus"),
     ),
     Language(
@@ -529,44 +432,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="//",
         block_comment=("/*", "*/"),
         keywords=_words(_JAVA_KEYWORDS),
-        builtins={
-            "length": "length",
-            "count": "size",
-            "print": "println",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "toUpperCase",
-            "lower": "toLowerCase",
-            "split": "split",
-            "join": "join",
-            "strip": "trim",
-            "replace": "replace",
-            "find": "indexOf",
-            "startswith": "startsWith",
-            "endswith": "endsWith",
-            "to_int": "parseInt",
-            "to_string": "valueOf",
-            "round": "round",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "pow": "pow",
-            "append": "add",
-            "pop": "removeLast",
-            "keys": "keySet",
-            "contains": "contains",
-            "has_key": "containsKey",
-            "reverse": "reverse",
-            "sum": "sum",
-            "range": "range",
-            "map": "map",
-            "filter": "filter",
-            "format": "format",
-            "type": "getClass",
-            "random_int": "nextInt",
-        },
-        aliases=(),
+        builtins=_builtins(_JAVA_BUILTINS),
     ),
     Language(
         name="javascript",
@@ -575,40 +441,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="//",
         block_comment=("/*", "*/"),
         keywords=_words(_JS_KEYWORDS),
-        builtins={
-            "length": "length",
-            "count": "length",
-            "print": "log",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "toUpperCase",
-            "lower": "toLowerCase",
-            "split": "split",
-            "join": "join",
-            "strip": "trim",
-            "replace": "replaceAll",
-            "find": "indexOf",
-            "startswith": "startsWith",
-            "endswith": "endsWith",
-            "to_int": "parseInt",
-            "to_string": "String",
-            "round": "round",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "pow": "pow",
-            "append": "push",
-            "pop": "pop",
-            "keys": "keys",
-            "contains": "includes",
-            "has_key": "has",
-            "reverse": "reverse",
-            "map": "map",
-            "filter": "filter",
-            "ord": "charCodeAt",
-            "chr": "fromCharCode",
-        },
+        builtins=_builtins(_JS_BUILTINS),
         aliases=("js", "node", "ecmascript"),
     ),
     Language(
@@ -618,40 +451,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="//",
         block_comment=("/*", "*/"),
         keywords=_words(_JS_KEYWORDS) | _words(_TS_EXTRA_KEYWORDS),
-        builtins={
-            "length": "length",
-            "count": "length",
-            "print": "log",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "toUpperCase",
-            "lower": "toLowerCase",
-            "split": "split",
-            "join": "join",
-            "strip": "trim",
-            "replace": "replaceAll",
-            "find": "indexOf",
-            "startswith": "startsWith",
-            "endswith": "endsWith",
-            "to_int": "parseInt",
-            "to_string": "String",
-            "round": "round",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "pow": "pow",
-            "append": "push",
-            "pop": "pop",
-            "keys": "keys",
-            "contains": "includes",
-            "has_key": "has",
-            "reverse": "reverse",
-            "map": "map",
-            "filter": "filter",
-            "ord": "charCodeAt",
-            "chr": "fromCharCode",
-        },
+        builtins=_builtins(_JS_BUILTINS),
         aliases=("ts",),
     ),
     Language(
@@ -661,41 +461,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="//",
         block_comment=("/*", "*/"),
         keywords=_words(_RUST_KEYWORDS),
-        builtins={
-            "length": "len",
-            "count": "len",
-            "print": "println",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "to_uppercase",
-            "lower": "to_lowercase",
-            "split": "split",
-            "join": "join",
-            "strip": "trim",
-            "replace": "replace",
-            "find": "find",
-            "startswith": "starts_with",
-            "endswith": "ends_with",
-            "to_int": "parse",
-            "to_string": "to_string",
-            "round": "round",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "pow": "pow",
-            "append": "push",
-            "pop": "pop",
-            "keys": "keys",
-            "contains": "contains",
-            "has_key": "contains_key",
-            "reverse": "reverse",
-            "sum": "sum",
-            "map": "map",
-            "filter": "filter",
-            "format": "format",
-            "type": "type_name",
-        },
+        builtins=_builtins(_RUST_BUILTINS),
         aliases=("rs",),
     ),
     Language(
@@ -705,44 +471,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="#",
         block_comment=("=begin", "=end"),
         keywords=_words(_RUBY_KEYWORDS),
-        builtins={
-            "length": "length",
-            "count": "size",
-            "print": "puts",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "upcase",
-            "lower": "downcase",
-            "split": "split",
-            "join": "join",
-            "strip": "strip",
-            "replace": "gsub",
-            "find": "index",
-            "startswith": "start_with?",
-            "endswith": "end_with?",
-            "to_int": "to_i",
-            "to_string": "to_s",
-            "round": "round",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "pow": "pow",
-            "append": "push",
-            "pop": "pop",
-            "keys": "keys",
-            "contains": "include?",
-            "has_key": "key?",
-            "reverse": "reverse",
-            "sum": "sum",
-            "map": "map",
-            "filter": "select",
-            "format": "format",
-            "type": "class",
-            "ord": "ord",
-            "chr": "chr",
-            "random_int": "rand",
-        },
+        builtins=_builtins(_RUBY_BUILTINS),
         aliases=("rb",),
     ),
     Language(
@@ -752,31 +481,7 @@ _BUILTIN_LANGUAGES: tuple[Language, ...] = (
         line_comment="--",
         block_comment=("--[[", "]]"),
         keywords=_words(_LUA_KEYWORDS),
-        builtins={
-            "length": "len",
-            "print": "print",
-            "abs": "abs",
-            "max": "max",
-            "min": "min",
-            "sort": "sort",
-            "upper": "upper",
-            "lower": "lower",
-            "join": "concat",
-            "replace": "gsub",
-            "find": "find",
-            "to_int": "tonumber",
-            "to_string": "tostring",
-            "sqrt": "sqrt",
-            "floor": "floor",
-            "append": "insert",
-            "pop": "remove",
-            "format": "format",
-            "type": "type",
-            "ord": "byte",
-            "chr": "char",
-            "random_int": "random",
-        },
-        aliases=(),
+        builtins=_builtins(_LUA_BUILTINS),
     ),
 )
 

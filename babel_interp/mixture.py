@@ -24,9 +24,12 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from babel_interp.config import ConfigBase, check_int, reject_unknown
+from babel_interp.io import write_text_atomic
 
 __all__ = [
     "DataExhausted",
@@ -76,23 +79,19 @@ def _check_weights(where: str, weights: Mapping[str, Any]) -> dict[str, float]:
 
 
 @dataclass
-class Phase:
+class Phase(ConfigBase):
     """Weights in effect from training step ``start`` (inclusive) until the next phase."""
 
     start: int
     weights: dict[str, float]
 
     def __post_init__(self) -> None:
-        if isinstance(self.start, bool) or not isinstance(self.start, int) or self.start < 0:
-            raise ValueError(f"Phase.start must be an int >= 0, got {self.start!r}")
+        check_int("Phase", "start", self.start, 0)
         self.weights = _check_weights(f"Phase(start={self.start}).weights", self.weights)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "weights": dict(self.weights)}
 
 
 @dataclass
-class Mixture:
+class Mixture(ConfigBase):
     """Per-language sampling weights, optional phases, token budgets and epoch caps.
 
     ``weights`` apply before the first phase (when ``phases`` is given without ``weights``, the
@@ -225,26 +224,16 @@ class Mixture:
         return {lang: w / total for lang, w in live.items()}
 
     # ----------------------------------------------------------- serialization
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_dict` restores an equal mixture."""
-        return {
-            "weights": dict(self.weights),
-            "phases": [p.to_dict() for p in self.phases],
-            "budgets": dict(self.budgets),
-            "epoch_caps": dict(self.epoch_caps),
-        }
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Mixture:
         """Inverse of :meth:`to_dict`; a bare ``{language: weight}`` mapping is accepted too."""
+        # Kept apart from ConfigBase.from_dict: mixture files may be a bare weight mapping, and
+        # null or missing sections mean empty ones.
         if not isinstance(d, Mapping):
             raise ValueError(f"a mixture must be a JSON object, got {type(d).__name__}")
-        known = {"weights", "phases", "budgets", "epoch_caps"}
-        if d and not (set(d) & known):
+        if d and not (set(d) & {f.name for f in fields(cls)}):
             return cls(weights=dict(d))
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Mixture: unknown field(s) {unknown}; known: {sorted(known)}")
+        reject_unknown(cls, dict(d))
         return cls(
             weights=dict(d.get("weights") or {}),
             phases=list(d.get("phases") or []),
@@ -261,9 +250,7 @@ class Mixture:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the mixture as JSON."""
-        p = Path(path)
-        p.write_text(self.to_json() + "\n", encoding="utf-8")
-        return p
+        return write_text_atomic(path, self.to_json() + "\n")
 
     def to_spec(self) -> str:
         """The compact string form; :meth:`parse` reads it back to an equal mixture."""

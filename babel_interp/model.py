@@ -13,9 +13,9 @@ import importlib.metadata
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +23,19 @@ from jaxtyping import Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from babel_interp.config import ConfigBase, check_choice, check_int
+from babel_interp.devices import model_device
+
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "model_config.json"
 TOKENIZER_SUBDIR = "tokenizer"
 
-ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "solu_ln")
-NORMALIZATIONS = ("LN", "RMS")
-POSITIONAL = ("standard", "rotary")
+Activation = Literal["gelu", "gelu_new", "relu", "silu", "solu_ln"]
+Normalization = Literal["LN", "RMS"]
+Positional = Literal["standard", "rotary"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+POSITIONAL: tuple[str, ...] = get_args(Positional)
 
 
 def tl_major_version() -> int:
@@ -56,7 +62,7 @@ class HookedModel(Protocol):
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ConfigBase):
     """Shape and initialization of a GPT-2-style decoder. ``d_vocab=-1`` takes the tokenizer's."""
 
     n_layers: int = 2
@@ -66,51 +72,27 @@ class ModelConfig:
     d_mlp: int = 512
     n_ctx: int = 128
     d_vocab: int = -1
-    act_fn: str = "gelu"
-    normalization: str = "LN"
-    positional_embedding: str = "standard"
+    act_fn: Activation = "gelu"
+    normalization: Normalization = "LN"
+    positional_embedding: Positional = "standard"
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "n_ctx"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+            check_int("ModelConfig", name, getattr(self, name), 1)
         if not isinstance(self.d_vocab, int) or (self.d_vocab <= 0 and self.d_vocab != -1):
             raise ValueError(
                 f"ModelConfig.d_vocab must be a positive int or -1 (from tokenizer), "
                 f"got {self.d_vocab!r}"
             )
-        if self.act_fn not in ACTIVATIONS:
-            raise ValueError(
-                f"ModelConfig.act_fn must be one of {ACTIVATIONS}, got {self.act_fn!r}"
-            )
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"ModelConfig.normalization must be one of {NORMALIZATIONS}, "
-                f"got {self.normalization!r}"
-            )
-        if self.positional_embedding not in POSITIONAL:
-            raise ValueError(
-                f"ModelConfig.positional_embedding must be one of {POSITIONAL}, "
-                f"got {self.positional_embedding!r}"
-            )
-        if not isinstance(self.seed, int):
-            raise ValueError(f"ModelConfig.seed must be an int, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"ModelConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        check_choice("ModelConfig", "act_fn", self.act_fn, ACTIVATIONS)
+        check_choice("ModelConfig", "normalization", self.normalization, NORMALIZATIONS)
+        check_choice("ModelConfig", "positional_embedding", self.positional_embedding, POSITIONAL)
+        check_int("ModelConfig", "seed", self.seed)
 
     def with_vocab(self, d_vocab: int) -> ModelConfig:
-        return replace(self, d_vocab=d_vocab)
+        """A copy with vocabulary size ``d_vocab``."""
+        return self.replace(d_vocab=d_vocab)
 
     def n_params(self) -> int:
         """Parameter count (weights and biases, embeddings and unembedding included)."""
@@ -148,7 +130,7 @@ def get_preset(name: str) -> ModelConfig:
     """A copy of the named preset (``tiny``, ``pilot``, ``small``, ``medium``, ``gpt2-small``,
     ``1.3b``)."""
     try:
-        return replace(PRESETS[name])
+        return PRESETS[name].replace()
     except KeyError:
         raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None
 
@@ -206,20 +188,15 @@ def load_pretrained(
         ) from exc
 
 
+# ModelConfig fields whose TransformerLens config attribute has another name.
+_TL_NAMES = {
+    "normalization": "normalization_type",
+    "positional_embedding": "positional_embedding_type",
+}
+
+
 def _tl_config_kwargs(cfg: ModelConfig) -> dict[str, Any]:
-    return dict(
-        n_layers=cfg.n_layers,
-        d_model=cfg.d_model,
-        n_heads=cfg.n_heads,
-        d_head=cfg.d_head,
-        d_mlp=cfg.d_mlp,
-        n_ctx=cfg.n_ctx,
-        d_vocab=cfg.d_vocab,
-        act_fn=cfg.act_fn,
-        normalization_type=cfg.normalization,
-        positional_embedding_type=cfg.positional_embedding,
-        seed=cfg.seed,
-    )
+    return {_TL_NAMES.get(f.name, f.name): getattr(cfg, f.name) for f in fields(cfg)}
 
 
 def build_model(
@@ -263,20 +240,12 @@ def build_model(
 
 def model_config_of(model: HookedModel) -> ModelConfig:
     """Recover a :class:`ModelConfig` from any hooked model's ``cfg``."""
-    c = model.cfg
-    return ModelConfig(
-        n_layers=c.n_layers,
-        d_model=c.d_model,
-        n_heads=c.n_heads,
-        d_head=c.d_head,
-        d_mlp=c.d_mlp,
-        n_ctx=c.n_ctx,
-        d_vocab=c.d_vocab,
-        act_fn=c.act_fn,
-        normalization=c.normalization_type,
-        positional_embedding=c.positional_embedding_type,
-        seed=c.seed if isinstance(c.seed, int) else 0,
-    )
+    values = {
+        f.name: getattr(model.cfg, _TL_NAMES.get(f.name, f.name)) for f in fields(ModelConfig)
+    }
+    if not isinstance(values["seed"], int):
+        values["seed"] = 0  # TL allows an unseeded model
+    return ModelConfig(**values)
 
 
 def save_model(
@@ -394,8 +363,7 @@ def new_kv_cache(model: HookedModel, batch_size: int) -> Any | None:
 
     if not isinstance(model, HookedTransformer):
         return None  # e.g. a TransformerBridge on 3.x: its forward takes no past_kv_cache
-    device = next(model.parameters()).device  # type: ignore[attr-defined]
-    return TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size)
+    return TransformerLensKeyValueCache.init_cache(model.cfg, model_device(model), batch_size)
 
 
 def select_kv_cache_rows(cache: Any, index: Int[Tensor, " rows"]) -> Any:

@@ -12,7 +12,10 @@
 
 A study (:class:`Study`) is a directory of runs::
 
+    STUDY/experiment.json               # the study's config, timings and verdicts
     STUDY/corpus/                       # the study's corpus (when it built one)
+    STUDY/sources/                      # the real-code sources it was built from
+    STUDY/optimize/                     # mixtures computed from the study's runs
     STUDY/seed_<s>/primary/             # the primary-language run of seed s
     STUDY/seed_<s>/<lang>/continual/    # continued from the primary run on <lang>
     STUDY/seed_<s>/<lang>/scratch/      # trained from scratch on the same <lang> data
@@ -303,6 +306,21 @@ class Study:
     def figures(self) -> Path:
         """``STUDY/figures/``."""
         return self.root / "figures"
+
+    @property
+    def meta(self) -> Path:
+        """``STUDY/experiment.json``: the study's config, timings and verdicts."""
+        return self.root / "experiment.json"
+
+    @property
+    def sources(self) -> Path:
+        """``STUDY/sources/``: the real-code sources of its corpus."""
+        return self.root / "sources"
+
+    @property
+    def optimize(self) -> Path:
+        """``STUDY/optimize/``: mixtures computed from its runs."""
+        return self.root / "optimize"
 
     def seed_dir(self, seed: int) -> Path:
         return self.root / f"seed_{seed}"

@@ -5,8 +5,8 @@ knot pair. Both methods choose, for each series, the least-squares pair among th
 middle segment falls:
 
 * reference: ``numpy.linalg.lstsq`` for each (series, pair), one at a time;
-* project: :func:`babel_interp.analysis.stages._best_dip_pairs` (one batched QR per block of pairs,
-  every series projected at once).
+* project: :func:`babel_interp.analysis.stages.detector._best_dip_pairs` (one batched QR per
+  block of pairs, every series projected at once).
 
 Printed: seconds per method, the speed-up, and whether both chose the same pair for every series
 (the correctness check); then the time of a whole :func:`detect_stages` call. Usage::

@@ -19,18 +19,20 @@ model object passed to :func:`analyze_pretrained` from Python. Two analyses run 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from babel_interp.config import ConfigBase
+from babel_interp.io import write_csv_atomic, write_json_atomic
+
 
 @dataclass
-class PretrainedAnalysisConfig:
+class PretrainedAnalysisConfig(ConfigBase):
     """What to analyze on a pretrained model."""
 
     out: str = "runs/pretrained"
@@ -50,14 +52,18 @@ class PretrainedAnalysisConfig:
     def __post_init__(self) -> None:
         from babel_interp.languages import get_language
 
+        # Language names are normalized ("c#" -> "csharp") before they are checked.
         self.primary = get_language(self.primary).name
         self.target = get_language(self.target).name
+        self.sources = {get_language(k).name: v for k, v in self.sources.items()}
+        self.validate()
+
+    def validate(self) -> None:
         if self.primary == self.target:
             raise ValueError("PretrainedAnalysisConfig.target must differ from primary")
         for name in ("n_per_pair", "docs_per_language", "tokens_per_language", "window"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"PretrainedAnalysisConfig.{name} must be positive")
-        self.sources = {get_language(k).name: v for k, v in self.sources.items()}
         unknown = set(self.sources) - {self.primary, self.target}
         if unknown:
             raise ValueError(
@@ -66,9 +72,6 @@ class PretrainedAnalysisConfig:
             )
         if self.probes is not None and not Path(self.probes).is_file():
             raise FileNotFoundError(f"probe file {self.probes} does not exist")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def load_user_model(spec: str, tokenizer: str | None = None, device: str | None = None) -> Any:
@@ -167,8 +170,8 @@ def analyze_pretrained(model: Any, tokenizer: Any, cfg: PretrainedAnalysisConfig
     records = result.to_dataframe()
     agg = aggregate_records(records, wl_cfg)
     comp = competence_table(records, wl_cfg)
-    agg.to_csv(out / "working_language_aggregate.csv", index=False)
-    comp.to_csv(out / "working_language_competence.csv", index=False)
+    write_csv_atomic(out / "working_language_aggregate.csv", agg)
+    write_csv_atomic(out / "working_language_competence.csv", comp)
     depth = depth_lines(agg, wl_cfg.lens, out / "working_language_depth.png")
 
     windows = language_windows(tokenizer, cfg, [cfg.primary, cfg.target])
@@ -185,7 +188,7 @@ def analyze_pretrained(model: Any, tokenizer: Any, cfg: PretrainedAnalysisConfig
         .rename_axis("layer")
         .reset_index()
     )
-    counts.to_csv(out / "neuron_counts.csv", index=False)
+    write_csv_atomic(out / "neuron_counts.csv", counts)
 
     doc = ReportDocument(f"Analyzers on a pretrained model: {cfg.primary} -> {cfg.target}")
     doc.heading("Working language (logit lens)")
@@ -208,7 +211,7 @@ def analyze_pretrained(model: Any, tokenizer: Any, cfg: PretrainedAnalysisConfig
     doc.figure(depth, "Primary-language lean across depth")
     doc.heading("Language-transferring neurons (LAPE)")
     doc.table(counts, "Neurons per layer in each set")
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    write_json_atomic(out / "config.json", cfg.to_dict())
     md, _ = doc.write(out)
     return md
 

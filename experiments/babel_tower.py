@@ -27,138 +27,37 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROFILES: dict[str, dict[str, Any]] = {
-    # Sized for the one-command demo on 2 CPU cores (a few minutes in all).
-    "quick": dict(
-        targets=["php", "go"],
-        seeds=[0],
-        docs_per_language=1500,
-        vocab_size=2048,
-        preset="tiny",
-        seq_len=128,
-        batch_size=16,
-        primary_steps=400,
-        continual_steps=400,
-        scratch_steps=80,
-        n_checkpoints=10,
-        eval_windows=16,
-        lr=2e-3,
-        neuron_tokens=8192,
-        neuron_permutations=10,
-        ablation=False,
-        n_per_pair=10,
-        random_inits=3,
-        completion_docs=12,
-        completion_tokens=16,
-        execution=True,
-        execution_problems=24,
-        # The tiny model's context is seq_len (128) tokens: 48 new tokens leave 80 of prompt.
-        execution_tokens=48,
-    ),
-    # The paper's four new languages, three seeds, longer runs: for a workstation or a GPU.
-    "full": dict(
-        targets=["php", "csharp", "go", "cpp"],
-        seeds=[0, 1, 2],
-        docs_per_language=20000,
-        vocab_size=8192,
-        preset="small",
-        seq_len=256,
-        batch_size=32,
-        primary_steps=4000,
-        continual_steps=3000,
-        scratch_steps=3000,
-        n_checkpoints=14,
-        eval_windows=64,
-        lr=1e-3,
-        neuron_tokens=131072,
-        neuron_permutations=100,
-        ablation=True,
-        n_per_pair=20,
-        random_inits=5,
-        completion_docs=40,
-        completion_tokens=32,
-        execution=True,
-        execution_problems=80,
-        execution_tokens=128,
-    ),
-    # Real code at the CPU pilot's scale: Python's standard library, then Debian PHP; a 7M model
-    # (preset pilot), 2M + 2M tokens, the scratch baseline over the first half. About 27 minutes
-    # on 2 cores (see README).
-    "cpu": dict(
-        corpus="real",
-        targets=["php"],
-        neuron_languages=["go"],
-        seeds=[0],
-        python_trees=["stdlib"],
-        vocab_size=8192,
-        preset="pilot",
-        seq_len=256,
-        batch_size=16,
-        primary_steps=500,
-        continual_steps=500,
-        scratch_steps=250,
-        n_checkpoints=13,
-        eval_windows=32,
-        lr=1e-3,
-        neuron_tokens=32768,
-        neuron_permutations=20,
-        ablation=False,
-        n_per_pair=10,
-        random_inits=3,
-        completion_docs=0,
-        completion_tokens=16,
-        # HumanEval pass@1 of a 7M model is 0: execution is off unless asked for.
-        execution=False,
-        execution_problems=164,
-        execution_tokens=256,
-    ),
-    # Real code at the GPU pilot's scale, sized for one 15-minute lease of one H100/H200:
-    # a 34M model (preset medium), ~30M Python tokens (standard library and site-packages; 30.5M
-    # measured with the 120 MB cap), then ~30M tokens of PHP and of Go each (about three epochs
-    # of the Debian sources), a from-scratch baseline over the first third, three seeds, bf16
-    # and torch.compile: 330M training tokens, about 9 minutes at the pilot's 600k tokens/s.
-    # Seeds run one after another and each writes its results (and the report) as soon as it
-    # is done, so a call cut short keeps the finished seeds.
-    "gpu": dict(
-        corpus="real",
-        targets=["php", "go"],
-        seeds=[0, 1, 2],
-        python_trees=["stdlib", "site-packages"],
-        max_source_mb=120,
-        vocab_size=8192,
-        preset="medium",
-        seq_len=256,
-        batch_size=64,
-        primary_steps=1830,
-        continual_steps=1830,
-        scratch_steps=610,
-        n_checkpoints=12,
-        eval_windows=64,
-        lr=1e-3,
-        neuron_tokens=65536,
-        neuron_permutations=50,
-        ablation=False,
-        n_per_pair=20,
-        random_inits=3,
-        completion_docs=0,
-        completion_tokens=16,
-        execution=False,
-        execution_problems=164,
-        execution_tokens=256,
-        dtype="bfloat16",
-        compile=True,
-    ),
-}
+from babel_interp.config import ConfigBase
+from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
+from babel_interp.corpus.real import (
+    SOURCES_JSON,
+    UNAVAILABLE,
+    RealSourcesConfig,
+    gather_sources,
+    pack_sources,
+    real_corpus_config,
+    unpack_sources,
+)
+from babel_interp.corpus.shards import MANIFEST
+from babel_interp.io import write_csv_atomic, write_json_atomic
+from babel_interp.languages import get_language
+from babel_interp.profiles import STUDY_PROFILES, study_profile
+from babel_interp.runs import Run, Study, run_corpus_dir
+
+# The trainer, the analyzers, the evaluation and the report import torch or matplotlib: they
+# are imported where they are used, so `--help` and a config error answer at once.
+
 CORPUS_KINDS = ("synthetic", "real")
 
 
 @dataclass
-class BabelTowerConfig:
-    """One study. Fields left unset take the profile's value (see ``PROFILES``).
+class BabelTowerConfig(ConfigBase):
+    """One study. Fields left unset take the profile's value
+    (:data:`babel_interp.profiles.STUDY_PROFILES`).
 
     ``corpus`` is ``synthetic`` (the parallel-program generator), ``real`` (Python from this
     interpreter's ``python_trees``, new languages from Debian packages unpacked in
@@ -220,23 +119,36 @@ class BabelTowerConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
+        # Resolve the profile first: the checks read the fields it fills in.
+        if self.profile not in STUDY_PROFILES:
             raise ValueError(
-                f"BabelTowerConfig.profile must be one of {sorted(PROFILES)}, got {self.profile!r}"
+                f"BabelTowerConfig.profile must be one of {sorted(STUDY_PROFILES)}, "
+                f"got {self.profile!r}"
             )
         defaults = {"corpus": "synthetic", "dtype": "auto", "compile": False}
-        defaults.update(PROFILES[self.profile])
+        defaults.update(study_profile(self.profile))
         for key, value in defaults.items():
             current = getattr(self, key)
             unset = current is None or (
                 not isinstance(current, bool) and current in (0, 0.0, "", [])
             )
             if unset:
-                setattr(self, key, list(value) if isinstance(value, list) else value)
+                setattr(self, key, value)
         if not self.python_trees:
             self.python_trees = ["stdlib"]
         if not self.execution_suite:
             self.execution_suite = "synthetic" if self.corpus == "synthetic" else "humaneval"
+        # Language names are normalized ("c#" -> "csharp") before they are checked.
+        self.primary = get_language(self.primary).name
+        self.targets = [get_language(t).name for t in self.targets]
+        self.neuron_languages = [
+            get_language(t).name
+            for t in self.neuron_languages
+            if get_language(t).name not in (self.primary, *self.targets)
+        ]
+        self.validate()
+
+    def validate(self) -> None:
         if self.corpus not in CORPUS_KINDS and not Path(self.corpus).is_dir():
             raise ValueError(
                 f"BabelTowerConfig.corpus must be one of {CORPUS_KINDS} or a corpus directory; "
@@ -246,22 +158,11 @@ class BabelTowerConfig:
             raise ValueError(
                 f"BabelTowerConfig.max_source_mb must be >= 0, got {self.max_source_mb}"
             )
-        from babel_interp.training.config import DTYPES
+        from babel_interp.training.config import DTYPES  # torch
 
         if self.dtype not in DTYPES:
             raise ValueError(f"BabelTowerConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
-        from babel_interp.languages import get_language
-
-        self.primary = get_language(self.primary).name
-        self.targets = [get_language(t).name for t in self.targets]
-        self.neuron_languages = [
-            get_language(t).name
-            for t in self.neuron_languages
-            if get_language(t).name not in (self.primary, *self.targets)
-        ]
         if self.corpus == "real":
-            from babel_interp.corpus.real import UNAVAILABLE
-
             for lang in self.targets:
                 if lang in UNAVAILABLE:
                     raise ValueError(f"BabelTowerConfig.targets: {UNAVAILABLE[lang]}")
@@ -291,55 +192,19 @@ class BabelTowerConfig:
         if not self.seeds:
             raise ValueError("BabelTowerConfig.seeds must list at least one seed")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BabelTowerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"BabelTowerConfig: unknown field(s) {unknown}")
-        return cls(**d)
-
-
-@dataclass
-class ExperimentLayout:
-    """Where everything of a study lives."""
-
-    root: Path
-
-    @property
-    def corpus(self) -> Path:
-        return self.root / "corpus"
-
-    def primary(self, seed: int) -> Path:
-        return self.root / f"seed_{seed}" / "primary"
-
-    def continual(self, seed: int, lang: str) -> Path:
-        return self.root / f"seed_{seed}" / lang / "continual"
-
-    def scratch(self, seed: int, lang: str) -> Path:
-        return self.root / f"seed_{seed}" / lang / "scratch"
-
 
 def _log(msg: str) -> None:
     print(f"[babel-tower {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def build_study_corpus(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Path:
+def build_study_corpus(cfg: BabelTowerConfig, layout: Study) -> Path:
     """The study's corpus: synthesized, built from real sources, or the one given."""
-    from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
-    from babel_interp.corpus.shards import MANIFEST
-
     if cfg.corpus not in CORPUS_KINDS:
         return Path(cfg.corpus)
     if (layout.corpus / MANIFEST).is_file():
         _log(f"corpus: reusing {layout.corpus}")
         return layout.corpus
     if cfg.corpus == "real":
-        from babel_interp.corpus.real import real_corpus_config
-
         sources = study_sources(cfg, layout)
         _log(f"corpus: tokenizing the real sources in {sources}")
         build_corpus(
@@ -364,10 +229,8 @@ def build_study_corpus(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Path:
     return layout.corpus
 
 
-def sources_config(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Any:
+def sources_config(cfg: BabelTowerConfig, layout: Study) -> Any:
     """The :class:`~babel_interp.corpus.real.RealSourcesConfig` of a real-code study."""
-    from babel_interp.corpus.real import RealSourcesConfig
-
     cap = int(cfg.max_source_mb * 1e6) if cfg.max_source_mb else None
     return RealSourcesConfig(
         languages=corpus_languages(cfg)[1:],
@@ -380,12 +243,10 @@ def sources_config(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Any:
     )
 
 
-def study_sources(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Path:
+def study_sources(cfg: BabelTowerConfig, layout: Study) -> Path:
     """``OUT/sources``: unpacked from ``sources_archive``, else gathered from this interpreter
     and Debian (fetching the packages when ``debian_dir`` lacks them)."""
-    from babel_interp.corpus.real import SOURCES_JSON, gather_sources, unpack_sources
-
-    dest = layout.root / "sources"
+    dest = layout.sources
     if (dest / SOURCES_JSON).is_file():
         return dest
     if cfg.sources_archive:
@@ -408,9 +269,7 @@ def study_sources(cfg: BabelTowerConfig, layout: ExperimentLayout) -> Path:
 def pack_study_sources(cfg: BabelTowerConfig, archive: str | os.PathLike) -> dict[str, Any]:
     """Gather the study's real sources here and compress them into ``archive`` (to carry to a
     machine without the package registry; pass it back with ``--sources-archive``)."""
-    from babel_interp.corpus.real import pack_sources
-
-    layout = ExperimentLayout(Path(cfg.out))
+    layout = Study(Path(cfg.out))
     sources = study_sources(cfg, layout)
     info = pack_sources(sources, archive)
     _log(
@@ -431,7 +290,6 @@ def _train(
     schedule: Any,
     schedule_steps: int | None = None,
 ) -> Path:
-    from babel_interp.runs import list_checkpoints
     from babel_interp.training import (
         CheckpointConfig,
         LRSchedule,
@@ -441,7 +299,7 @@ def _train(
     )
 
     if out.is_dir() and (out / "checkpoints").is_dir():
-        done = [c.step for c in list_checkpoints(out)]
+        done = [c.step for c in Run(out).checkpoints()]
         if steps in done:
             _log(f"train: {out} already complete")
             return out
@@ -486,10 +344,8 @@ def study_schedules(cfg: BabelTowerConfig) -> tuple[Any, Any, Any]:
     return CheckpointSchedule(kind="log", n=4), cont, scratch
 
 
-def train_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, corpus: Path, seed: int) -> None:
+def train_seed(cfg: BabelTowerConfig, layout: Study, corpus: Path, seed: int) -> None:
     """One seed's primary model, then a continual and a from-scratch run per target language."""
-    from babel_interp.runs import list_checkpoints
-
     primary_sched, cont_sched, scratch_sched = study_schedules(cfg)
     primary = _train(
         cfg,
@@ -501,7 +357,7 @@ def train_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, corpus: Path, se
         None,
         primary_sched,
     )
-    primary_final = list_checkpoints(primary)[-1].path
+    primary_final = Run(primary).latest().path
     for lang in cfg.targets:
         mix = (
             f"{lang}=1"
@@ -533,7 +389,7 @@ def train_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, corpus: Path, se
         )
 
 
-def train_runs(cfg: BabelTowerConfig, layout: ExperimentLayout, corpus: Path) -> None:
+def train_runs(cfg: BabelTowerConfig, layout: Study, corpus: Path) -> None:
     """:func:`train_seed` for every seed."""
     for seed in cfg.seeds:
         train_seed(cfg, layout, corpus, seed)
@@ -544,7 +400,7 @@ def corpus_languages(cfg: BabelTowerConfig) -> list[str]:
     return list(dict.fromkeys([cfg.primary, *cfg.targets, *cfg.neuron_languages]))
 
 
-def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> dict[str, Any]:
+def analyze_seed(cfg: BabelTowerConfig, layout: Study, seed: int) -> dict[str, Any]:
     """Every analyzer on one seed's continual and scratch runs; returns the stage verdicts and
     notes on analyzers that do not apply (the transfer ratio needs planted facts)."""
     from babel_interp.analysis import performance
@@ -555,10 +411,11 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
     from babel_interp.analysis.stages import transfer
     from babel_interp.analysis.stages.efficiency import token_efficiency
     from babel_interp.analysis.working_language import logit_lens
-    from babel_interp.analysis.working_language.logit_lens import run_corpus_dir
     from babel_interp.corpus.shards import CorpusReader
-    from babel_interp.runs import analysis_dir
-    from babel_interp.training.loop import resolve_device
+    from babel_interp.devices import resolve_device
+    from babel_interp.report.neuron_plots import plot_neuron_analysis
+    from babel_interp.report.stage_plots import plot_stage_analysis
+    from babel_interp.report.working_language_plots import plot_working_language_run
 
     verdicts: dict[str, Any] = {}
     notes: dict[str, str] = {}
@@ -594,7 +451,8 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 seed=seed,
                 n_random_init=cfg.random_inits if kind == "continual" else 0,
             )
-            logit_lens.analyze_run(run, wl_cfg, device=device, progress=cfg.progress)
+            wl = logit_lens.analyze_run(run, wl_cfg, device=device, progress=cfg.progress)
+            plot_working_language_run(wl, Run(run).figures_dir())
             _log(f"analyze: neurons, {tag}")
             ncfg = transferring.NeuronAnalysisConfig(
                 primary=cfg.primary,
@@ -607,7 +465,8 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                 device=device,
                 progress=cfg.progress,
             )
-            transferring.analyze_run(run, ncfg)
+            neurons = transferring.analyze_run(run, ncfg)
+            plot_neuron_analysis(neurons, Run(run).figures_dir())
             if cfg.execution:
                 _log(f"evaluate: pass@1 by execution, {tag}")
                 _evaluate(cfg, run, lang, seed, device)
@@ -622,17 +481,17 @@ def analyze_seed(cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int) -> 
                     "problem set solved by a Python-only model (a code benchmark, not available "
                     "offline)"
                 )
-            result, _series, _paths = stages.analyze_run(run, language=lang, primary=cfg.primary)
-            verdicts[f"seed_{seed}/{lang}/{kind}"] = result.verdict
+            staged = stages.analyze_run(run, language=lang, primary=cfg.primary)
+            plot_stage_analysis(staged, Run(run).figures_dir())
+            verdicts[Study.key(seed, lang, kind)] = staged.detection.verdict
         if cfg.execution:
             _log(f"evaluate: problem-route transfer ratio, seed {seed} {lang}")
             _problem_transfer(cfg, layout, seed, lang, device)
         eff = token_efficiency(
             str(layout.continual(seed, lang)), str(layout.scratch(seed, lang)), lang
         )
-        eff.to_csv(
-            analysis_dir(layout.continual(seed, lang), "efficiency") / "efficiency.csv",
-            index=False,
+        write_csv_atomic(
+            layout.run(seed, lang, "continual").analysis_dir("efficiency") / "efficiency.csv", eff
         )
     return {"verdicts": verdicts, "notes": notes}
 
@@ -655,38 +514,37 @@ def _evaluate(
     """pass@1 of every checkpoint of ``run`` in ``lang`` (tables, then the figure)."""
     from babel_interp.evaluation.evaluate import evaluate_run
     from babel_interp.report.execution_plots import plot_pass_at_k
-    from babel_interp.runs import figures_dir
 
     result = evaluate_run(
         run, _execution_config(cfg, lang, seed), steps=steps, device=device, progress=cfg.progress
     )
-    plot_pass_at_k(result.pass_at_k(), figures_dir(run) / f"pass_at_k_{lang}.png", title=lang)
+    figure = Run(run).figures_dir() / f"pass_at_k_{lang}.png"
+    plot_pass_at_k(result.pass_at_k(), figure, title=lang)
     return result
 
 
 def _problem_transfer(
-    cfg: BabelTowerConfig, layout: ExperimentLayout, seed: int, lang: str, device: str
+    cfg: BabelTowerConfig, layout: Study, seed: int, lang: str, device: str
 ) -> None:
     """The paper's knowledge-transfer ratio from solved problems: the primary-only model's
     last checkpoint is evaluated in the primary language, then P and C are read from the
     execution tables; written to ``continual/analysis/execution/transfer.csv``."""
-    from babel_interp.analysis.performance import write_csv_atomic
     from babel_interp.evaluation.evaluate import load_execution
     from babel_interp.evaluation.transfer import problem_transfer_series
-    from babel_interp.runs import analysis_dir, list_checkpoints
 
     primary = layout.primary(seed)
-    last = list_checkpoints(primary)[-1].step
+    last = Run(primary).latest().step
     prim = _evaluate(cfg, primary, cfg.primary, seed, device, steps=[last])
-    scratch = load_execution(analysis_dir(layout.scratch(seed, lang), "execution"))
-    cont = load_execution(analysis_dir(layout.continual(seed, lang), "execution"))
+    scratch = load_execution(layout.run(seed, lang, "scratch").analysis_dir("execution"))
+    cont_dir = layout.run(seed, lang, "continual").analysis_dir("execution")
+    cont = load_execution(cont_dir)
     df = problem_transfer_series(
         prim.samples, scratch.samples, cont.samples, lang, cfg.primary, seed=seed
     )
-    write_csv_atomic(df, analysis_dir(layout.continual(seed, lang), "execution") / "transfer.csv")
+    write_csv_atomic(cont_dir / "transfer.csv", df)
 
 
-def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, Any]:
+def analyze_runs(cfg: BabelTowerConfig, layout: Study) -> dict[str, Any]:
     """:func:`analyze_seed` for every seed; returns the stage verdicts."""
     verdicts: dict[str, Any] = {}
     for seed in cfg.seeds:
@@ -694,11 +552,8 @@ def analyze_runs(cfg: BabelTowerConfig, layout: ExperimentLayout) -> dict[str, A
     return verdicts
 
 
-def _write_meta(cfg: BabelTowerConfig, layout: ExperimentLayout, meta: dict[str, Any]) -> None:
-    path = layout.root / "experiment.json"
-    tmp = path.with_name(".experiment.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+def _write_meta(cfg: BabelTowerConfig, layout: Study, meta: dict[str, Any]) -> None:
+    write_json_atomic(layout.meta, meta)
 
 
 def run_experiment(cfg: BabelTowerConfig) -> Path:
@@ -709,7 +564,7 @@ def run_experiment(cfg: BabelTowerConfig) -> Path:
     """
     from babel_interp.report.report import write_experiment_report
 
-    layout = ExperimentLayout(Path(cfg.out))
+    layout = Study(Path(cfg.out))
     layout.root.mkdir(parents=True, exist_ok=True)
     started = time.time()
     timings: dict[str, float] = {"corpus_s": 0.0, "training_s": 0.0, "analysis_s": 0.0}
@@ -729,7 +584,7 @@ def run_experiment(cfg: BabelTowerConfig) -> Path:
     # A resumed study keeps the timings of its earlier invocations (this one only times what
     # it did itself, which is little when everything was already done).
     try:
-        previous = json.loads((layout.root / "experiment.json").read_text(encoding="utf-8"))
+        previous = json.loads(layout.meta.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         previous = {}
     history = list(previous.get("timings_history", []))
@@ -772,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.babel_tower", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=None)
+    parser.add_argument("--profile", choices=sorted(STUDY_PROFILES), default=None)
     parser.add_argument("--config", help="JSON file of BabelTowerConfig fields")
     parser.add_argument("--out", help="experiment directory (default runs/babel_tower)")
     parser.add_argument("--targets", help="comma-separated new languages, e.g. php,go")

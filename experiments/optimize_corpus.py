@@ -26,6 +26,10 @@ from typing import Any
 
 import pandas as pd
 
+from babel_interp.io import write_csv_atomic
+from babel_interp.profiles import HARNESS_PROFILES
+from babel_interp.runs import Study
+
 BASELINES = {
     "proportional": {"method": "proportional"},
     "uniform": {"method": "uniform"},
@@ -46,15 +50,16 @@ def mixtures_from_experiment(exp_dir: str | Path, seed: int | None = None) -> pd
     from babel_interp.optimizer.methods import allocate, write_mixture_file
     from babel_interp.optimizer.provenance import run_record
 
-    root = Path(exp_dir)
-    meta_path = root / "experiment.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{root} has no experiment.json: run experiments.babel_tower first")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    study = Study(Path(exp_dir))
+    if not study.meta.is_file():
+        raise FileNotFoundError(
+            f"{study.root} has no {study.meta.name}: run experiments.babel_tower first"
+        )
+    meta = json.loads(study.meta.read_text(encoding="utf-8"))
     cfg = meta["config"]
-    corpus = meta.get("corpus") or str(root / "corpus")
+    corpus = meta.get("corpus") or str(study.corpus)
     seed = cfg["seeds"][0] if seed is None else seed
-    out = root / "optimize"
+    out = study.optimize
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     results = {}
@@ -62,7 +67,7 @@ def mixtures_from_experiment(exp_dir: str | Path, seed: int | None = None) -> pd
         results[name] = allocate(dict(params), corpus)
     evidence, runs = {}, []
     for lang in cfg["targets"]:
-        run = root / f"seed_{seed}" / lang / "continual"
+        run = study.continual(seed, lang)
         ev = evidence_from_run(run, lang, primary=cfg["primary"])
         evidence[lang] = ev
         runs.append(run_record(run, ev.steps))
@@ -83,31 +88,32 @@ def mixtures_from_experiment(exp_dir: str | Path, seed: int | None = None) -> pd
                 }
             )
     table = pd.DataFrame(rows)
-    table.to_csv(out / "mixtures.csv", index=False)
+    write_csv_atomic(out / "mixtures.csv", table)
     decisions = [
         {"language": d["language"], "action": d["action"], "reason": d["reason"]}
         for d in results["babel-tower"].provenance.decisions
     ]
-    pd.DataFrame(decisions).to_csv(out / "babel_tower_decisions.csv", index=False)
+    write_csv_atomic(out / "babel_tower_decisions.csv", pd.DataFrame(decisions))
     calib = results["babel-tower"].provenance.calibration
     if calib:
-        pd.DataFrame(
-            [
-                {
-                    "label": c["label"],
-                    "pearson_r": c["pearson"]["r"],
-                    "rmse": c["rmse"],
-                    "rmse_complement": c["rmse_complement"],
-                }
-                for c in calib
-            ]
-        ).to_csv(out / "proxy_calibration.csv", index=False)
+        calib_rows = [
+            {
+                "label": c["label"],
+                "pearson_r": c["pearson"]["r"],
+                "rmse": c["rmse"],
+                "rmse_complement": c["rmse_complement"],
+            }
+            for c in calib
+        ]
+        write_csv_atomic(out / "proxy_calibration.csv", pd.DataFrame(calib_rows))
     return table
 
 
 def evaluate(profile: str, out: str, seeds: list[int] | None, corpus: str | None) -> Path:
-    """The evaluation harness at one profile; returns the comparison table's Markdown path."""
+    """The evaluation harness at one profile, then its figures; returns the comparison
+    table's Markdown path."""
     from babel_interp.optimizer.harness import HarnessConfig, evaluate_mixtures
+    from babel_interp.report.mixture_plots import plot_harness_result
 
     overrides: dict[str, Any] = {}
     if seeds:
@@ -116,6 +122,7 @@ def evaluate(profile: str, out: str, seeds: list[int] | None, corpus: str | None
         overrides["corpus"] = corpus
     cfg = HarnessConfig.for_profile(profile, out, **overrides)
     result = evaluate_mixtures(cfg)
+    plot_harness_result(result, cfg.out)
     print(result.markdown)
     for note in result.notes:
         print(f"note: {note}")
@@ -128,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--from-experiment", help="a finished Babel Tower study directory")
-    mode.add_argument("--profile", choices=["quick", "full"], help="run the evaluation harness")
+    mode.add_argument(
+        "--profile", choices=tuple(HARNESS_PROFILES), help="run the evaluation harness"
+    )
     parser.add_argument("--out", default="runs/optimize", help="harness output directory")
     parser.add_argument("--seeds", help="comma-separated seeds (full profile: at least 3)")
     parser.add_argument("--corpus", help="corpus directory (default: the embedded synthetic one)")
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.from_experiment:
             table = mixtures_from_experiment(args.from_experiment)
             print(table.to_string(index=False))
-            print(f"mixtures: {Path(args.from_experiment) / 'optimize'}")
+            print(f"mixtures: {Study(Path(args.from_experiment)).optimize}")
         else:
             seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
             md = evaluate(args.profile, args.out, seeds, args.corpus)

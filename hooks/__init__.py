@@ -8,6 +8,7 @@ A user's hook is a class with ``fwd_hooks(model)`` (see
 :class:`hooks.registry.BabelHook`) or a plain hook function registered with its hook points.
 """
 
+from hooks import library  # noqa: F401  (importing it registers the built-in hooks)
 from hooks.registry import (
     BabelHook,
     FunctionHook,

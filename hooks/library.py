@@ -3,19 +3,26 @@
 Every class here follows :class:`hooks.registry.BabelHook`: ``fwd_hooks(model)`` returns the
 ``(hook_name, fn)`` pairs for ``run_with_hooks`` / ``model.hooks(...)``. Hooks that record keep
 only bounded state (running sums or one row per sequence), never a full activation cache.
+Importing this module registers its hooks; the ``hooks`` package does so on import.
 """
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from jaxtyping import Float
+from safetensors.torch import save_file
 from torch import Tensor
 
+from babel_interp.analysis.neurons.neuron_stats import (
+    NeuronStats,
+    NeuronStatsCollector,
+    NeuronStatsConfig,
+)
+from babel_interp.io import atomic_path, write_json_atomic
 from hooks.registry import FwdHooks, register_hook, resolve_hook_points
 
 
@@ -74,11 +81,15 @@ class ResidualRecorder:
         }
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(str(path) + ".safetensors") if Path(path).suffix == "" else Path(path)
-        save_file({k: v.contiguous() for k, v in self.stacked().items()}, path)
+        path = _with_suffix(path, ".safetensors")
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in self.stacked().items()}, str(tmp))
         return path
+
+
+def _with_suffix(path: str | Path, suffix: str) -> Path:
+    # A bare name (``out/<hook>``) gets the hook's file type; an explicit suffix is kept.
+    return Path(str(path) + suffix) if Path(path).suffix == "" else Path(path)
 
 
 def _neuron_mask(
@@ -256,59 +267,79 @@ class ActivationNorms:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(str(path) + ".json") if Path(path).suffix == "" else Path(path)
-        path.write_text(json.dumps(self.summary(), indent=2), encoding="utf-8")
-        return path
+        return write_json_atomic(_with_suffix(path, ".json"), self.summary())
 
 
 @register_hook("neuron-stats")
 class NeuronStatsHook:
     """Streaming per-neuron statistics of ``blocks.{l}.mlp.hook_post``: tokens seen, count of
-    activations above ``threshold``, sum and sum of squares (float64), with memory independent of
-    the number of tokens. Label-free: run it once per language (as the training callback and
-    ``babel-interp analyze hooks`` do) to get per-language firing rates; the neuron analyzer
-    (``babel_interp.analysis.neurons.neuron_stats``) does the labelled, windowed version for LAPE.
+    activations above ``threshold``, sum and sum of squares (float64 totals), with memory
+    independent of the number of tokens.
+
+    The accumulator is the neuron analyzer's
+    (:class:`~babel_interp.analysis.neurons.neuron_stats.NeuronStatsCollector`), here label-free:
+    every token of every forward pass counts. Run it once per language (as the training callback
+    and ``babel-interp analyze hooks`` do) to get per-language firing rates; the neuron analyzer
+    does the labelled, windowed version for LAPE.
     """
+
+    LANGUAGE = "all"  # the one label every token is counted under
 
     def __init__(self, threshold: float = 0.0, layers: list[int] | None = None) -> None:
         self.threshold = float(threshold)
         self.layers = layers
         self.name = "neuron-stats"
-        self.tokens = 0
-        self.count: dict[int, Tensor] = {}
-        self.sum: dict[int, Tensor] = {}
-        self.sum_sq: dict[int, Tensor] = {}
-
-    def _acc(self, act: Float[Tensor, "batch pos d_mlp"], hook: Any, *, layer: int) -> None:
-        flat = act.detach().reshape(-1, act.shape[-1]).double()
-        if layer not in self.count:
-            zeros = torch.zeros(flat.shape[-1], dtype=torch.float64, device=flat.device)
-            self.count[layer], self.sum[layer], self.sum_sq[layer] = (
-                zeros.clone(),
-                zeros.clone(),
-                zeros.clone(),
-            )
-        self.count[layer] += (flat > self.threshold).sum(0)
-        self.sum[layer] += flat.sum(0)
-        self.sum_sq[layer] += (flat * flat).sum(0)
-        if layer == min(self.count):
-            self.tokens += flat.shape[0]
+        self._collector: NeuronStatsCollector | None = None
 
     def fwd_hooks(self, model: Any) -> FwdHooks:
-        return [
-            (f"blocks.{layer}.mlp.hook_post", partial(self._acc, layer=layer))
-            for layer in _layers(model, self.layers)
-        ]
+        if self._collector is None:
+            cfg = NeuronStatsConfig(
+                threshold=self.threshold,
+                tokens_per_language=None,
+                max_windows_per_language=0,
+                layers=_layers(model, self.layers),
+            )
+            self._collector = NeuronStatsCollector(model, [self.LANGUAGE], cfg)
+        return self._collector.observer_hooks(self.LANGUAGE)
 
     def reset(self) -> None:
-        self.tokens = 0
-        self.count.clear()
-        self.sum.clear()
-        self.sum_sq.clear()
+        self._collector = None
+
+    def stats(self) -> NeuronStats | None:
+        """The statistics so far (one language, ``"all"``); None before the first forward pass."""
+        return None if self._collector is None else self._collector.result()
+
+    @property
+    def tokens(self) -> int:
+        """Tokens counted so far."""
+        return 0 if self._collector is None else self._collector.seen[self.LANGUAGE]
+
+    def _per_layer(self, name: str, stats: NeuronStats | None = None) -> dict[int, Tensor]:
+        # ``{layer: [d_mlp] float64}`` of one total; empty before any token was counted.
+        stats = stats if stats is not None else self.stats()
+        if stats is None or not self.tokens:
+            return {}
+        table = getattr(stats, name)[0].double()
+        return {layer: table[i] for i, layer in enumerate(stats.layers)}
+
+    @property
+    def count(self) -> dict[int, Tensor]:
+        """Per layer: activations above the threshold, per neuron (float64)."""
+        return self._per_layer("count")
+
+    @property
+    def sum(self) -> dict[int, Tensor]:
+        """Per layer: the sum of activations, per neuron."""
+        return self._per_layer("sum")
+
+    @property
+    def sum_sq(self) -> dict[int, Tensor]:
+        """Per layer: the sum of squared activations, per neuron."""
+        return self._per_layer("sum_sq")
 
     def firing_rate(self) -> dict[int, Tensor]:
         """Share of tokens on which each neuron's activation exceeds the threshold."""
-        return {k: (v / max(self.tokens, 1)).float().cpu() for k, v in self.count.items()}
+        return {k: (v / max(self.tokens, 1)).float() for k, v in self.count.items()}
 
     def summary(self) -> dict:
         rates = self.firing_rate()
@@ -321,16 +352,15 @@ class NeuronStatsHook:
         }
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(str(path) + ".safetensors") if Path(path).suffix == "" else Path(path)
-        tensors = {}
-        for layer in self.count:
-            tensors[f"count.{layer}"] = self.count[layer].cpu().contiguous()
-            tensors[f"sum.{layer}"] = self.sum[layer].cpu().contiguous()
-            tensors[f"sum_sq.{layer}"] = self.sum_sq[layer].cpu().contiguous()
-        save_file(
-            tensors, path, metadata={"tokens": str(self.tokens), "threshold": str(self.threshold)}
-        )
-        path.with_suffix(".json").write_text(json.dumps(self.summary(), indent=2), encoding="utf-8")
+        path = _with_suffix(path, ".safetensors")
+        stats = self.stats()
+        tensors = {  # one tensor per layer, owning its memory (safetensors refuses shared ones)
+            f"{name}.{layer}": value.clone()
+            for name in ("count", "sum", "sum_sq")
+            for layer, value in self._per_layer(name, stats).items()
+        }
+        meta = {"tokens": str(self.tokens), "threshold": str(self.threshold)}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        write_json_atomic(path.with_suffix(".json"), self.summary())
         return path

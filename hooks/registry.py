@@ -6,6 +6,9 @@ Register a class or factory under a name with :func:`register_hook`, or a plain 
 hook function ``fn(activation, hook)`` together with the hook points it attaches to. A user's
 hook can also be named on the command line by module path (``my_pkg.my_hooks:MyHook``) or file
 path (``./my_hooks.py:MyHook``) without registering it.
+
+This module holds only the mechanics; the built-in hooks live in :mod:`hooks.library`, which
+registers them when the ``hooks`` package is imported (as it is before any of its modules).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import fnmatch
 import importlib
 import importlib.util
 import inspect
-import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from babel_interp.io import write_json_atomic
 
 HookFn = Callable[..., Any]
 FwdHooks = list[tuple[str, HookFn]]
@@ -131,7 +135,6 @@ def register_hook(
 
 def list_hooks() -> list[str]:
     """Names of all registered hooks."""
-    _ensure_builtin_hooks()
     return sorted(_REGISTRY)
 
 
@@ -141,7 +144,6 @@ def get_hook(spec: str, **kwargs: Any) -> BabelHook:
     ``kwargs`` go to the hook's constructor. A ``module:attr`` that is a plain function must
     declare its hook points as a ``points`` attribute (or be registered instead).
     """
-    _ensure_builtin_hooks()
     if spec in _REGISTRY:
         hook = _REGISTRY[spec](**kwargs)
     elif ":" in spec:
@@ -228,18 +230,5 @@ def save_hook_results(hooks: Iterable[Any], out_dir: str | Path) -> list[Path]:
         if hasattr(hook, "save"):
             written.append(Path(hook.save(out / safe)))
         elif hasattr(hook, "summary"):
-            path = out / f"{safe}.json"
-            path.write_text(json.dumps(hook.summary(), indent=2, default=float), encoding="utf-8")
-            written.append(path)
+            written.append(write_json_atomic(out / f"{safe}.json", hook.summary()))
     return written
-
-
-_BUILTINS_LOADED = False
-
-
-def _ensure_builtin_hooks() -> None:
-    # The library module registers itself on import; import lazily to avoid a cycle.
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        importlib.import_module("hooks.library")

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _neuron_fixtures import planted_neuron_model
 
 from babel_interp.analysis.neurons.ablation import (
     AblationConfig,
@@ -15,11 +16,7 @@ from babel_interp.analysis.neurons.ablation import (
     language_losses,
     random_matched_sets,
 )
-from babel_interp.analysis.neurons.neuron_stats import (
-    NeuronStatsConfig,
-    collect_neuron_stats,
-    planted_neuron_model,
-)
+from babel_interp.analysis.neurons.neuron_stats import NeuronStatsConfig, collect_neuron_stats
 from babel_interp.model import ModelConfig
 
 CFG = ModelConfig(n_layers=2, d_model=64, n_heads=2, d_head=32, d_mlp=128, n_ctx=32, d_vocab=256)

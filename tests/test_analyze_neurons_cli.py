@@ -9,20 +9,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _neuron_fixtures import planted_neuron_model
 from safetensors import SafetensorError
 
 from babel_interp.analysis.neurons.ablation import AblationConfig
 from babel_interp.analysis.neurons.contrast import ContrastConfig
 from babel_interp.analysis.neurons.lape import LapeConfig
-from babel_interp.analysis.neurons.neuron_stats import (
-    NeuronStats,
-    NeuronStatsConfig,
-    planted_neuron_model,
+from babel_interp.analysis.neurons.neuron_stats import NeuronStats, NeuronStatsConfig
+from babel_interp.analysis.neurons.transferring import (
+    TABLES,
+    NeuronAnalysisConfig,
+    NeuronAnalysisResult,
+    analyze_run,
 )
-from babel_interp.analysis.neurons.transferring import NeuronAnalysisConfig, analyze_run
+from babel_interp.analysis.protocol import AnalysisResult
 from babel_interp.cli import main
 from babel_interp.corpus.shards import ShardWriter, write_manifest
 from babel_interp.model import ModelConfig, save_model
+from babel_interp.report.neuron_plots import plot_neuron_analysis
 
 V = 256
 CFG = ModelConfig(n_layers=2, d_model=64, n_heads=2, d_head=32, d_mlp=128, n_ctx=32, d_vocab=V)
@@ -183,7 +187,6 @@ def test_interrupted_analysis_keeps_finished_checkpoints(tmp_path):
         ablation=None,
         n_null_permutations=2,
         random_init=False,
-        figures=False,
     )
     # The checkpoint's weights fail to parse: the loader's own error comes through unchanged,
     # not another failure that happened to occur after the first checkpoint was written.
@@ -191,6 +194,47 @@ def test_interrupted_analysis_keeps_finished_checkpoints(tmp_path):
         analyze_run(run, cfg)
     total = pd.read_csv(run / "analysis" / "neurons" / "counts_total.csv")
     assert total["step"].unique().tolist() == [0]
+
+
+def test_result_round_trips_and_draws_from_its_directory(tmp_path):
+    run = _make_run(tmp_path)
+    cfg = NeuronAnalysisConfig(
+        stats=NeuronStatsConfig(tokens_per_language=512, window_len=32),
+        lape=LapeConfig(top_rate=0.03125),
+        contrast=ContrastConfig(n_bootstrap=0, n_permutations=20),
+        ablation=None,
+        n_null_permutations=2,
+        n_contrast_null=0,
+        progress=False,
+    )
+    with pytest.warns(UserWarning, match="only two languages"):
+        result = analyze_run(run, cfg)
+    assert isinstance(result, AnalysisResult)
+    assert result.to_dataframe() is result.counts_total and not result.counts_total.empty
+    # Analysis draws nothing: figures appear only when the report is asked for them.
+    assert not (run / "figures").exists()
+    loaded = NeuronAnalysisResult.load(result.out_dir)
+    copy = tmp_path / "copy"
+    written = result.save(copy)
+    assert sorted(p.name for p in written) == sorted([*TABLES.values(), "config.json"])
+    again = NeuronAnalysisResult.load(copy)
+    for attr, name in TABLES.items():
+        # Equal values; text columns may come back as pandas' string dtype.
+        for back in (loaded, again):
+            pd.testing.assert_frame_equal(
+                getattr(back, attr), getattr(result, attr), check_dtype=False
+            )
+        assert (copy / name).read_bytes() == (result.out_dir / name).read_bytes(), name
+    assert loaded.notes == result.notes == cfg.notes
+    assert loaded.config == result.config == cfg.to_dict()
+    assert (loaded.primary, loaded.target) == ("python", "php")
+    # The report draws the same figures from the saved directory as from the result.
+    from_dir = plot_neuron_analysis(result.out_dir, tmp_path / "from_dir")
+    from_result = plot_neuron_analysis(result, tmp_path / "from_result")
+    assert [p.name for p in from_dir] == [p.name for p in from_result]
+    assert {p.name for p in from_dir} >= {"neurons_counts_heatmap.png", "neurons_firing_rates.png"}
+    with pytest.raises(FileNotFoundError, match="no neuron analysis"):
+        NeuronAnalysisResult.load(tmp_path / "nowhere")
 
 
 def test_config_round_trip_and_validation():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from babel_interp.optimizer.babel_tower import (
-    BabelTowerConfig,
+    BabelTowerAllocationConfig,
     LanguageDecision,
     LanguageEvidence,
     _to_allocation,
@@ -111,7 +111,7 @@ def test_loss_proxy_crossing_sets_the_budget():
     assert php.budget_tokens == 1500 and php.action == "cut"
     assert "not measured" in php.reason
     scaled = babel_tower_allocation(
-        {"python": 5000, "php": 9000}, {"php": ev}, BabelTowerConfig(token_scale=10.0)
+        {"python": 5000, "php": 9000}, {"php": ev}, BabelTowerAllocationConfig(token_scale=10.0)
     )
     assert scaled.decisions[1].action == "keep" and "beyond" in scaled.decisions[1].reason
 
@@ -170,7 +170,7 @@ def test_system_share_rule_and_total_rescaling():
         "csharp": _curve("csharp", 10 * B, best_step=300),
     }
     sizes = {"python": 11 * B, "php": 23 * B, "csharp": 16 * B}
-    cfg = BabelTowerConfig(share_rule="system_share")
+    cfg = BabelTowerAllocationConfig(share_rule="system_share")
     res = babel_tower_allocation(sizes, evidence, cfg)
     by = {d.language: d for d in res.decisions}
     eta_php, eta_cs = _curve_share(500), _curve_share(300)
@@ -184,7 +184,7 @@ def test_system_share_rule_and_total_rescaling():
     assert res.allocation.weights["php"] == pytest.approx(11 / 22 * eta_php / (eta_php + eta_cs))
     # A total rescales every budget by the same weights.
     scaled = babel_tower_allocation(
-        sizes, evidence, BabelTowerConfig(**{**cfg.to_dict(), "total_tokens": 1000})
+        sizes, evidence, BabelTowerAllocationConfig(**{**cfg.to_dict(), "total_tokens": 1000})
     )
     assert scaled.allocation.weights == pytest.approx(res.allocation.weights)
     assert scaled.allocation.budgets["python"] == 500
@@ -199,7 +199,9 @@ def test_system_share_keeps_a_language_whose_best_stage_lies_beyond_its_data():
         "csharp": _curve("csharp", 10 * B, best_step=500),
     }
     sizes = {"python": 11 * B, "php": 23 * B, "csharp": 8 * B}
-    res = babel_tower_allocation(sizes, evidence, BabelTowerConfig(share_rule="system_share"))
+    res = babel_tower_allocation(
+        sizes, evidence, BabelTowerAllocationConfig(share_rule="system_share")
+    )
     cs = {d.language: d for d in res.decisions}["csharp"]
     assert cs.action == "keep" and "beyond" in cs.reason
     assert cs.eta == pytest.approx(_curve_share(500))  # below 1: no reason to shrink its data
@@ -220,25 +222,28 @@ def test_system_share_keeps_a_language_whose_proxy_never_reached_the_target():
         ),
     ]
     sizes = {"python": 11, "php": 23, "go": 7}
-    alloc = _to_allocation(sizes, decisions, BabelTowerConfig(share_rule="system_share"))
+    alloc = _to_allocation(sizes, decisions, BabelTowerAllocationConfig(share_rule="system_share"))
     assert alloc.budgets == {"python": 11, "php": 5, "go": 7}
     assert alloc.weights == pytest.approx({"python": 11 / 23, "php": 5 / 23, "go": 7 / 23})
-    budget = _to_allocation(sizes, decisions, BabelTowerConfig())
+    budget = _to_allocation(sizes, decisions, BabelTowerAllocationConfig())
     assert budget.budgets == alloc.budgets and budget.weights == pytest.approx(alloc.weights)
 
 
 def test_validation_errors_name_the_field():
-    with pytest.raises(ValueError, match="BabelTowerConfig.target_share"):
-        BabelTowerConfig(target_share=0)
-    with pytest.raises(ValueError, match="BabelTowerConfig.share_rule"):
-        BabelTowerConfig(share_rule="eta")
+    with pytest.raises(ValueError, match="BabelTowerAllocationConfig.target_share"):
+        BabelTowerAllocationConfig(target_share=0)
+    with pytest.raises(ValueError, match="BabelTowerAllocationConfig.share_rule"):
+        BabelTowerAllocationConfig(share_rule="eta")
     with pytest.raises(ValueError, match="best_step"):
         LanguageEvidence("php", [0, 10], [0, 5], [3.0, 2.0], best_step=5)
     with pytest.raises(ValueError, match="losses has 1"):
         LanguageEvidence("php", [0, 10], [0, 5], [3.0])
     with pytest.raises(ValueError, match="not in the corpus"):
         babel_tower_allocation({"python": 1}, {"php": _curve("php", 10)})
-    assert BabelTowerConfig.from_dict(BabelTowerConfig().to_dict()) == BabelTowerConfig()
+    assert (
+        BabelTowerAllocationConfig.from_dict(BabelTowerAllocationConfig().to_dict())
+        == BabelTowerAllocationConfig()
+    )
 
 
 # ------------------------------------------------------------------------------------------

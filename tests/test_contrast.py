@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _neuron_fixtures import planted_neuron_model
 from beartype import beartype
 from jaxtyping import jaxtyped
 
@@ -16,11 +17,7 @@ from babel_interp.analysis.neurons.contrast import (
     contrast_pair,
     effect_sizes,
 )
-from babel_interp.analysis.neurons.neuron_stats import (
-    NeuronStatsConfig,
-    collect_neuron_stats,
-    planted_neuron_model,
-)
+from babel_interp.analysis.neurons.neuron_stats import NeuronStatsConfig, collect_neuron_stats
 from babel_interp.model import ModelConfig, build_model
 
 CFG = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=32, d_vocab=120)

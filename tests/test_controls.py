@@ -22,12 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _neuron_fixtures import planted_neuron_model
 
-from babel_interp.analysis.neurons.neuron_stats import (
-    NeuronStats,
-    NeuronStatsConfig,
-    planted_neuron_model,
-)
+from babel_interp.analysis.neurons.neuron_stats import NeuronStats, NeuronStatsConfig
 from babel_interp.analysis.neurons.transferring import (
     CONTRAST_DEFINITIONS,
     DEFINITIONS,
@@ -145,7 +142,6 @@ def test_two_language_lape_warns_and_notes_it(tmp_path):
         n_contrast_null=0,
         ablation=None,
         random_init=False,
-        figures=False,
     )
     assert cfg.notes == [TWO_LANGUAGE_NOTE]
     with pytest.warns(UserWarning, match="only two languages"):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from babel_interp.runs import Study
 from experiments import analyze_pretrained, babel_tower, optimize_corpus
 
 MICRO = dict(
@@ -116,7 +117,7 @@ def test_rerun_reuses_finished_work(study):
     ckpt = out / "seed_0" / "primary" / "checkpoints"
     before = {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()}
     cfg = babel_tower.BabelTowerConfig.from_dict({**MICRO, "out": str(out)})
-    babel_tower.train_runs(cfg, babel_tower.ExperimentLayout(out), out / "corpus")
+    babel_tower.train_runs(cfg, Study(out), out / "corpus")
     assert {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()} == before
 
 

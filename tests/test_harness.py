@@ -144,6 +144,41 @@ def test_summary_measures_on_known_curves():
         per_seed_measures(outs, "python", reference="uniform")
 
 
+def test_report_draws_a_harness_result(tmp_path):
+    """The comparison figure and, when the proxy was calibrated, the calibration figure."""
+    from babel_interp.optimizer.harness import HarnessResult
+    from babel_interp.optimizer.summary import per_seed_measures, summarize
+    from babel_interp.report.mixture_plots import plot_harness_result
+
+    outs = [
+        _outcome("proportional", 0, [5, 4, 3, 2], [6, 5, 4, 3]),
+        _outcome("proportional", 1, [5, 4, 3, 2.2], [6, 5, 4, 3.2]),
+        _outcome("fast", 0, [5, 3, 1, 1], [6, 5, 4, 3.5]),
+        _outcome("fast", 1, [5, 3, 1.2, 1], [6, 5, 4, 3.6]),
+    ]
+    curves = pd.concat([o.curve.assign(mixture=o.mixture, seed=o.seed) for o in outs])
+    result = HarnessResult(
+        outs,
+        per_seed_measures(outs, "python", "proportional"),
+        summarize(outs, "python"),
+        "",
+        {},
+        {},
+        curves=curves,
+        languages=["python", "php"],
+        shares={"proportional": {"python": 0.6, "php": 0.4}, "fast": {"python": 0.5, "php": 0.5}},
+    )
+    assert plot_harness_result(result, tmp_path) == {"figure": tmp_path / "comparison.png"}
+    assert (tmp_path / "comparison.png").stat().st_size > 0
+    result.calibration_points = pd.DataFrame(
+        {"proxy": [0.0, 0.5, 1.0], "measured": [0.9, 0.5, 0.2], "language": ["php"] * 3}
+    )
+    paths = plot_harness_result(result, tmp_path)
+    assert paths["calibration_figure"] == tmp_path / "calibration.png"
+    assert paths["calibration_figure"].stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration.png", "comparison.png"]
+
+
 # ------------------------------------------------------------------------------------------
 # The harness end to end on the embedded default corpus, quick profile
 # ------------------------------------------------------------------------------------------
@@ -151,11 +186,19 @@ def test_summary_measures_on_known_curves():
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """The quick profile's harness, then its figures (drawn by the report, as the command and
+    the experiment do after the harness)."""
     from babel_interp.optimizer.harness import HarnessConfig, evaluate_mixtures
+    from babel_interp.report.mixture_plots import plot_harness_result
 
     out = tmp_path_factory.mktemp("harness")
     cfg = HarnessConfig.for_profile("quick", out=str(out), progress=False)
-    return cfg, evaluate_mixtures(cfg)
+    result = evaluate_mixtures(cfg)
+    assert not (out / "comparison.png").exists()  # computing draws nothing
+    figures = plot_harness_result(result, cfg.out)
+    assert figures["figure"] == out / "comparison.png"
+    result.paths.update({name: str(path) for name, path in figures.items()})
+    return cfg, result
 
 
 def test_quick_profile_runs_end_to_end(quick):

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _neuron_fixtures import planted_neuron_model
 from beartype import beartype
 from jaxtyping import jaxtyped
 
@@ -14,7 +15,6 @@ from babel_interp.analysis.neurons.neuron_stats import (
     NeuronStats,
     NeuronStatsConfig,
     collect_neuron_stats,
-    planted_neuron_model,
 )
 from babel_interp.analysis.neurons.transferring import (
     TransferConfig,

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from babel_interp.analysis.protocol import AnalysisResult
 from babel_interp.analysis.stats import (
     bootstrap_ci,
     grouped_bootstrap_ci,
@@ -46,6 +47,7 @@ from babel_interp.model import (
     tl_major_version,
     unembed_resid,
 )
+from babel_interp.report.working_language_plots import plot_working_language_run
 
 TINY = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=96)
 
@@ -437,13 +439,35 @@ def test_save_and_read_back(tmp_path, tiny, tok, probes, fmt):
     res.records.loc[0, "top1_token"] = "nan"
     res.records.loc[1, "top1_token"] = ""
     paths = res.save(tmp_path, fmt)
-    back = read_records(paths["records"])
+    assert isinstance(res, AnalysisResult)
+    back = read_records(tmp_path / f"records.{fmt}")
     pd.testing.assert_frame_equal(
         back.reset_index(drop=True), res.records, check_dtype=False, check_exact=False, rtol=1e-9
     )
-    for name in ("aggregate", "competence", "token_sets", "dropped_pairs", "summary"):
-        assert paths[name].is_file()
+    for name in ("aggregate.csv", "competence.csv", "token_sets.csv", "dropped_pairs.csv"):
+        assert tmp_path / name in paths and (tmp_path / name).is_file()
+    assert tmp_path / f"records.{fmt}" in paths and tmp_path / "summary.json" in paths
+    assert all(p.is_file() for p in paths)
     assert not list(tmp_path.glob(".*.tmp"))
+    # load reads back what save wrote: the same records, tables, config and notes.
+    loaded = WorkingLanguageResult.load(tmp_path)
+    pd.testing.assert_frame_equal(
+        loaded.to_dataframe(), res.to_dataframe(), check_dtype=False, check_exact=False, rtol=1e-9
+    )
+    assert loaded.config == res.config
+    assert (loaded.skipped, loaded.coverage_issues) == (res.skipped, res.coverage_issues)
+    assert loaded.dropped_pairs == res.dropped_pairs
+    pd.testing.assert_frame_equal(loaded.token_sets, res.token_sets, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        loaded.dropped_pairs_frame(), res.dropped_pairs_frame(), check_dtype=False
+    )
+    for table in ("aggregate", "competence"):
+        pd.testing.assert_frame_equal(
+            getattr(loaded, table)(), getattr(res, table)(), check_dtype=False, rtol=1e-9
+        )
+    assert loaded.random_init is None
+    with pytest.raises(FileNotFoundError, match="no saved working-language result"):
+        WorkingLanguageResult.load(tmp_path / "elsewhere")
 
 
 def test_pair_level_intervals_are_wider(tiny, tok, probes):
@@ -506,6 +530,8 @@ def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, monkeypatch
     run = _make_run(tmp_path)
     cfg = WorkingLanguageConfig(n_per_pair=2, n_boot=30, batch_size=8)
     res = analyze_run(run, cfg, progress=False)
+    assert not (run / "figures").exists()  # the analyzer computes; the report draws
+    drawn = plot_working_language_run(res, run / "figures")
     out = run / "analysis" / "working_language"
     for name in (
         "records.csv",
@@ -527,6 +553,10 @@ def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, monkeypatch
         "working_language_share_logit.png",
     ]
     assert all((run / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figs)
+    assert sorted(p.name for p in drawn) == figs
+    # The saved result draws the same figures.
+    again_drawn = plot_working_language_run(out, tmp_path / "from_saved")
+    assert sorted(p.name for p in again_drawn) == figs
     # A rerun with the same config reuses every finished checkpoint: no model is loaded.
     import babel_interp.model
 
@@ -534,7 +564,7 @@ def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, monkeypatch
         raise AssertionError("a finished checkpoint was recomputed")
 
     monkeypatch.setattr(babel_interp.model, "load_model", refuse)
-    again = analyze_run(run, cfg, progress=False, figures=False)
+    again = analyze_run(run, cfg, progress=False)
     pd.testing.assert_frame_equal(again.records, res.records, check_dtype=False)
     with pytest.raises(ValueError, match="no checkpoint at step"):
         analyze_run(run, cfg, checkpoints=[5], progress=False)
@@ -543,7 +573,7 @@ def test_analyze_run_writes_tables_and_figures_and_resumes(tmp_path, monkeypatch
 def test_analyze_run_measures_random_inits_of_the_checkpoint_architecture(tmp_path):
     run = _make_run(tmp_path, steps=(4,))
     cfg = WorkingLanguageConfig(n_per_pair=1, n_boot=20, n_random_init=2)
-    res = analyze_run(run, cfg, progress=False, figures=False)
+    res = analyze_run(run, cfg, progress=False)
     out = run / "analysis" / "working_language"
     per_init = pd.read_csv(out / "random_init.csv")
     summary = pd.read_csv(out / "random_init_summary.csv")
@@ -560,11 +590,17 @@ def test_analyze_run_measures_random_inits_of_the_checkpoint_architecture(tmp_pa
     assert row["excess_matched_band_hi"] - row["excess_matched_band_lo"] > (
         row["excess_matched_mean_hi"] - row["excess_matched_mean_lo"]
     )
+    loaded = WorkingLanguageResult.load(out)
+    pd.testing.assert_frame_equal(loaded.random_init.to_dataframe(), per_init)
+    pd.testing.assert_frame_equal(loaded.random_init.summary(), summary, check_dtype=False)
     # The baseline does not change what the records depend on: the step cache is reused.
     plain = WorkingLanguageConfig(n_per_pair=1, n_boot=20)
-    again = analyze_run(run, plain, figures=False, progress=False)
+    again = analyze_run(run, plain, progress=False)
     pd.testing.assert_frame_equal(again.records, res.records, check_dtype=False)
     assert again.random_init is None
+    # The earlier baseline's tables stay on disk, but they are not part of the new result.
+    assert (out / "random_init.csv").is_file()
+    assert WorkingLanguageResult.load(out).random_init is None
 
 
 def test_cli_working_language(tmp_path, capsys):
@@ -586,6 +622,10 @@ def test_cli_working_language(tmp_path, capsys):
     assert sorted(pd.read_csv(wl / "random_init.csv")["init_seed"].unique()) == [0, 1]
     probes = [json.loads(line) for line in (wl / "probes.jsonl").read_text().splitlines()]
     assert {p["control_match"] for p in probes} == {"document"}
+    # Without --no-figures the command draws the figures after the analysis.
+    assert not list((run / "figures").glob("working_language_*.png"))
+    assert main(argv[:-1] + ["--control-match", "document", "--checkpoints", "3"]) == 0
+    assert (run / "figures" / "working_language_competence.png").is_file()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _neuron_fixtures import planted_neuron_model, token_languages
 from beartype import beartype
 from jaxtyping import TypeCheckError, jaxtyped
 
@@ -19,9 +20,7 @@ from babel_interp.analysis.neurons.neuron_stats import (
     collect_from_corpus,
     collect_neuron_stats,
     map_lang_ids,
-    planted_neuron_model,
     sample_language_windows,
-    token_languages,
 )
 from babel_interp.corpus.shards import CorpusReader, ShardWriter, write_manifest
 from babel_interp.model import ModelConfig, build_model

@@ -13,8 +13,10 @@ from _model_fixtures import TEXT, TINY, memorized_model
 
 from babel_interp.analysis.performance import (
     CompletionItem,
+    PerformanceResult,
     _identifier_match,
     _line_match,
+    analyze_run,
     as_completion_item,
     completion_accuracy,
     evaluate_checkpoints,
@@ -303,3 +305,36 @@ def test_evaluate_checkpoints(tmp_path, trained, small_tokenizer):
     assert isinstance(df, pd.DataFrame) and np.isfinite(py["identifier_ci_low"]).all()
     with pytest.raises(ValueError, match="no checkpoint at step"):
         evaluate_checkpoints(run, items, steps=[50], progress=False)
+
+
+def test_analyze_run_saves_a_result_that_loads_back(tmp_path, trained, small_tokenizer):
+    untrained = build_model(TINY, tokenizer=small_tokenizer)
+    run = _write_run(tmp_path, trained, small_tokenizer, {0: untrained, 100: trained})
+    record = {"type": "eval", "step": 100, "val_loss": {"python": 1.5}, "val_bpb": {"python": 0.5}}
+    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    items = [
+        CompletionItem("def count(items):\n    return", " len", " len(items)", language="python"),
+        CompletionItem("function count($items) {\n    return", " strlen", language="php"),
+    ]
+    result = analyze_run(run, items=items, max_new_tokens=12, n_boot=50, progress=False)
+    saved = run / "analysis" / "performance"
+    names = ["completion.csv", "completion_items.csv", "val_series.csv"]
+    assert sorted(p.name for p in saved.iterdir()) == names
+    assert list(result.to_dataframe()["val_loss"].dropna()) == [1.5]
+    loaded = PerformanceResult.load(saved)
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), result.to_dataframe(), check_dtype=False)
+    pd.testing.assert_frame_equal(loaded.completion, result.completion, check_dtype=False)
+    assert len(loaded.completion_items) == len(result.completion_items) == 2 * len(items)
+    # Saving what was loaded writes the same bytes.
+    loaded.save(tmp_path / "again")
+    for name in names:
+        assert (tmp_path / "again" / name).read_bytes() == (saved / name).read_bytes()
+    # Without completion only the validation series is rewritten; the other tables stay.
+    only = analyze_run(run, completion=False)
+    assert only.completion is None and only.completion_items is None
+    assert PerformanceResult.load(saved).completion is not None
+    with pytest.raises(FileNotFoundError, match="analyze performance"):
+        PerformanceResult.load(tmp_path / "nothing")
+    # Neither items nor a synthetic corpus: nothing to decode, said before anything is written.
+    with pytest.raises(ValueError, match="--probes"):
+        analyze_run(run)

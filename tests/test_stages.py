@@ -8,18 +8,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import babel_interp.report.stage_plots as stage_plots
 from babel_interp.analysis.stages.detector import (
     STAGES,
     UNDETERMINED,
     UNINFORMATIVE,
+    StageAnalysis,
     StageConfig,
     align_series,
+    analyze_run,
     detect_stages,
     estimate_noise,
     mann_kendall,
     max_drawdown,
     smooth,
+    stage_series_from_run,
 )
+from babel_interp.cli import main
+from babel_interp.report.stage_plots import plot_stage_analysis, plot_stages
 
 # The trainer checkpoints log-spaced: dense early, sparse late.
 STEPS = np.unique(np.geomspace(10, 20_000, 40).astype(int))
@@ -391,8 +397,6 @@ def _fake_run(tmp_path, loss, wl_share=None, neurons=None, ratio=None, competenc
 
 
 def test_stages_command_reads_every_analyzer(tmp_path, capsys):
-    from babel_interp.cli import main
-
     y = three_stage(sigma=0.02, seed=5)
     i = np.arange(N)
     share = np.where(i <= PEAK, 0.8, np.where(i <= BOTTOM, 0.8 - 0.06 * (i - PEAK), 0.2))
@@ -436,8 +440,6 @@ def test_stages_command_reads_every_analyzer(tmp_path, capsys):
 
 
 def test_stages_command_with_metrics_alone_says_what_is_missing(tmp_path, capsys):
-    from babel_interp.cli import main
-
     # Loss falling monotonically, as in the CPU pilot: no transition.
     loss = 7.9 - 4.6 * (1 - np.exp(-np.arange(N) / 6))
     run = _fake_run(tmp_path, loss=loss)
@@ -463,8 +465,6 @@ def test_stages_command_with_metrics_alone_says_what_is_missing(tmp_path, capsys
 
 
 def test_tables_of_another_target_are_not_used(tmp_path):
-    from babel_interp.analysis.stages.detector import stage_series_from_run
-
     run = _fake_run(tmp_path, loss=np.linspace(5, 3, N), wl_share=np.linspace(0.8, 0.2, N))
     (run / "analysis" / "working_language" / "summary.json").write_text(
         json.dumps({"config": {"target": "csharp"}})
@@ -476,8 +476,6 @@ def test_tables_of_another_target_are_not_used(tmp_path):
 
 
 def test_figure_for_every_kind_of_result(tmp_path):
-    from babel_interp.report.stage_plots import plot_stages
-
     steps = np.concatenate([[0], STEPS[:-1]])  # step 0 needs a symmetric-log axis
     comp = np.where(np.arange(N) < 4, 0.0, 1.0)
     res = detect_stages(
@@ -499,8 +497,6 @@ def test_figure_for_every_kind_of_result(tmp_path):
 
 
 def test_pass_at_1_is_the_performance_when_execution_was_measured(tmp_path):
-    from babel_interp.analysis.stages.detector import analyze_run, stage_series_from_run
-
     run = _fake_run(tmp_path, loss=np.linspace(5, 3, N))
     rs = stage_series_from_run(run, "php")
     assert rs.performance == "val_loss"
@@ -521,13 +517,59 @@ def test_pass_at_1_is_the_performance_when_execution_was_measured(tmp_path):
     assert stage_series_from_run(run, "php", performance="loss").performance == "val_loss"
     with pytest.raises(FileNotFoundError, match="babel-interp evaluate"):
         stage_series_from_run(run, "csharp", performance="pass_at_1")
-    result, _, _ = analyze_run(run, language="php", figures=False)
-    assert result.verdict == "three stages"
+    analysis = analyze_run(run, language="php")
+    assert analysis.language == "php" and analysis.detection.verdict == "three stages"
+    assert analysis.sources["pass_at_1"] == str(ex / "pass_at_k.csv")
+    assert not (run / "figures").exists()  # computing never draws
+
+
+def test_stage_analysis_saves_and_loads_back(tmp_path):
+    i = np.arange(N)
+    run = _fake_run(
+        tmp_path,
+        loss=4.0 - three_stage(sigma=0.02, seed=5),
+        wl_share=np.where(i <= PEAK, 0.8, 0.2),
+        ratio=np.where(i <= PEAK, 0.6, 0.05),
+    )
+    analysis = analyze_run(run, language="php", cfg=StageConfig(n_boot=50))
+    saved = run / "analysis" / "stages"
+    loaded = StageAnalysis.load(saved)
+    assert loaded.language == "php"
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), analysis.to_dataframe())
+    assert loaded.to_dict() == analysis.to_dict()
+    assert list(loaded.detection.series) == list(analysis.detection.series)
+    # What was saved is what analyze_run wrote: saving the loaded result changes no byte.
+    again = tmp_path / "again"
+    loaded.save(again)
+    for name in ("stages.csv", "stages.json"):
+        assert (again / name).read_bytes() == (saved / name).read_bytes()
+
+    # A second language joins the same tables with other series; each reads back on its own.
+    go = StageAnalysis(
+        "go",
+        detect_stages({"performance": (STEPS, three_stage(0.03, 1))}, StageConfig(n_boot=20)),
+        sources={"performance": "test"},
+        missing={},
+    )
+    go.save(saved)
+    with pytest.raises(ValueError, match="name a language"):
+        StageAnalysis.load(saved)
+    with pytest.raises(ValueError, match="no stages of 'csharp'"):
+        StageAnalysis.load(saved, "csharp")
+    for original in (analysis, go):
+        back = StageAnalysis.load(saved, original.language)
+        pd.testing.assert_frame_equal(back.to_dataframe(), original.to_dataframe())
+        assert back.to_dict() == original.to_dict()
+    assert set(pd.read_csv(saved / "stages.csv")["language"]) == {"php", "go"}
+
+    # The figure from the saved tables is the figure from the result in memory.
+    from_memory = plot_stage_analysis(analysis, tmp_path / "memory")
+    from_disk = plot_stage_analysis(saved, tmp_path / "disk", language="php")
+    assert from_disk.name == from_memory.name == "stages_php.png"
+    assert from_disk.read_bytes() == from_memory.read_bytes()
 
 
 def test_figure_says_why_a_statistic_is_missing(tmp_path, monkeypatch):
-    import babel_interp.report.stage_plots as stage_plots
-
     figures = []
 
     def keep(fig, path, dpi):

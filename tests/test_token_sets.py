@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from babel_interp.analysis.working_language.token_sets import TokenVocabulary, build_token_sets
+from babel_interp.analysis.working_language.token_sets import (
+    DroppedPair,
+    TokenVocabulary,
+    build_token_sets,
+)
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
 
@@ -76,6 +82,8 @@ def test_shared_tokens_removed_and_collapsed_pair_dropped(code_tokenizer):
     assert dropped.shared_ids and all(
         "printf".startswith(code_tokenizer.decode([i]).lstrip(" ")) for i in dropped.shared_ids
     )
+    # A dropped pair survives a JSON round trip (results save them in summary.json).
+    assert DroppedPair.from_dict(json.loads(json.dumps(dropped.to_dict()))) == dropped
     assert "equal" in reasons[("x", "x")]
     # "upper" vs "strtoupper": prefixes of different letters, nothing shared.
     assert report.get("upper", "strtoupper").shared_ids == ()

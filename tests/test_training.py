@@ -15,6 +15,7 @@ from babel_interp.cli import main
 from babel_interp.corpus.shards import CorpusReader
 from babel_interp.mixture import Mixture
 from babel_interp.model import (
+    ModelConfig,
     build_model,
     enable_fast_path,
     fast_path_active,
@@ -354,6 +355,62 @@ def test_config_round_trips_through_a_dict(corpus, tmp_path):
     assert again == cfg
     with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({**cfg.to_dict(), "stepz": 3})
+
+
+# run_config.json["train"] as runs already on disk hold it.
+SAVED_TRAIN_CONFIG = {
+    "corpus": "/data/corpus",
+    "out": "runs/php",
+    "preset": "tiny",
+    "model": {
+        "n_layers": 1, "d_model": 32, "n_heads": 2, "d_head": 16, "d_mlp": 64, "n_ctx": 32,
+        "d_vocab": 300, "act_fn": "gelu", "normalization": "LN",
+        "positional_embedding": "standard", "seed": 0,
+    },
+    "mixture": {
+        "weights": {"python": 1.0},
+        "phases": [{"start": 0, "weights": {"python": 1.0}}, {"start": 5, "weights": {"php": 1.0}}],
+        "budgets": {"php": 9000},
+        "epoch_caps": {"python": 2.0},
+    },
+    "steps": 10, "schedule_steps": None, "batch_size": 8, "micro_batch_size": None,
+    "seq_len": 32, "sequence_mode": "pure",
+    "optim": {
+        "schedule": {
+            "kind": "cosine", "lr": 0.003, "warmup_steps": 2, "min_lr_ratio": 0.1,
+            "decay_fraction": 0.2,
+        },
+        "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "eps": 1e-08, "grad_clip": 1.0,
+    },
+    "eval_every": 5, "eval_windows": 4, "eval_batch_size": 16, "log_every": 1,
+    "checkpoints": {
+        "schedule": {"kind": "every", "every": 2, "n": None, "steps": [], "include_start": True},
+        "resume_every": 0, "keep_last": None, "keep_scheduled": True, "fsync": False,
+    },
+    "init_from": "runs/py", "init_optimizer": False, "resume": False, "seed": 3,
+    "device": "auto", "dtype": "auto", "compile": False, "deterministic": None,
+    "fast_path": True, "hooks": ["activation-norms"], "progress": False,
+}  # fmt: skip
+
+
+def test_saved_run_configs_load_and_are_written_the_same_way():
+    cfg = TrainConfig.from_dict(json.loads(json.dumps(SAVED_TRAIN_CONFIG)))
+    assert cfg.model == ModelConfig(
+        n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=32, d_vocab=300
+    )
+    assert cfg.mixture == Mixture.parse("0:python=1;5:php=1;budget:php=9000;epochs:python=2")
+    assert cfg.optim.schedule == LRSchedule(lr=3e-3, warmup_steps=2)
+    assert cfg.checkpoints == CheckpointConfig(
+        schedule=CheckpointSchedule(kind="every", every=2), fsync=False
+    )
+    assert cfg.hooks == ["activation-norms"] and cfg.seed == 3
+    assert cfg.to_dict() == SAVED_TRAIN_CONFIG
+    # A config from before some fields existed takes their defaults.
+    older = {k: v for k, v in SAVED_TRAIN_CONFIG.items() if k not in ("schedule_steps", "hooks")}
+    older["checkpoints"] = {"schedule": {"kind": "log"}}
+    cfg = TrainConfig.from_dict(older)
+    assert cfg.schedule_steps is None and cfg.hooks == []
+    assert cfg.checkpoints == CheckpointConfig()
 
 
 def test_an_existing_run_needs_resume(corpus, tmp_path):

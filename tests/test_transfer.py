@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 
-from babel_interp.analysis.performance import CompletionItem
+from babel_interp.analysis.performance import CompletionItem, save_completion_items
 from babel_interp.analysis.stages.transfer import (
+    TransferResult,
+    analyze_run,
     primary_only_items,
     synthetic_transfer_items,
     transfer_ratio,
     transfer_series,
 )
-from babel_interp.model import ModelConfig, build_model, save_model
+from babel_interp.cli import main
+from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
+from babel_interp.corpus.synthetic import SyntheticConfig, planted_facts
+from babel_interp.model import ModelConfig, build_model, prepare_tokenizer, save_model
 from babel_interp.runs import checkpoint_dirname
 
 TINY = ModelConfig(n_layers=1, d_model=64, n_heads=4, d_head=16, d_mlp=128, n_ctx=64, seed=0)
@@ -62,8 +68,6 @@ def test_primary_only_items_follows_the_paper_definition():
 
 
 def test_synthetic_items_put_planted_facts_in_p():
-    from babel_interp.corpus.synthetic import SyntheticConfig, planted_facts
-
     cfg = SyntheticConfig(languages=("python", "php"), n_planted_facts=6, n_shared_facts=4)
     items, P = synthetic_transfer_items(cfg, "php")
     assert len(items) == 10 and P == set(range(6))
@@ -133,20 +137,41 @@ def test_series_over_checkpoints(run_dir):
         transfer_series(run_dir, items, {7}, steps=[100], n_boot=50, progress=False)
 
 
+def test_analyze_run_saves_a_result_that_loads_back(run_dir, tmp_path):
+    items = [
+        CompletionItem("def count(items):\n    return", " len", group="f1"),
+        CompletionItem("function count($items) {\n    return", " strlen", group="f2"),
+    ]
+    result = analyze_run(
+        run_dir, language="php", items=items, primary_only={0}, n_boot=50, progress=False
+    )
+    df = result.to_dataframe()
+    assert list(df["step"]) == [0, 100] and set(df["language"]) == {"php"}
+    assert set(df["definition"]) == {"given"} and set(df["solved_by"]) == {"identifier"}
+    saved = run_dir / "analysis" / "transfer"
+    loaded = TransferResult.load(saved)
+    pd.testing.assert_frame_equal(loaded.to_dataframe(), df, check_dtype=False)
+    loaded.save(tmp_path)
+    assert (tmp_path / "transfer.csv").read_bytes() == (saved / "transfer.csv").read_bytes()
+    # Another language's rows are kept when this one is saved again.
+    TransferResult(df.assign(language="go")).save(saved)
+    result.save(saved)
+    both = TransferResult.load(saved).to_dataframe()
+    assert sorted(both["language"]) == ["go", "go", "php", "php"]
+    with pytest.raises(FileNotFoundError, match="analyze transfer"):
+        TransferResult.load(tmp_path / "nothing")
+
+
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
     """A run on a small synthetic Python+PHP corpus with two (untrained) checkpoints and the
     trainer's eval records: the commands' plumbing, end to end, without training."""
-    from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
-
     root = tmp_path_factory.mktemp("synthetic")
     cfg = synthetic_corpus_config(
         root / "corpus", languages=("python", "php"), docs_per_language=20, vocab_size=600
     )
     cfg.progress = False
     build_corpus(cfg)
-    from babel_interp.model import prepare_tokenizer
-
     tok = prepare_tokenizer(root / "corpus" / "tokenizer")
     run = root / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -164,10 +189,6 @@ def synthetic_run(tmp_path_factory):
 
 
 def test_commands_on_a_synthetic_run(synthetic_run, capsys):
-    import pandas as pd
-
-    from babel_interp.cli import main
-
     run = str(synthetic_run)
     fast = ["--max-new-tokens", "4", "--n-boot", "50", "--quiet"]
     assert main(["analyze", "performance", "--run", run, "--n-documents", "2", *fast]) == 0
@@ -191,8 +212,6 @@ def test_commands_on_a_synthetic_run(synthetic_run, capsys):
 
     # The probes file path needs the reference models that define P.
     items_path = synthetic_run / "items.jsonl"
-    from babel_interp.analysis.performance import save_completion_items
-
     its, _ = synthetic_transfer_items(
         {"languages": ["python", "php"], "n_planted_facts": 3, "n_shared_facts": 2}, "php"
     )

@@ -28,6 +28,7 @@ from babel_interp.analysis.working_language.tuned_lens import (
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
 from babel_interp.model import ModelConfig, build_model, resid_hook_names, save_model
+from babel_interp.report.working_language_plots import plot_working_language_run
 from babel_interp.runs import checkpoint_dirname
 
 CFG = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=64)
@@ -161,6 +162,7 @@ def test_run_with_both_lenses_writes_a_comparison(tmp_path, world):
     tuned = {"steps": 5, "n_windows": 16, "holdout": 4, "seq_len": 32}
     cfg = WorkingLanguageConfig(lens="both", n_per_pair=1, n_boot=20, tuned=tuned)
     res = analyze_run(run, cfg, progress=False)
+    plot_working_language_run(res, run / "figures")
     assert (d / TUNED_LENS_FILE).is_file()
     out = run / "analysis" / "working_language"
     comp = pd.read_csv(out / "lens_comparison.csv")

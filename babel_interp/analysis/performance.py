@@ -26,7 +26,7 @@ import os
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,20 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from babel_interp.analysis.stats import CI, bootstrap_ci, grouped_bootstrap_ci
+from babel_interp.config import ConfigBase
+from babel_interp.corpus.shards import MANIFEST, CorpusReader
+from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
+from babel_interp.devices import model_device
+from babel_interp.io import write_csv_atomic, write_jsonl_atomic
 from babel_interp.model import HookedModel
-from babel_interp.runs import analysis_dir, list_checkpoints, read_metrics
+from babel_interp.runs import Run
 
 __all__ = [
     "ANALYZER",
     "Completion",
     "CompletionItem",
     "CompletionResult",
+    "PerformanceResult",
     "ValidationLoss",
     "analyze_run",
     "as_completion_item",
@@ -61,15 +67,14 @@ __all__ = [
     "synthetic_config_of_run",
     "target_languages",
     "validation_loss",
-    "write_csv_atomic",
 ]
 
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_]")
 
 
 @dataclass(frozen=True)
-class CompletionItem:
-    """A held-out completion probe.
+class CompletionItem(ConfigBase):
+    """A held-out completion probe (``to_dict``/``from_dict``: one JSON line of a probes file).
 
     ``answer`` is the next identifier (or value) the model should write; ``line_answer`` the rest
     of the line from the end of the prompt (None: only the identifier is scored). ``group`` ties
@@ -84,7 +89,7 @@ class CompletionItem:
     group: str | None = None
     item_id: str | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt:
             raise ValueError(
                 f"CompletionItem.prompt must be a non-empty string, got {self.prompt!r}"
@@ -97,17 +102,6 @@ class CompletionItem:
             raise ValueError(
                 f"CompletionItem.line_answer must be None or a string, got {self.line_answer!r}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompletionItem:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"CompletionItem: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def as_completion_item(obj: Any) -> CompletionItem:
@@ -147,15 +141,8 @@ def as_completion_item(obj: Any) -> CompletionItem:
 
 
 def save_completion_items(items: Iterable[Any], path: str | os.PathLike) -> Path:
-    """Write items as JSON lines (through a temporary file, renamed when complete)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for item in items:
-            f.write(json.dumps(as_completion_item(item).to_dict()) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write items as JSON lines, atomically (:func:`babel_interp.io.write_jsonl_atomic`)."""
+    return write_jsonl_atomic(path, (as_completion_item(item).to_dict() for item in items))
 
 
 def load_completion_items(path: str | os.PathLike) -> list[CompletionItem]:
@@ -230,8 +217,6 @@ def synthetic_completion_items(
     The documents come from their own seed stream (``cfg.seed + 2_000_003 + seed``), so they are
     not training documents; the fact tables (``fact_seed``) and the renderers are the same world.
     """
-    from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
-
     if isinstance(cfg, dict):
         cfg = SyntheticConfig.from_dict(cfg)
     if n_documents < 1:
@@ -247,10 +232,6 @@ def synthetic_completion_items(
 
 # ---------------------------------------------------------------------------------------------
 # Greedy decoding
-
-
-def _device_of(model: HookedModel) -> torch.device:
-    return next(model.parameters()).device
 
 
 @torch.inference_mode()
@@ -317,7 +298,7 @@ def greedy_continuations(
         if not e:
             raise ValueError(f"prompt {n} is blank and there is no EOS token to start from")
         ids.append(e[-keep:])
-    device = _device_of(model)
+    device = model_device(model)
     was_training = getattr(model, "training", False)
     model.eval()
     out: list[tuple[str, bool]] = [("", False)] * len(ids)
@@ -554,8 +535,6 @@ def validation_loss(
     every target token counts, EOS included, as in ``bytes_per_token``, so ``bpb = loss / ln 2 /
     bytes_per_token``. The windows are fixed, so two checkpoints are compared on the same text.
     """
-    from babel_interp.corpus.shards import CorpusReader
-
     reader = corpus if isinstance(corpus, CorpusReader) else CorpusReader(corpus)
     split = reader.split("val")
     lo, hi = split.language_range(language)
@@ -569,7 +548,7 @@ def validation_loss(
             f"language {language!r} has {hi - lo} validation tokens: fewer than one window of "
             f"{seq_len} + 1"
         )
-    device = _device_of(model)
+    device = model_device(model)
     was_training = getattr(model, "training", False)
     model.eval()
     total, count = 0.0, 0
@@ -634,7 +613,7 @@ def _eval_rows(records: list[dict]) -> list[dict]:
 
 
 def performance_series(
-    run_dir: str | os.PathLike, languages: Sequence[str] | None = None
+    run: Run | str | os.PathLike, languages: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Per-language validation loss and bits per byte at each checkpoint of a run.
 
@@ -643,7 +622,8 @@ def performance_series(
     latest before it; NaN values when none), ``tokens_seen`` (of that language) and
     ``total_tokens``. A run without checkpoints gives its evaluations as logged.
     """
-    rows = _eval_rows(read_metrics(run_dir))
+    run = Run.of(run)
+    rows = _eval_rows(run.metrics())
     if languages is not None:
         rows = [r for r in rows if r["language"] in set(languages)]
     cols = ["step", "language", "val_loss", "val_bpb", "eval_step", "tokens_seen", "total_tokens"]
@@ -651,7 +631,7 @@ def performance_series(
     # A resumed run may log a step twice: the later record wins.
     evals = evals.drop_duplicates(["step", "language"], keep="last").sort_values("step")
     try:
-        ckpts = list_checkpoints(run_dir)
+        ckpts = run.checkpoints()
     except FileNotFoundError:
         ckpts = []
     if not ckpts:
@@ -681,10 +661,10 @@ def performance_series(
 
 
 def evaluate_checkpoints(
-    run_dir: str | os.PathLike,
+    run: Run | str | os.PathLike,
     items: Sequence[Any],
     steps: Sequence[int] | None = None,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     max_new_tokens: int = 32,
     batch_size: int = 16,
     n_boot: int = 1000,
@@ -697,20 +677,19 @@ def evaluate_checkpoints(
     Returns a table with one row per (step, language) of the items (``"all"`` pools every item
     when there are several languages, and stands for items without one) and
     the per-checkpoint :class:`CompletionResult` for item-level use (e.g. the transfer ratio).
+    ``device``: see :func:`babel_interp.devices.resolve_device`.
     """
-    from babel_interp.model import load_model
-    from babel_interp.runs import select_checkpoints
-
+    run = Run.of(run)
     items_ = [as_completion_item(x) for x in items]
     if not items_:
         raise ValueError("evaluate_checkpoints needs at least one item")
-    ckpts = select_checkpoints(run_dir, list(steps) if steps is not None else None)
+    ckpts = run.checkpoints(steps)
     if not ckpts:
-        raise FileNotFoundError(f"run {run_dir} has no complete checkpoint")
+        raise FileNotFoundError(f"run {run.path} has no complete checkpoint")
     rows = []
     results: dict[int, CompletionResult] = {}
     for c in tqdm(ckpts, desc="checkpoints", disable=not progress):
-        model, _ = load_model(c.path, device=device)
+        model, _ = run.load_model(c, device=device)
         res = completion_accuracy(
             model,
             model.tokenizer,
@@ -741,17 +720,9 @@ def evaluate_checkpoints(
 # Run-level analysis (what ``babel-interp analyze performance`` runs)
 
 ANALYZER = "performance"
-
-
-def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``df`` as CSV through a temporary file renamed into place: a crash leaves the old
-    file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+VAL_SERIES = "val_series.csv"
+COMPLETION = "completion.csv"
+COMPLETION_ITEMS = "completion_items.csv"
 
 
 def replace_rows_csv(
@@ -766,23 +737,26 @@ def replace_rows_csv(
         if column in old.columns:
             old = old[~old[column].isin(drop)]
             df = pd.concat([old, df], ignore_index=True) if len(old) else df
-    return write_csv_atomic(df, path)
+    return write_csv_atomic(path, df)
 
 
-def synthetic_config_of_run(run_dir: str | os.PathLike) -> Any:
+def synthetic_config_of_run(run: Run | str | os.PathLike) -> SyntheticConfig | None:
     """The ``SyntheticConfig`` the run's corpus was generated from, or None (not synthetic).
 
-    Read from the corpus manifest (``build.config.sources``) of the corpus named in
-    ``RUN/run_config.json``.
+    Read from the corpus manifest (``build.config.sources``) of the run's corpus
+    (:attr:`babel_interp.runs.Run.corpus_dir`); a run whose corpus is gone is not synthetic
+    as far as the analyzers can tell.
     """
-    from babel_interp.corpus.shards import MANIFEST
-    from babel_interp.corpus.synthetic import SyntheticConfig
-    from babel_interp.runs import read_run_config
-
-    corpus = read_run_config(run_dir).get("corpus")
-    if not corpus or not (Path(corpus) / MANIFEST).is_file():
+    run = Run.of(run)
+    if not run.config.get("corpus"):
         return None
-    manifest = json.loads((Path(corpus) / MANIFEST).read_text(encoding="utf-8"))
+    try:
+        manifest_path = run.corpus_dir / MANIFEST
+    except FileNotFoundError:
+        return None
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     sources = manifest.get("build", {}).get("config", {}).get("sources", [])
     for src in sources:
         if isinstance(src, dict) and src.get("kind") == "synthetic":
@@ -790,78 +764,128 @@ def synthetic_config_of_run(run_dir: str | os.PathLike) -> Any:
     return None
 
 
-def target_languages(run_dir: str | os.PathLike, primary: str = "python") -> list[str]:
+def target_languages(run: Run | str | os.PathLike, primary: str = "python") -> list[str]:
     """Languages other than ``primary`` that the run's last checkpoint has trained on."""
-    ckpts = list_checkpoints(run_dir)
-    if not ckpts:
-        raise FileNotFoundError(f"run {run_dir} has no complete checkpoint")
-    seen = ckpts[-1].tokens_seen
+    seen = Run.of(run).latest().tokens_seen
     return sorted(lang for lang, n in seen.items() if n > 0 and lang != primary)
 
 
+@dataclass
+class PerformanceResult:
+    """What :func:`analyze_run` measured on a run.
+
+    ``val_series``: validation loss and bits per byte per (checkpoint, language), from the
+    trainer's eval records (:func:`performance_series`). ``completion`` (accuracy per step and
+    language, with intervals) and ``completion_items`` (every item's continuation per step) are
+    None when completion accuracy was not measured.
+    """
+
+    val_series: pd.DataFrame
+    completion: pd.DataFrame | None = None
+    completion_items: pd.DataFrame | None = None
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The validation series: one row per (checkpoint, language)."""
+        return self.val_series.copy()
+
+    def save(self, directory: str | os.PathLike) -> list[Path]:
+        """Write ``val_series.csv`` and, when measured, ``completion.csv`` and
+        ``completion_items.csv`` under ``directory``; rows of other languages already in the
+        completion tables are kept (each rerun replaces its own languages)."""
+        out = Path(directory)
+        paths = [write_csv_atomic(out / VAL_SERIES, self.val_series)]
+        if self.completion is not None:
+            langs = sorted(set(self.completion["language"]))
+            paths.append(replace_rows_csv(self.completion, out / COMPLETION, "language", langs))
+            if self.completion_items is not None:
+                paths.append(
+                    replace_rows_csv(
+                        self.completion_items, out / COMPLETION_ITEMS, "language", langs
+                    )
+                )
+        return paths
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> PerformanceResult:
+        """The tables :meth:`save` wrote under ``directory`` (the completion tables when there)."""
+        d = Path(directory)
+        if not (d / VAL_SERIES).is_file():
+            raise FileNotFoundError(f"{d / VAL_SERIES} is missing: run `analyze performance`")
+
+        def table(name: str) -> pd.DataFrame | None:
+            return pd.read_csv(d / name) if (d / name).is_file() else None
+
+        return cls(pd.read_csv(d / VAL_SERIES), table(COMPLETION), table(COMPLETION_ITEMS))
+
+
+def _held_out_items(
+    run: Run,
+    items: Sequence[Any] | None,
+    languages: Sequence[str] | None,
+    primary: str,
+    n_documents: int,
+    seed: int,
+) -> list[CompletionItem]:
+    """``items``, or held-out synthetic items of ``languages`` (default: the run's targets)."""
+    if items is not None:
+        return [as_completion_item(x) for x in items]
+    synth = synthetic_config_of_run(run)
+    if synth is None:
+        raise ValueError(
+            f"run {run.path} was not trained on the synthetic corpus: pass completion items "
+            "(--probes FILE) or skip completion accuracy (--no-completion)"
+        )
+    langs = list(languages) if languages else target_languages(run, primary)
+    if not langs:
+        raise ValueError(f"run {run.path} has trained on no language besides {primary!r}")
+    out: list[CompletionItem] = []
+    for lang in langs:
+        out += synthetic_completion_items(synth, lang, n_documents, seed=seed)
+    return out
+
+
 def analyze_run(
-    run_dir: str | os.PathLike,
+    run: Run | str | os.PathLike,
     items: Sequence[Any] | None = None,
     languages: Sequence[str] | None = None,
     primary: str = "python",
     n_documents: int = 40,
     steps: Sequence[int] | None = None,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     max_new_tokens: int = 32,
     batch_size: int = 16,
     n_boot: int = 1000,
     seed: int = 0,
     completion: bool = True,
     progress: bool = True,
-) -> dict[str, pd.DataFrame]:
-    """Per-checkpoint performance of a run, written under ``RUN/analysis/performance/``.
+) -> PerformanceResult:
+    """Per-checkpoint performance of a run, saved under ``RUN/analysis/performance/``.
 
-    ``val_series.csv``: validation loss and bits per byte per language at each checkpoint (from
-    the trainer's eval records). With ``completion``: ``completion.csv`` (accuracy per step and
-    language with intervals) and ``completion_items.csv`` (every item's continuation per step) on
-    ``items``, or, when none are given and the run's corpus is synthetic, on held-out synthetic
-    items for ``languages`` (default: the run's target languages). Rows of other languages in
-    existing tables are kept. Returns the tables by name.
+    The validation series always (from the trainer's eval records). With ``completion``: the
+    completion accuracy of every checkpoint (or those at ``steps``) on ``items``, or, when none
+    are given and the run's corpus is synthetic, on held-out synthetic items for ``languages``
+    (default: the run's target languages). See :class:`PerformanceResult` for the tables.
     """
-    out = analysis_dir(run_dir, ANALYZER)
-    tables: dict[str, pd.DataFrame] = {}
-    val = performance_series(run_dir)
-    write_csv_atomic(val, out / "val_series.csv")
-    tables["val_series"] = val
-    if not completion:
-        return tables
-    if items is None:
-        synth = synthetic_config_of_run(run_dir)
-        if synth is None:
-            raise ValueError(
-                f"run {run_dir} was not trained on the synthetic corpus: pass completion items "
-                "(--probes FILE) or skip completion accuracy (--no-completion)"
-            )
-        langs = list(languages) if languages else target_languages(run_dir, primary)
-        if not langs:
-            raise ValueError(f"run {run_dir} has trained on no language besides {primary!r}")
-        items = []
-        for lang in langs:
-            items += synthetic_completion_items(synth, lang, n_documents, seed=seed)
-    items_ = [as_completion_item(x) for x in items]
-    summary, results = evaluate_checkpoints(
-        run_dir,
-        items_,
-        steps=steps,
-        device=device,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        n_boot=n_boot,
-        seed=seed,
-        progress=progress,
-    )
-    per_item = pd.concat(
-        [results[s].to_dataframe().assign(step=s) for s in sorted(results)], ignore_index=True
-    )
-    per_item["language"] = per_item["language"].fillna("all")
-    langs_done = sorted(set(summary["language"]))
-    replace_rows_csv(summary, out / "completion.csv", "language", langs_done)
-    replace_rows_csv(per_item, out / "completion_items.csv", "language", langs_done)
-    tables["completion"] = summary
-    tables["completion_items"] = per_item
-    return tables
+    run = Run.of(run)
+    val = performance_series(run)
+    result = PerformanceResult(val)
+    if completion:
+        items_ = _held_out_items(run, items, languages, primary, n_documents, seed)
+        summary, results = evaluate_checkpoints(
+            run,
+            items_,
+            steps=steps,
+            device=device,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            n_boot=n_boot,
+            seed=seed,
+            progress=progress,
+        )
+        per_item = pd.concat(
+            [results[s].to_dataframe().assign(step=s) for s in sorted(results)], ignore_index=True
+        )
+        per_item["language"] = per_item["language"].fillna("all")
+        result = PerformanceResult(val, summary, per_item)
+    result.save(run.analysis_dir(ANALYZER))
+    return result

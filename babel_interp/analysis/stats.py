@@ -1,12 +1,17 @@
-"""Bootstrap confidence intervals shared by the analyzers.
+"""The project's confidence intervals: one :class:`CI` type, two ways to get one.
 
-Every helper takes plain arrays, ignores NaN entries (a probe without a matched control, a layer
-an analyzer skipped), and returns a :class:`CI`. The percentile bootstrap is used throughout: it
-needs no distributional assumption, and the quantities here (shares, mean log-ratios, mean
-differences) are bounded or close to symmetric, where it behaves well.
+* **Percentile bootstrap** (:func:`bootstrap_ci`, :func:`paired_bootstrap_ci`,
+  :func:`grouped_bootstrap_ci`) over many observations (probes, items, problems): it needs no
+  distributional assumption, and the quantities here (shares, mean log-ratios, mean
+  differences) are bounded or close to symmetric, where it behaves well. NaN entries (a probe
+  without a matched control, a layer an analyzer skipped) are ignored.
+* **Student t** (:func:`t_interval`, :func:`t_prediction_interval`) over a few independent
+  replicates (model seeds), where the bootstrap has too few units to resample. Non-finite
+  entries are ignored.
 
-Resampling is vectorized for statistics that accept ``axis=`` (``np.mean``, ``np.median``, ...);
-any other callable is applied one resample at a time.
+Every mean with an interval in the project (analyzers, reports, the optimizer's tables) comes
+from here. Resampling is vectorized for statistics that accept ``axis=`` (``np.mean``,
+``np.median``, ...); any other callable is applied one resample at a time.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ class CI:
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width (NaN when it has no bounds)."""
+        return (self.high - self.low) / 2.0
 
     @property
     def excludes_zero(self) -> bool:
@@ -254,11 +264,12 @@ def t_quantile(p: float, df: float) -> float:
 
 
 def _student_t(values: Sequence[float] | np.ndarray, ci: float, prediction: bool) -> CI:
-    """The mean of ``values`` (NaN dropped) with a Student-t interval: for the mean (standard
-    error ``sd / sqrt(n)``) or, with ``prediction``, for one more draw (``sd * sqrt(1 + 1/n)``)."""
+    """The mean of ``values`` (non-finite values dropped) with a Student-t interval: for the mean
+    (standard error ``sd / sqrt(n)``) or, with ``prediction``, for one more draw
+    (``sd * sqrt(1 + 1/n)``)."""
     _check(1, ci)
     arr = _as_1d(values, "values")
-    arr = arr[~np.isnan(arr)]
+    arr = arr[np.isfinite(arr)]
     n = arr.size
     if n == 0:
         return _NAN_CI
@@ -271,17 +282,19 @@ def _student_t(values: Sequence[float] | np.ndarray, ci: float, prediction: bool
 
 
 def t_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95) -> CI:
-    """Student-t interval of the mean of a few independent replicates (NaN dropped).
+    """Student-t interval of the mean of a few independent replicates (NaN and infinities
+    dropped).
 
     For quantities measured once per independently seeded model, where the bootstrap has too few
     units to resample; it assumes the replicates are roughly normal. With fewer than two values
-    the bounds are NaN.
+    the bounds are NaN; with none the estimate is NaN too and ``n`` is 0.
     """
     return _student_t(values, ci, prediction=False)
 
 
 def t_prediction_interval(values: Sequence[float] | np.ndarray, ci: float = 0.95) -> CI:
-    """Student-t interval for one more replicate drawn like ``values`` (NaN dropped).
+    """Student-t interval for one more replicate drawn like ``values`` (NaN and infinities
+    dropped).
 
     Wider than :func:`t_interval` by ``sqrt(1 + n)``: it bounds where a single new replicate (one
     more random-init model, say) should fall, not where the mean lies.

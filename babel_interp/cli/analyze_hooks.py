@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from babel_interp.analysis.neurons.hook_runner import analyze_run
+
 
 def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``hooks`` to the ``analyze`` group."""
     parser = subparsers.add_parser(
         "hooks", help="run registered or user hooks (hooks/) at every checkpoint of a run"
     )
@@ -22,17 +25,17 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--languages", nargs="+", help="default: every corpus language")
     parser.add_argument("--windows", type=int, default=8, help="validation windows per language")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--device", default="auto", help="torch device (default: auto, CUDA when available)"
+    )
     parser.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from babel_interp.analysis.neurons.hook_runner import analyze_run
-
     kwargs = json.loads(args.hook_args) if args.hook_args else None
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ValueError("--hook-args must be a JSON object")
-    written = analyze_run(
+    result = analyze_run(
         args.run,
         args.hook,
         checkpoints=args.checkpoints,
@@ -42,6 +45,6 @@ def _handle(args: argparse.Namespace) -> int:
         hook_kwargs=kwargs,
         device=args.device,
     )
-    n = sum(len(paths) for per_lang in written.values() for paths in per_lang.values())
-    print(f"{n} result files for {len(written)} checkpoint(s) under {args.run}/analysis/hooks/")
+    n_files, n_steps = len(result.paths()), len(result.files)
+    print(f"{n_files} result files for {n_steps} checkpoint(s) under {result.out_dir}/")
     return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+
+import torch
 
 from babel_interp.analysis.neurons.ablation import AblationConfig
 from babel_interp.analysis.neurons.contrast import STATISTICS, ContrastConfig
@@ -16,6 +17,8 @@ from babel_interp.analysis.neurons.transferring import (
     analyze_run,
     summarize_counts,
 )
+from babel_interp.report.neuron_plots import plot_neuron_analysis
+from babel_interp.runs import Run
 
 
 def register_analyze(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +44,9 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoints", nargs="+", type=int, default=None, help="steps to analyze (default all)"
     )
     p.add_argument("--split", default="val", choices=("train", "val"))
-    p.add_argument("--device", default=None, help="torch device (default: CPU)")
+    p.add_argument(
+        "--device", default="auto", help="torch device (default: auto, CUDA when available)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     g = p.add_argument_group("statistics")
     g.add_argument("--tokens-per-language", type=int, default=65_536)
@@ -122,13 +127,12 @@ def config_from_args(args: argparse.Namespace) -> NeuronAnalysisConfig:
         ablation=ablation,
         n_null_permutations=args.null_permutations,
         random_init=not args.no_random_init,
-        figures=not args.no_figures,
         device=args.device,
         reuse_stats=not args.no_reuse,
         progress=not args.quiet,
     )
     if args.ablate_sets is not None:
-        cfg = replace(cfg, ablate_sets=list(args.ablate_sets))
+        cfg = cfg.replace(ablate_sets=list(args.ablate_sets))
     return cfg
 
 
@@ -138,14 +142,13 @@ def run_neurons(args: argparse.Namespace) -> int:
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
         torch.set_num_threads(args.threads)
     result = analyze_run(args.run, cfg, checkpoints=args.checkpoints)
     summary = summarize_counts(result)
     if not summary.empty:
         print(summary.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"tables: {result.out_dir}")
-    for path in result.figures:
-        print(f"figure: {path}")
+    if not args.no_figures:
+        for path in plot_neuron_analysis(result, Run(args.run).figures_dir()):
+            print(f"figure: {path}")
     return 0

@@ -6,14 +6,17 @@ import argparse
 import json
 
 from babel_interp.analysis.working_language.logit_lens import (
+    ANALYZER,
     CI_UNITS,
     COMPETENCE_METRICS,
     LENS_KINDS,
     WorkingLanguageConfig,
     analyze_run,
 )
-from babel_interp.analysis.working_language.probes import CONTROL_MATCH
+from babel_interp.analysis.working_language.probes import CONTROL_MATCH, load_probes_jsonl
 from babel_interp.cli.analyze import parse_steps
+from babel_interp.report.working_language_plots import plot_working_language_run
+from babel_interp.runs import Run
 
 
 def register_analyze(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +69,9 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("csv", "parquet"), default="csv", dest="fmt")
-    p.add_argument("--device", default=None, help="torch device (default: CPU)")
+    p.add_argument(
+        "--device", default="auto", help="torch device (default: auto, CUDA when available)"
+    )
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-resume", action="store_true", help="recompute every checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -74,9 +79,8 @@ def register_analyze(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler: build the config, analyze the run, print where results went and the gate."""
-    from babel_interp.analysis.working_language.probes import load_probes_jsonl
-
+    """Handler: build the config, analyze the run, draw its figures, print where results went
+    and the gate."""
     tuned = {"steps": args.tuned_steps} if args.tuned_steps is not None else {}
     cfg = WorkingLanguageConfig(
         primary=args.primary,
@@ -101,20 +105,22 @@ def run(args: argparse.Namespace) -> int:
         if args.probes
         else None
     )
+    run_dir = Run(args.run)
     result = analyze_run(
-        args.run,
+        run_dir,
         cfg,
         checkpoints=parse_steps(args.checkpoints),
         probes=probes,
         fmt=args.fmt,
-        figures=not args.no_figures,
         device=args.device,
         resume=not args.no_resume,
         progress=not args.quiet,
     )
+    if not args.no_figures:
+        plot_working_language_run(result, run_dir.figures_dir())
     comp = result.competence()
     agg = result.aggregate()
-    print(f"analysis written to {args.run}/analysis/working_language/")
+    print(f"analysis written to {run_dir.analysis_dir(ANALYZER)}/")
     if result.dropped_pairs:
         print("dropped pairs: " + json.dumps([d.to_dict() for d in result.dropped_pairs])[:2000])
     for issue in result.coverage_issues:

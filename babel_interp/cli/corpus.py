@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import sysconfig
 from typing import Any
 
 
@@ -297,8 +298,6 @@ def _fetch_debian(args: argparse.Namespace) -> int:
     print(summary.table())
     print(f"trees and {summary.manifest_path.name} written to {summary.out_dir}")
     if args.build:
-        import sysconfig
-
         from babel_interp.corpus.build import CorpusConfig, build_corpus
         from babel_interp.corpus.sources import SourceSpec
         from babel_interp.corpus.tokenizer import TokenizerConfig

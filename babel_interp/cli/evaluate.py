@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoints", nargs="+", metavar="STEP", help="steps to evaluate (default: all)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="torch device (default: auto)")
+    p.add_argument("--device", default="auto", help="torch device (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run_evaluate)
 

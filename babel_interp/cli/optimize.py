@@ -16,6 +16,8 @@ import json
 import sys
 from typing import Any
 
+from babel_interp.profiles import HARNESS_PROFILES
+
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -125,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a mixture: NAME=METHOD[:k=v,...], NAME=MIX.json or NAME=python=0.7,php=0.3 "
         "(repeatable; default: the profile's set)",
     )
-    e.add_argument("--profile", choices=("quick", "full"), default="full")
+    e.add_argument("--profile", choices=tuple(HARNESS_PROFILES), default="full")
     e.add_argument("--token-budget", type=_tokens, default=None)
     e.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], default=None)
     e.add_argument("--preset", default=None, help="model preset (default: the profile's)")
@@ -215,8 +217,9 @@ def run_optimize(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Handler of ``evaluate-mixtures``."""
+    """Handler of ``evaluate-mixtures``: the harness, then its figures."""
     from babel_interp.optimizer.harness import HarnessConfig, evaluate_mixtures
+    from babel_interp.report.mixture_plots import plot_harness_result
 
     mixtures = _pairs(args.mixture, "--mixture") if args.mixture else None
     overrides: dict[str, Any] = {}
@@ -238,7 +241,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         **overrides,
     )
     result = evaluate_mixtures(cfg)
+    figures = plot_harness_result(result, cfg.out)
     sys.stdout.write(result.markdown)
-    for name, path in result.paths.items():
+    for name, path in {**result.paths, **figures}.items():
         print(f"{name}: {path}")
     return 0

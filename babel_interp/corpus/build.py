@@ -30,18 +30,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
+from babel_interp.config import ConfigBase
 from babel_interp.corpus.shards import (
     MANIFEST,
     SPLITS,
@@ -57,6 +64,7 @@ from babel_interp.corpus.sources import (
     SourceSpec,
     resolve_language,
 )
+from babel_interp.corpus.synthetic import SyntheticConfig
 from babel_interp.corpus.tokenizer import (
     EOS_TOKEN,
     PAD_TOKEN,
@@ -109,7 +117,7 @@ def split_of(digest: bytes, seed: int, val_fraction: float) -> str:
 
 
 @dataclass
-class CorpusConfig:
+class CorpusConfig(ConfigBase):
     """Everything that decides a corpus.
 
     ``languages`` restricts the corpus to these languages and fixes their order (their label ids
@@ -135,14 +143,15 @@ class CorpusConfig:
     overwrite: bool = False
     progress: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; sources, tokenizer and filters given as dicts become configs."""
         if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
             raise ValueError(f"CorpusConfig.out must be a directory path, got {self.out!r}")
         self.out = str(self.out)
         if not isinstance(self.sources, Sequence) or isinstance(self.sources, str):
             raise ValueError("CorpusConfig.sources must be a list of SourceSpec")
         self.sources = [
-            s if isinstance(s, SourceSpec) else SourceSpec.from_dict(s) for s in self.sources
+            s if isinstance(s, SourceSpec) else SourceSpec.from_dict(dict(s)) for s in self.sources
         ]
         if not self.sources:
             raise ValueError(
@@ -162,9 +171,9 @@ class CorpusConfig:
                 raise ValueError("CorpusConfig.languages: at most 255 languages fit a uint8 label")
             self.languages = langs
         if isinstance(self.tokenizer, Mapping):
-            self.tokenizer = TokenizerConfig.from_dict(self.tokenizer)
+            self.tokenizer = TokenizerConfig.from_dict(dict(self.tokenizer))
         if isinstance(self.filters, Mapping):
-            self.filters = FilterConfig.from_dict(self.filters)
+            self.filters = FilterConfig.from_dict(dict(self.filters))
         if self.tokenizer_dir is not None:
             self.tokenizer_dir = str(self.tokenizer_dir)
         if (
@@ -189,21 +198,6 @@ class CorpusConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CorpusConfig.{name} must be a bool")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["sources"] = [s.to_dict() for s in self.sources]
-        d["tokenizer"] = self.tokenizer.to_dict()
-        d["filters"] = self.filters.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CorpusConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"CorpusConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
     def recorded(self) -> dict[str, Any]:
         """The config as recorded in the manifest: what decides the content, not where it went."""
         d = self.to_dict()
@@ -221,8 +215,6 @@ def synthetic_corpus_config(
     **kwargs: Any,
 ) -> CorpusConfig:
     """A :class:`CorpusConfig` over the synthetic generator (``babel-interp corpus synth``)."""
-    from babel_interp.corpus.synthetic import SyntheticConfig
-
     synth = SyntheticConfig(
         languages=tuple(languages), docs_per_language=docs_per_language, seed=seed
     )
@@ -295,8 +287,6 @@ class CorpusSummary:
 
     def to_dataframe(self) -> Any:
         """One row per language: documents, bytes, tokens, bytes per token, skipped."""
-        import pandas as pd
-
         rows = []
         for s in self.languages:
             rows.append(
@@ -551,11 +541,6 @@ def _encode_batches(
         for meta, texts in batches:
             yield meta, encoder.encode_batch(texts)
         return
-    import multiprocessing
-    import sys
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
     # fork on Linux: spawn would re-run an unguarded calling script in every worker. The
     # workers run only tokenizers' single-threaded encoding, which is fork-safe.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
@@ -606,7 +591,7 @@ _worker_encoder: DocumentEncoder | None = None
 def _worker_init(tokenizer_json: str) -> None:
     # One thread per worker process: the processes are the parallelism.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # deferred like every use of tokenizers: a heavy import
 
     global _worker_encoder
     _worker_encoder = DocumentEncoder(Tokenizer.from_str(tokenizer_json))
@@ -618,8 +603,6 @@ def _worker_encode(texts: list[str]) -> list[bytes]:
 
 
 def _from_bytes(parts: list[bytes], dtype: Any) -> list[Any]:
-    import numpy as np
-
     return [np.frombuffer(b, dtype=dtype) for b in parts]
 
 

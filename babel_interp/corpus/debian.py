@@ -27,6 +27,7 @@ runs ``apt-get update`` itself once (``update_lists=True``, needs root).
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import json
 import os
 import re
@@ -42,7 +43,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from babel_interp.config import ConfigBase
 from babel_interp.corpus.build import swap_into_place
+from babel_interp.corpus.sources import resolve_language
+from babel_interp.io import write_json_atomic
+from babel_interp.languages import get_language
 
 MANIFEST_NAME = "debian_manifest.json"
 MANIFEST_FORMAT = 1
@@ -145,7 +150,7 @@ class DebianFetchError(ValueError):
 
 
 @dataclass
-class DebianFetchConfig:
+class DebianFetchConfig(ConfigBase):
     """What :func:`fetch_debian` fetches and how the unpacked trees are pruned.
 
     ``languages`` are registry names (``php``, ``go``, ...) that have a package list, either in
@@ -167,9 +172,8 @@ class DebianFetchConfig:
     update_lists: bool = True
     progress: bool = True
 
-    def __post_init__(self) -> None:
-        from babel_interp.corpus.sources import resolve_language
-
+    def validate(self) -> None:
+        """Check every field; language names become canonical."""
         if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
             raise ValueError(f"DebianFetchConfig.out must be a directory path, got {self.out!r}")
         self.out = str(self.out)
@@ -247,19 +251,6 @@ class DebianFetchConfig:
         if self.drop_tests:
             names += [*DEFAULT_DROP_DIRS, *DEFAULT_LANGUAGE_DROP_DIRS.get(language, ())]
         return frozenset(n.lower() for n in names)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DebianFetchConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"DebianFetchConfig: unknown field(s) {unknown}; known: {sorted(known)}"
-            )
-        return cls(**d)
 
 
 def supported_languages() -> list[str]:
@@ -387,25 +378,11 @@ def read_debian_manifest(out_dir: str | os.PathLike) -> FetchSummary:
 
 
 def write_debian_manifest(summary: FetchSummary, config: DebianFetchConfig | None = None) -> Path:
-    """Write ``summary`` to ``OUT/debian_manifest.json`` atomically (temp file + rename)."""
-    path = summary.manifest_path
+    """Write ``summary`` to ``OUT/debian_manifest.json`` atomically."""
     data = summary.to_dict()
     if config is not None:
         data["config"] = config.to_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(summary.manifest_path, data)
 
 
 def parse_license(text: str, max_chars: int = 200) -> str:
@@ -579,8 +556,6 @@ def _prune(
 def _unpack(
     deb: Path, name: str, language: str, lang_dir: Path, cfg: DebianFetchConfig
 ) -> PackageRecord:
-    from babel_interp.languages import get_language
-
     proc = _run(["dpkg-deb", "-f", str(deb), "Version"])
     if proc.returncode != 0:
         raise RuntimeError(f"dpkg-deb -f {deb.name} Version: {_error_text(proc)}")
@@ -599,8 +574,6 @@ def _unpack(
             if candidate.is_file() and not candidate.is_symlink():
                 keep.add(candidate)
                 if candidate.suffix == ".gz":
-                    import gzip
-
                     license_text = gzip.decompress(candidate.read_bytes()).decode(
                         "utf-8", "replace"
                     )

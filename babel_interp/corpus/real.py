@@ -29,14 +29,18 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from babel_interp.corpus.build import swap_into_place
+from babel_interp.config import ConfigBase
+from babel_interp.corpus.build import CorpusConfig, swap_into_place
+from babel_interp.corpus.debian import DebianFetchConfig, fetch_debian, read_debian_manifest
 from babel_interp.corpus.sources import FilterConfig, SkipStats, SourceSpec, resolve_language
+from babel_interp.corpus.tokenizer import TokenizerConfig
+from babel_interp.io import atomic_path
 
 SOURCES_JSON = "sources.json"
 SOURCES_FORMAT = 1
@@ -58,7 +62,7 @@ class RealCorpusError(ValueError):
 
 
 @dataclass
-class RealSourcesConfig:
+class RealSourcesConfig(ConfigBase):
     """Which real sources a study uses and how much of each.
 
     ``languages`` are the new languages (from Debian); ``primary`` is Python, read from
@@ -78,7 +82,8 @@ class RealSourcesConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
     progress: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; language names become canonical, filters a config."""
         if isinstance(self.languages, str) or not isinstance(self.languages, Sequence):
             raise ValueError("RealSourcesConfig.languages must be a list of language names")
         if not self.languages:
@@ -118,24 +123,11 @@ class RealSourcesConfig:
             caps[resolve_language(lang)] = cap
         self.max_bytes_per_language = caps
         if isinstance(self.filters, Mapping):
-            self.filters = FilterConfig.from_dict(self.filters)
+            self.filters = FilterConfig.from_dict(dict(self.filters))
 
     def cap(self, language: str) -> int | None:
         """The byte budget of ``language`` (``None``: no cap)."""
         return self.max_bytes_per_language.get(language, self.max_bytes)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["filters"] = self.filters.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RealSourcesConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"RealSourcesConfig: unknown field(s) {unknown}")
-        return cls(**d)
 
 
 def python_tree(name: str) -> tuple[str, Path]:
@@ -156,8 +148,6 @@ def python_tree(name: str) -> tuple[str, Path]:
 def ensure_debian(cfg: RealSourcesConfig) -> dict[str, list[dict[str, Any]]]:
     """The Debian trees of ``cfg.languages`` in ``cfg.debian_dir``, fetched for each language
     that has none yet; returns ``{language: [package record, ...]}``."""
-    from babel_interp.corpus.debian import DebianFetchConfig, fetch_debian, read_debian_manifest
-
     try:
         have = read_debian_manifest(cfg.debian_dir)
         fetched = {p.language for p in have.packages if p.files > 0}
@@ -292,8 +282,6 @@ def gather_sources(cfg: RealSourcesConfig, dest: str | os.PathLike) -> dict[str,
 
 
 def _debian_records(cfg: RealSourcesConfig) -> list[dict[str, Any]]:
-    from babel_interp.corpus.debian import read_debian_manifest
-
     summary = read_debian_manifest(cfg.debian_dir)
     return [
         {"language": p.language, "name": p.name, "version": p.version, "license": p.license}
@@ -324,25 +312,17 @@ def pack_sources(sources_dir: str | os.PathLike, archive: str | os.PathLike) -> 
     src = Path(sources_dir)
     meta = read_sources(src)
     archive = Path(archive)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
-    os.close(fd)
-    try:
-        with tarfile.open(tmp, "w:xz", preset=6) as tar:
-            # Sorted and with fixed metadata, so the same sources give the same archive.
-            for path in sorted(src.rglob("*")):
-                if not path.is_file():
-                    continue
-                info = tar.gettarinfo(str(path), arcname=path.relative_to(src).as_posix())
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                info.mtime = 0
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
-        os.replace(tmp, archive)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(archive) as tmp, tarfile.open(tmp, "w:xz", preset=6) as tar:
+        # Sorted and with fixed metadata, so the same sources give the same archive.
+        for path in sorted(src.rglob("*")):
+            if not path.is_file():
+                continue
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(src).as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
     size = archive.stat().st_size
     source_bytes = sum(v["bytes"] for v in meta["per_language"].values())
     return {
@@ -390,12 +370,9 @@ def real_corpus_config(
     vocab_size: int = 8192,
     seed: int = 0,
     **kwargs: Any,
-) -> Any:
+) -> CorpusConfig:
     """The :class:`~babel_interp.corpus.build.CorpusConfig` of a gathered sources folder: one
     local source per language folder, Python first (label 0)."""
-    from babel_interp.corpus.build import CorpusConfig
-    from babel_interp.corpus.tokenizer import TokenizerConfig
-
     src = Path(sources_dir).absolute()
     meta = read_sources(src)
     langs = list(meta["languages"])

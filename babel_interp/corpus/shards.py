@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from babel_interp.io import write_json_atomic
+
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
 MANIFEST = "manifest.json"
@@ -43,17 +45,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
     if vocab_size <= 0:
         raise ValueError(f"vocab_size must be positive, got {vocab_size}")
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
-
-
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write JSON through a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class _LanguageBuffer:

@@ -33,10 +33,12 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babel_interp.config import ConfigBase
+from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.languages import Language, get_language, language_for_path
 
 log = logging.getLogger(__name__)
@@ -112,7 +114,7 @@ class Document:
 
 
 @dataclass
-class FilterConfig:
+class FilterConfig(ConfigBase):
     """Quality filters applied to every real source.
 
     ``max_avg_line_length`` and ``max_line_length`` catch minified code (bundled JavaScript, a
@@ -127,7 +129,8 @@ class FilterConfig:
     skip_generated: bool = True
     skip_minified: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field."""
         for name in ("max_bytes", "max_line_length", "generated_scan_chars"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
@@ -141,24 +144,9 @@ class FilterConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"FilterConfig.{name} must be a bool")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FilterConfig:
-        return cls(**_known_fields(cls, d))
-
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _known_fields(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
-    return dict(d)
 
 
 def check_text(text: str, n_bytes: int, filters: FilterConfig) -> str | None:
@@ -533,7 +521,7 @@ LANGUAGE_COLUMNS = ("language", "lang")
 
 
 @dataclass
-class HFSpec:
+class HFSpec(ConfigBase):
     """Which HF dataset rows to read, and which columns hold the text and the language.
 
     ``path`` is what ``datasets.load_dataset`` takes (a hub id like
@@ -558,7 +546,8 @@ class HFSpec:
     streaming: bool = True
     max_docs: int | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; language names become canonical."""
         if not isinstance(self.path, str) or not self.path.strip():
             raise ValueError(f"HFSpec.path must be a non-empty string, got {self.path!r}")
         if not isinstance(self.split, str) or not self.split:
@@ -585,13 +574,6 @@ class HFSpec:
             raise ValueError(f"HFSpec.max_docs must be a positive int, got {self.max_docs!r}")
         if not isinstance(self.streaming, bool):
             raise ValueError("HFSpec.streaming must be a bool")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> HFSpec:
-        return cls(**_known_fields(cls, d))
 
     def describe(self) -> str:
         return format_hf_spec(self)
@@ -731,7 +713,7 @@ def iter_hf_dataset(
     filters = filters or FilterConfig()
     stats = stats if stats is not None else SkipStats()
     if loader is None:
-        import datasets
+        import datasets  # deferred: a heavy optional dependency, needed only for HF sources
 
         loader = datasets.load_dataset
     jobs: list[tuple[str | None, dict[str, Any]]] = []
@@ -817,8 +799,6 @@ def iter_synthetic(cfg: Any) -> Iterator[Document]:
     The generator's output is not passed through the quality filters: it is the positive
     control, and dropping some of its programs would bias it.
     """
-    from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
-
     if isinstance(cfg, Mapping):
         cfg = SyntheticConfig.from_dict(dict(cfg))
     for doc in generate_documents(cfg):
@@ -850,7 +830,7 @@ class SyntheticSource:
 
 
 @dataclass
-class SourceSpec:
+class SourceSpec(ConfigBase):
     """One corpus source as plain data: what the builder reads and the manifest records.
 
     ``kind`` is ``local`` (a directory tree or file; ``language`` forces the label, else it comes
@@ -865,7 +845,8 @@ class SourceSpec:
     language: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; a synthetic source's options must be a valid ``SyntheticConfig``."""
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"SourceSpec.kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
         if self.kind != "synthetic" and (not isinstance(self.path, str) or not self.path):
@@ -881,8 +862,6 @@ class SourceSpec:
         if self.kind == "hf":
             parse_hf_spec(self.path or "")  # fail now, not halfway through a build
         if self.kind == "synthetic":
-            from babel_interp.corpus.synthetic import SyntheticConfig
-
             SyntheticConfig.from_dict(dict(self.options))
 
     def describe(self) -> str:
@@ -899,8 +878,6 @@ class SourceSpec:
         if self.language is not None:
             return [self.language]
         if self.kind == "synthetic":
-            from babel_interp.corpus.synthetic import SyntheticConfig
-
             return list(SyntheticConfig.from_dict(dict(self.options)).languages)
         if self.kind == "hf":
             spec = parse_hf_spec(self.path or "")
@@ -928,13 +905,6 @@ class SourceSpec:
                 spec.language = self.language
             return iter_hf_dataset(spec, filters=filters, stats=stats, **opts)
         return iter_synthetic(self.options)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SourceSpec:
-        return cls(**_known_fields(cls, d))
 
 
 _LANG_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_#+\-]*)=(.+)$")

@@ -20,6 +20,7 @@ document boundary.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import heapq
 import json
@@ -27,13 +28,17 @@ import logging
 import math
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jaxtyping import UInt
+
+from babel_interp.config import ConfigBase
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ class TokenizerError(ValueError):
 
 
 @dataclass
-class TokenizerConfig:
+class TokenizerConfig(ConfigBase):
     """How to train the corpus tokenizer.
 
     ``sample_bytes`` caps the text the BPE trainer sees (memory and time stay bounded whatever the
@@ -66,7 +71,8 @@ class TokenizerConfig:
     sample_bytes: int = 10_000_000
     language_weights: dict[str, float] | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; the weights become a ``{language: float}`` dict."""
         if not _is_int(self.vocab_size) or not MIN_VOCAB_SIZE <= self.vocab_size <= 2**32:
             raise ValueError(
                 f"TokenizerConfig.vocab_size must be an int in [{MIN_VOCAB_SIZE}, 2**32] (256 "
@@ -98,17 +104,6 @@ class TokenizerConfig:
             if sum(weights.values()) <= 0:
                 raise ValueError("TokenizerConfig.language_weights must have a positive weight")
             self.language_weights = weights
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TokenizerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"TokenizerConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
     def budgets(self) -> dict[str, int] | None:
         """Sample bytes per weighted language (None: one budget shared by all languages)."""
@@ -182,7 +177,7 @@ class TokenizerSample:
 
 def new_bpe_tokenizer() -> Any:
     """An untrained byte-level BPE ``tokenizers.Tokenizer`` with this project's pre-tokenizer."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # heavy: deferred
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -245,7 +240,7 @@ def train_on_texts(
 
 def train_backend(texts: list[str], cfg: TokenizerConfig) -> Any:
     """Train a ``tokenizers.Tokenizer`` on exactly ``texts`` (no ``transformers`` involved)."""
-    from tokenizers import pre_tokenizers, trainers
+    from tokenizers import pre_tokenizers, trainers  # heavy: deferred
 
     if not texts or not any(texts):
         raise ValueError("cannot train a tokenizer: the sample holds no text")
@@ -276,10 +271,6 @@ _session_dirs: list[str] = []
 
 def _session_dir() -> str:
     """A temporary directory that lives until the interpreter exits."""
-    import atexit
-    import shutil
-    import tempfile
-
     d = tempfile.mkdtemp(prefix="babel-tok-")
     if not _session_dirs:
         atexit.register(lambda: [shutil.rmtree(p, ignore_errors=True) for p in _session_dirs])
@@ -337,7 +328,7 @@ def load_tokenizer(directory: str | os.PathLike) -> Any:
             f"{d} is not a tokenizer directory: {TOKENIZER_FILE} is missing "
             "(a directory written by save_tokenizer or `save_pretrained` of a fast tokenizer)"
         )
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy (seconds): deferred
 
     try:
         tok = AutoTokenizer.from_pretrained(str(d))
@@ -414,7 +405,7 @@ class DocumentEncoder:
                 f"DocumentEncoder.max_cache_words must be a positive int, "
                 f"got {self.max_cache_words!r}"
             )
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # heavy: deferred
 
         backend = getattr(self.tokenizer, "backend_tokenizer", self.tokenizer)
         # A private copy: flipping encode_special_tokens must not change the caller's tokenizer.

@@ -23,23 +23,32 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from babel_interp.analysis.performance import write_csv_atomic
-from babel_interp.corpus.shards import write_json_atomic
+from babel_interp.analysis.performance import synthetic_config_of_run
+from babel_interp.config import ConfigBase
+from babel_interp.devices import resolve_device
 from babel_interp.evaluation.execute import STATUSES, execute
+from babel_interp.evaluation.humaneval import humaneval_problems
 from babel_interp.evaluation.passk import pass_at_k_summary
 from babel_interp.evaluation.problems import Problem, load_problems
 from babel_interp.evaluation.runners import EXECUTION_LANGUAGES, check_toolchains, toolchain_report
 from babel_interp.evaluation.sampling import SamplingConfig, sample
 from babel_interp.evaluation.sandbox import SandboxLimits
+from babel_interp.evaluation.synthetic_suite import (
+    SyntheticSuiteConfig,
+    assert_held_out,
+    synthetic_problems,
+)
+from babel_interp.io import write_csv_atomic, write_json_atomic
 from babel_interp.languages import get_language
-from babel_interp.runs import analysis_dir, select_checkpoints
+from babel_interp.model import load_model
+from babel_interp.runs import analysis_dir, run_corpus_dir, select_checkpoints
 
 __all__ = [
     "ANALYZER",
@@ -58,7 +67,7 @@ _COMPLETION_CHARS = 2000
 
 
 @dataclass
-class ExecutionConfig:
+class ExecutionConfig(ConfigBase):
     """What to evaluate and how.
 
     ``suite``: ``synthetic`` (held-out programs of the run's synthetic corpus), ``humaneval``
@@ -83,7 +92,8 @@ class ExecutionConfig:
     timeout_s: float = 10.0
     n_boot: int = 2000
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; languages become canonical names and ``k`` a tuple of ints."""
         if not isinstance(self.suite, str) or not self.suite:
             raise ValueError(f"ExecutionConfig.suite must be a name or a path, got {self.suite!r}")
         if self.languages is not None:
@@ -133,24 +143,6 @@ class ExecutionConfig:
     def limits(self) -> SandboxLimits:
         return SandboxLimits(timeout_s=self.timeout_s, cpu_s=max(1, math.ceil(self.timeout_s)))
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["languages"] = None if self.languages is None else list(self.languages)
-        d["k"] = list(self.k)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ExecutionConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"ExecutionConfig.from_dict: unknown fields {unknown}")
-        kw = dict(d)
-        if kw.get("languages") is not None:
-            kw["languages"] = tuple(kw["languages"])
-        if "k" in kw:
-            kw["k"] = tuple(kw["k"])
-        return cls(**kw)
-
     def fingerprint(self) -> str:
         """What makes two evaluations comparable (``workers`` does not change results)."""
         d = self.to_dict()
@@ -178,13 +170,14 @@ class EvaluationResult:
     def to_dataframe(self) -> pd.DataFrame:
         return self.pass_at_k()
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the three tables and ``config.json`` (each atomically)."""
+    def save(self, directory: str | os.PathLike) -> list[Path]:
+        """Write the three tables and ``config.json`` (each atomically); returns their paths."""
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        write_csv_atomic(self.samples, out / "samples.csv")
-        write_csv_atomic(self.problems(), out / "problems.csv")
-        write_csv_atomic(self.pass_at_k(), out / "pass_at_k.csv")
+        paths = [
+            write_csv_atomic(out / "samples.csv", self.samples),
+            write_csv_atomic(out / "problems.csv", self.problems()),
+            write_csv_atomic(out / "pass_at_k.csv", self.pass_at_k()),
+        ]
         meta = {
             "config": self.config.to_dict(),
             "fingerprint": self.config.fingerprint(),
@@ -193,8 +186,8 @@ class EvaluationResult:
                 sorted(set(self.samples["language"])) if len(self.samples) else []
             ),
         }
-        write_json_atomic(out / "config.json", meta)
-        return out
+        paths.append(write_json_atomic(out / "config.json", meta))
+        return paths
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> EvaluationResult:
@@ -283,14 +276,6 @@ def load_suite(
     langs = [get_language(x).name for x in languages]
     skipped: list[dict] = []
     if suite == "synthetic":
-        from babel_interp.analysis.performance import synthetic_config_of_run
-        from babel_interp.analysis.working_language.logit_lens import run_corpus_dir
-        from babel_interp.evaluation.synthetic_suite import (
-            SyntheticSuiteConfig,
-            assert_held_out,
-            synthetic_problems,
-        )
-
         if run_dir is None:
             raise ValueError("the synthetic suite needs the run whose corpus it is held out from")
         synth = synthetic_config_of_run(run_dir)
@@ -305,8 +290,6 @@ def load_suite(
         problems = synthetic_problems(SyntheticSuiteConfig(**kw), synth)
         assert_held_out(problems, run_corpus_dir(run_dir))
     elif suite == "humaneval":
-        from babel_interp.evaluation.humaneval import humaneval_problems
-
         problems, skips = humaneval_problems(langs)
         skipped = [
             {"task_id": s.task_id, "language": s.language, "reason": s.reason} for s in skips
@@ -387,18 +370,16 @@ def evaluate_run(
     run_dir: str | os.PathLike,
     config: ExecutionConfig | None = None,
     steps: Sequence[int] | None = None,
-    device: str | None = None,
+    device: str | None = "auto",
     progress: bool = True,
     out_dir: str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """pass@k at every checkpoint of a run (or those at ``steps``); see the module docstring.
 
     Results go to ``out_dir`` (default ``RUN/analysis/execution``); checkpoints evaluated
-    before with the same settings are reused.
+    before with the same settings are reused. ``device``: see
+    :func:`babel_interp.devices.resolve_device` (``None`` and ``"auto"``: CUDA when available).
     """
-    from babel_interp.model import load_model
-    from babel_interp.training.loop import resolve_device
-
     config = config or ExecutionConfig()
     langs = list(config.languages or _trained_languages(run_dir))
     if not langs:
@@ -411,7 +392,7 @@ def evaluate_run(
     ckpts = select_checkpoints(run_dir, list(steps) if steps is not None else None)
     if not ckpts:
         raise FileNotFoundError(f"run {run_dir} has no complete checkpoint")
-    dev = resolve_device(device or "auto")
+    dev = resolve_device(device)
     frames = [previous] if len(previous) else []
     done = set(previous["step"]) if len(previous) else set()
     todo = [c for c in ckpts if c.step not in done]

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from babel_interp.analysis.stats import bootstrap_ci
+
 __all__ = ["PassAtK", "pass_at_k", "pass_at_k_per_problem", "pass_at_k_summary"]
 
 
@@ -79,10 +81,5 @@ def pass_at_k_summary(
     m = len(per)
     if m == 0:
         return PassAtK(k, float("nan"), float("nan"), float("nan"), 0, 0)
-    value = float(per.mean())
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, m, size=(n_boot, m))
-    means = per[idx].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    return PassAtK(k, value, float(lo), float(hi), m, int(np.min(n)))
+    ci = bootstrap_ci(per, n_boot=n_boot, ci=confidence, seed=seed)
+    return PassAtK(k, ci.estimate, ci.low, ci.high, m, int(np.min(n)))

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babel_interp.io import atomic_open
 from babel_interp.languages import get_language
 
 __all__ = [
@@ -130,14 +131,10 @@ def assemble_program(problem: Problem, completion: str) -> str:
 def save_problems(problems: Iterable[Problem], path: str | os.PathLike) -> Path:
     """Write problems as JSONL (atomically: a reader never sees half a file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    # Not write_jsonl_atomic: prompts keep their non-ASCII characters as they are.
+    with atomic_open(path) as f:
         for p in problems:
             f.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

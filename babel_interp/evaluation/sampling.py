@@ -73,7 +73,7 @@ import logging
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -81,6 +81,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from babel_interp.config import ConfigBase
+from babel_interp.devices import model_device
 from babel_interp.evaluation.problems import Problem, truncate_at_stop
 from babel_interp.model import HookedModel, new_kv_cache, select_kv_cache_rows
 
@@ -117,7 +119,7 @@ def _is_real(x: object) -> bool:
 
 
 @dataclass
-class SamplingConfig:
+class SamplingConfig(ConfigBase):
     """How completions are sampled.
 
     ``n`` samples per problem. ``temperature`` 0 is greedy decoding (then ``n`` must be 1; any
@@ -139,7 +141,8 @@ class SamplingConfig:
     token_healing: bool = True
     use_kv_cache: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; numbers become plain ``int`` and ``float``."""
         for name in ("n", "max_new_tokens", "batch_size"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
@@ -169,17 +172,6 @@ class SamplingConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SamplingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"SamplingConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 @dataclass
@@ -537,7 +529,7 @@ def sample(
     result.truncated = [bool(e.truncated) for e in encoded]
     result.n_truncated_prompts = sum(result.truncated)
 
-    device = next(model.parameters()).device  # type: ignore[attr-defined]
+    device = model_device(model)
     n_vocab = min(int(model.cfg.d_vocab), len(tokenizer))
     step = _Stepper(tokenizer, config, n_vocab, device)
     pad = step.eos if step.eos is not None else int(getattr(tokenizer, "pad_token_id", 0) or 0)

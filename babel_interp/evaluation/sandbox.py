@@ -40,9 +40,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from babel_interp.config import ConfigBase
 
 __all__ = [
     "Sandbox",
@@ -56,7 +58,7 @@ _UID_LOCKS = Path(tempfile.gettempdir()) / "babel-interp-sandbox-uids"
 
 
 @dataclass(frozen=True)
-class SandboxLimits:
+class SandboxLimits(ConfigBase):
     """Limits of one sandboxed command.
 
     ``timeout_s`` is wall-clock; ``cpu_s`` CPU seconds (``RLIMIT_CPU``); ``memory_mb`` the address
@@ -74,28 +76,12 @@ class SandboxLimits:
     max_open_files: int = 256
     output_bytes: int = 16 * 1024
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Every limit is a positive number."""
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"SandboxLimits.{f.name} must be a positive number, got {value!r}")
-
-    def replace(self, **changes: Any) -> SandboxLimits:
-        """A copy with some limits changed (unknown names are an error)."""
-        unknown = sorted(set(changes) - {f.name for f in fields(self)})
-        if unknown:
-            raise ValueError(f"SandboxLimits has no fields {unknown}")
-        return SandboxLimits(**{**asdict(self), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SandboxLimits:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"SandboxLimits.from_dict: unknown fields {unknown}")
-        return cls(**d)
 
 
 @dataclass

@@ -71,10 +71,12 @@ import os
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from babel_interp.config import ConfigBase
+from babel_interp.corpus.shards import MANIFEST
 from babel_interp.corpus.synthetic import (
     MAX_FACTS,
     SUPPORTED_LANGUAGES,
@@ -89,6 +91,7 @@ from babel_interp.corpus.synthetic import (
     Empty,
     ForEach,
     ForRange,
+    Function,
     Idx,
     If,
     K,
@@ -175,7 +178,7 @@ _WORLD_FIELDS = (
 
 
 @dataclass
-class SyntheticSuiteConfig:
+class SyntheticSuiteConfig(ConfigBase):
     """Which problems to build. Every field is plain data (round-trips through JSON).
 
     ``n_problems`` problems, each rendered in every one of ``languages``; problem ``i`` is of kind
@@ -201,7 +204,8 @@ class SyntheticSuiteConfig:
     max_ops: int = 8
     max_facts_per_doc: int = 2
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; language names become canonical, ``kinds`` a tuple."""
         self.languages = self._language_tuple("languages", self.languages)
         if len(set(self.languages)) != len(self.languages):
             raise ValueError(f"SyntheticSuiteConfig.languages has duplicates: {self.languages}")
@@ -284,30 +288,12 @@ class SyntheticSuiteConfig:
         sc = _as_synthetic_config(synthetic_config)
         return replace(self, **{own: getattr(sc, syn) for own, syn in _WORLD_FIELDS})
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["languages"] = list(self.languages)
-        d["kinds"] = list(self.kinds)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SyntheticSuiteConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"SyntheticSuiteConfig.from_dict: unknown fields {unknown}")
-        kwargs = dict(d)
-        for name in ("languages", "kinds"):
-            if name in kwargs and isinstance(kwargs[name], list):
-                kwargs[name] = tuple(kwargs[name])
-        return cls(**kwargs)
-
 
 def _as_synthetic_config(cfg: SyntheticConfig | Mapping[str, Any]) -> SyntheticConfig:
     if isinstance(cfg, SyntheticConfig):
         return cfg
     if isinstance(cfg, Mapping):
-        return SyntheticConfig.from_dict(cfg)
+        return SyntheticConfig.from_dict(dict(cfg))
     raise ValueError(f"expected a SyntheticConfig or its dict, got {type(cfg).__name__}")
 
 
@@ -330,7 +316,7 @@ def _int(v: int) -> int:
 
 
 def _is_function(d: Any) -> bool:
-    return hasattr(d, "body")
+    return type(d) is Function
 
 
 class _Interpreter:
@@ -992,8 +978,6 @@ def training_program_ranges(corpus_dir: str | os.PathLike) -> list[tuple[int, in
     """``(seed, first, end)`` of every synthetic source recorded in a corpus's manifest: the
     corpus holds programs ``first .. end - 1`` of generator seed ``seed`` (both splits). Empty
     for a corpus without synthetic sources."""
-    from babel_interp.corpus.shards import MANIFEST
-
     path = Path(corpus_dir) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{corpus_dir} is not a corpus directory: {MANIFEST} is missing")
@@ -1002,7 +986,7 @@ def training_program_ranges(corpus_dir: str | os.PathLike) -> list[tuple[int, in
     out = []
     for src in sources:
         if isinstance(src, Mapping) and src.get("kind") == "synthetic":
-            sc = SyntheticConfig.from_dict(src.get("options") or {})
+            sc = SyntheticConfig.from_dict(dict(src.get("options") or {}))
             out.append((sc.seed, *_training_range(sc)))
     return out
 

@@ -664,7 +664,13 @@ def _words(*names: str) -> frozenset[str]:
 
 
 class _Backend:
-    """One target language: types, literals, comments, the prompt and the tests."""
+    """One target language: types, literals, comments, the prompt and the tests.
+
+    The tests are one shape in every language: the function's closing, the language's
+    helpers, then one ``if`` per check inside the test entry point; a language fills in the
+    templates below. Types are built from ``scalar_types`` and the ``*_type`` templates, with
+    :meth:`tuple_type` and :meth:`optional_type` for what differs most between languages.
+    """
 
     name = ""
     stop_sequences: tuple[str, ...] = ()
@@ -672,6 +678,18 @@ class _Backend:
     true, false, none = "true", "false", "null"
     nouns: dict[str, str] = {}
     typed = True  # whether parameters and results carry types
+
+    # Types: Python's scalar kinds, and templates of a list, a dict (key, value).
+    scalar_types: dict[str, str] = {}
+    list_type = ""
+    dict_type = ""
+
+    # The tests: a check passes when ``equal`` (or, for a float with a tolerance, ``close``)
+    # holds; ``check`` is the line reporting a failed check; ``tests_tail`` ends the file.
+    equal = ""
+    close = ""
+    check = ""
+    tests_tail: tuple[str, ...] = ()
 
     # -- names and types --
     @property
@@ -683,6 +701,24 @@ class _Backend:
         return name + "_" if name in self.reserved else name
 
     def type_name(self, t: PyType) -> str:
+        """The language's spelling of ``t``; :class:`Untranslatable` when it has none."""
+        k = t.kind
+        if k in self.scalar_types:
+            return self.scalar_types[k]
+        if k == "list":
+            return self.list_type.format(self.type_name(t.args[0]))
+        if k == "tuple":
+            return self.tuple_type(t)
+        if k == "dict":
+            return self.dict_type.format(self.type_name(t.args[0]), self.type_name(t.args[1]))
+        if k == "optional":
+            return self.optional_type(t)
+        raise Untranslatable(f"type {t} has no {self.display} equivalent")
+
+    def tuple_type(self, t: PyType) -> str:
+        raise NotImplementedError
+
+    def optional_type(self, t: PyType) -> str:
         raise NotImplementedError
 
     def literal(self, v: Any, t: PyType) -> str:
@@ -706,11 +742,38 @@ class _Backend:
         return f"{p.name}({', '.join(lit(a, t) for a, (_, t) in zip(args, p.params, strict=True))})"
 
     # -- program parts --
+    def params(self, p: ParsedProblem) -> str:
+        """The signature's parameter list (without parentheses)."""
+        return ", ".join(self.param_decl(n, t) for n, t in p.params)
+
+    def param_decl(self, name: str, t: PyType) -> str:
+        return f"{self.type_name(t)} {self.param(name)}"
+
+    def doc_comment(self, doc_lines: list[str]) -> str:
+        """The docstring's comment, or nothing when there is no docstring."""
+        return self.comment(doc_lines) if doc_lines else ""
+
     def prompt(self, p: ParsedProblem, doc_lines: list[str]) -> str:
         raise NotImplementedError
 
-    def tests(self, p: ParsedProblem) -> str:
+    def tests_head(self) -> list[str]:
+        """The lines from the function's closing to the test entry point's opening."""
         raise NotImplementedError
+
+    def tests(self, p: ParsedProblem) -> str:
+        """The test code: each check of ``p`` in the language, reporting the first failure."""
+        lines = self.tests_head()
+        for i, c in enumerate(p.checks, 1):
+            got = self.call(p, c.args)
+            if c.tolerance is not None:
+                cond = self.close.format(
+                    got=got, expected=_float_text(c.expected), tolerance=_float_text(c.tolerance)
+                )
+            else:
+                cond = self.equal.format(got=got, expected=self.literal(c.expected, p.returns))
+            lines.append(self.check.format(cond=cond, failure=self.failure(i)))
+        lines += self.tests_tail
+        return "\n".join(lines)
 
     def check_types(self, p: ParsedProblem) -> None:
         """Raise :class:`Untranslatable` when a parameter or the result has no type here."""
@@ -806,25 +869,22 @@ class _PHP(_Backend):
         body = [(" * " + ln.replace("*/", "* /")).rstrip() for ln in lines]
         return "/**\n" + "\n".join(body) + "\n */\n"
 
+    def param_decl(self, name: str, t: PyType) -> str:
+        return f"${name}"
+
     def prompt(self, p: ParsedProblem, doc_lines: list[str]) -> str:
-        params = ", ".join(f"${n}" for n, _ in p.params)
-        doc = self.comment(doc_lines) if doc_lines else ""
-        return f"<?php\n{doc}function {p.name}({params}) {{\n"
+        return f"<?php\n{self.doc_comment(doc_lines)}function {p.name}({self.params(p)}) {{\n"
 
     def failure(self, index: int) -> str:
         return f'fwrite(STDERR, "check {index} failed\\n"); exit({WRONG_ANSWER_EXIT});'
 
-    def tests(self, p: ParsedProblem) -> str:
-        lines = ["}", "", _PHP_HELPERS, "function babel_check() {"]
-        for i, c in enumerate(p.checks, 1):
-            got = self.call(p, c.args)
-            if c.tolerance is not None:
-                cond = f"abs({got} - {_float_text(c.expected)}) < {_float_text(c.tolerance)}"
-            else:
-                cond = f"babel_equal({got}, {self.literal(c.expected, p.returns)})"
-            lines.append(f"    if (!({cond})) {{ {self.failure(i)} }}")
-        lines += ["}", "", "babel_check();", ""]
-        return "\n".join(lines)
+    equal = "babel_equal({got}, {expected})"
+    close = "abs({got} - {expected}) < {tolerance}"
+    check = "    if (!({cond})) {{ {failure} }}"
+    tests_tail = ("}", "", "babel_check();", "")
+
+    def tests_head(self) -> list[str]:
+        return ["}", "", _PHP_HELPERS, "function babel_check() {"]
 
 
 # Deep equality as Python's ==: lists in order, maps (non-list arrays) by key regardless of
@@ -886,21 +946,17 @@ class _Go(_Backend):
         "strings": "strings.Split",
     }
 
-    def type_name(self, t: PyType) -> str:
-        k = t.kind
-        if k in ("int", "float", "str", "bool"):
-            return {"int": "int", "float": "float64", "str": "string", "bool": "bool"}[k]
-        if k == "list":
-            return "[]" + self.type_name(t.args[0])
-        if k == "tuple":
-            if len(set(t.args)) != 1:
-                raise Untranslatable(f"a tuple of mixed types ({t}) has no Go type")
-            return "[]" + self.type_name(t.args[0])  # a homogeneous tuple is a slice
-        if k == "dict":
-            return f"map[{self.type_name(t.args[0])}]{self.type_name(t.args[1])}"
-        if k == "optional":
-            return "*" + self.type_name(t.args[0])  # nil or a pointer to the value
-        raise Untranslatable(f"type {t} has no Go equivalent")
+    scalar_types = {"int": "int", "float": "float64", "str": "string", "bool": "bool"}
+    list_type = "[]{}"
+    dict_type = "map[{}]{}"
+
+    def tuple_type(self, t: PyType) -> str:
+        if len(set(t.args)) != 1:
+            raise Untranslatable(f"a tuple of mixed types ({t}) has no Go type")
+        return "[]" + self.type_name(t.args[0])  # a homogeneous tuple is a slice
+
+    def optional_type(self, t: PyType) -> str:
+        return "*" + self.type_name(t.args[0])  # nil or a pointer to the value
 
     def literal(self, v: Any, t: PyType) -> str:
         return self._literal(v, t, doc=False)
@@ -940,31 +996,27 @@ class _Go(_Backend):
     def comment(self, lines: list[str]) -> str:
         return "\n".join(("// " + ln).rstrip() for ln in lines) + "\n"
 
+    def param_decl(self, name: str, t: PyType) -> str:
+        return f"{self.param(name)} {self.type_name(t)}"
+
     def prompt(self, p: ParsedProblem, doc_lines: list[str]) -> str:
         imports = "".join(f'\t"{m}"\n' for m in self.imports)
-        params = ", ".join(f"{self.param(n)} {self.type_name(t)}" for n, t in p.params)
-        doc = self.comment(doc_lines) if doc_lines else ""
         return (
-            f"package main\n\nimport (\n{imports})\n\n{doc}"
-            f"func {p.name}({params}) {self.type_name(p.returns)} {{\n"
+            f"package main\n\nimport (\n{imports})\n\n{self.doc_comment(doc_lines)}"
+            f"func {p.name}({self.params(p)}) {self.type_name(p.returns)} {{\n"
         )
 
     def failure(self, index: int) -> str:
         return f'fmt.Fprintln(os.Stderr, "check {index} failed"); os.Exit({WRONG_ANSWER_EXIT})'
 
-    def tests(self, p: ParsedProblem) -> str:
-        lines = ["}", ""]
-        lines += [f"var _ = {self._uses[m]}" for m in self.imports]
-        lines += ["", _GO_HELPERS, "func main() {"]
-        for i, c in enumerate(p.checks, 1):
-            got = self.call(p, c.args)
-            if c.tolerance is not None:
-                cond = f"math.Abs({got}-{_float_text(c.expected)}) < {_float_text(c.tolerance)}"
-            else:
-                cond = f"babelEqual({got}, {self.literal(c.expected, p.returns)})"
-            lines.append(f"\tif !({cond}) {{\n\t\t{self.failure(i)}\n\t}}")
-        lines += ["}", ""]
-        return "\n".join(lines)
+    equal = "babelEqual({got}, {expected})"
+    close = "math.Abs({got}-{expected}) < {tolerance}"
+    check = "\tif !({cond}) {{\n\t\t{failure}\n\t}}"
+    tests_tail = ("}", "")
+
+    def tests_head(self) -> list[str]:
+        uses = [f"var _ = {self._uses[m]}" for m in self.imports]
+        return ["}", "", *uses, "", _GO_HELPERS, "func main() {"]
 
 
 # reflect.DeepEqual tells a nil slice from an empty one; Python does not. Pointers (optional
@@ -1035,19 +1087,15 @@ class _Cpp(_Backend):
         "optional", "set", "sstream", "string", "tuple", "vector",
     )  # fmt: skip
 
-    def type_name(self, t: PyType) -> str:
-        k = t.kind
-        if k in ("int", "float", "str", "bool"):
-            return {"int": "long", "float": "double", "str": "std::string", "bool": "bool"}[k]
-        if k == "list":
-            return f"std::vector<{self.type_name(t.args[0])}>"
-        if k == "tuple":
-            return f"std::tuple<{', '.join(self.type_name(a) for a in t.args)}>"
-        if k == "dict":
-            return f"std::map<{self.type_name(t.args[0])}, {self.type_name(t.args[1])}>"
-        if k == "optional":
-            return f"std::optional<{self.type_name(t.args[0])}>"
-        raise Untranslatable(f"type {t} has no C++ equivalent")
+    scalar_types = {"int": "long", "float": "double", "str": "std::string", "bool": "bool"}
+    list_type = "std::vector<{}>"
+    dict_type = "std::map<{}, {}>"
+
+    def tuple_type(self, t: PyType) -> str:
+        return f"std::tuple<{', '.join(self.type_name(a) for a in t.args)}>"
+
+    def optional_type(self, t: PyType) -> str:
+        return f"std::optional<{self.type_name(t.args[0])}>"
 
     def literal(self, v: Any, t: PyType) -> str:
         k = t.kind
@@ -1108,26 +1156,23 @@ class _Cpp(_Backend):
 
     def prompt(self, p: ParsedProblem, doc_lines: list[str]) -> str:
         includes = "".join(f"#include <{h}>\n" for h in self.headers)
-        params = ", ".join(f"{self.type_name(t)} {self.param(n)}" for n, t in p.params)
-        doc = self.comment(doc_lines) if doc_lines else ""
-        return f"{includes}{doc}{self.type_name(p.returns)} {p.name}({params}) {{\n"
+        return (
+            f"{includes}{self.doc_comment(doc_lines)}"
+            f"{self.type_name(p.returns)} {p.name}({self.params(p)}) {{\n"
+        )
 
     def failure(self, index: int) -> str:
         return f'std::cerr << "check {index} failed" << std::endl; std::exit({WRONG_ANSWER_EXIT});'
 
-    def tests(self, p: ParsedProblem) -> str:
-        # The function is called by name, not through `auto candidate = f`: a name such as
-        # strlen is overloaded with the C library's, and a pointer to it would be ambiguous.
-        lines = ["}", "", "int main() {"]
-        for i, c in enumerate(p.checks, 1):
-            got = self.call(p, c.args)
-            if c.tolerance is not None:
-                cond = f"std::abs({got} - {_float_text(c.expected)}) < {_float_text(c.tolerance)}"
-            else:
-                cond = f"{got} == {self.literal(c.expected, p.returns)}"
-            lines.append(f"    if (!({cond})) {{ {self.failure(i)} }}")
-        lines += ["    return 0;", "}", ""]
-        return "\n".join(lines)
+    # The function is called by name, not through `auto candidate = f`: a name such as strlen
+    # is overloaded with the C library's, and a pointer to it would be ambiguous.
+    equal = "{got} == {expected}"
+    close = "std::abs({got} - {expected}) < {tolerance}"
+    check = "    if (!({cond})) {{ {failure} }}"
+    tests_tail = ("    return 0;", "}", "")
+
+    def tests_head(self) -> list[str]:
+        return ["}", "", "int main() {"]
 
 
 class _CSharp(_Backend):
@@ -1149,23 +1194,19 @@ class _CSharp(_Backend):
         "System.Security.Cryptography", "System.Text",
     )  # fmt: skip
 
-    def type_name(self, t: PyType) -> str:
-        k = t.kind
-        if k in ("int", "float", "str", "bool"):
-            return {"int": "long", "float": "double", "str": "string", "bool": "bool"}[k]
-        if k == "list":
-            return f"List<{self.type_name(t.args[0])}>"
-        if k == "tuple":
-            if len(t.args) > 7:
-                raise Untranslatable(f"a tuple of {len(t.args)} elements has no C# Tuple type")
-            return f"Tuple<{', '.join(self.type_name(a) for a in t.args)}>"
-        if k == "dict":
-            return f"Dictionary<{self.type_name(t.args[0])}, {self.type_name(t.args[1])}>"
-        if k == "optional":
-            inner = self.type_name(t.args[0])
-            # Value types need Nullable<T>; strings, lists, maps and tuples are references.
-            return inner + "?" if t.args[0].kind in ("int", "float", "bool") else inner
-        raise Untranslatable(f"type {t} has no C# equivalent")
+    scalar_types = {"int": "long", "float": "double", "str": "string", "bool": "bool"}
+    list_type = "List<{}>"
+    dict_type = "Dictionary<{}, {}>"
+
+    def tuple_type(self, t: PyType) -> str:
+        if len(t.args) > 7:
+            raise Untranslatable(f"a tuple of {len(t.args)} elements has no C# Tuple type")
+        return f"Tuple<{', '.join(self.type_name(a) for a in t.args)}>"
+
+    def optional_type(self, t: PyType) -> str:
+        inner = self.type_name(t.args[0])
+        # Value types need Nullable<T>; strings, lists, maps and tuples are references.
+        return inner + "?" if t.args[0].kind in ("int", "float", "bool") else inner
 
     def literal(self, v: Any, t: PyType) -> str:
         k = t.kind
@@ -1198,27 +1239,21 @@ class _CSharp(_Backend):
 
     def prompt(self, p: ParsedProblem, doc_lines: list[str]) -> str:
         usings = "".join(f"using {u};\n" for u in self.usings)
-        params = ", ".join(f"{self.type_name(t)} {self.param(n)}" for n, t in p.params)
-        doc = self.comment(doc_lines) if doc_lines else ""
         return (
-            f"{usings}\nclass Problem {{\n{doc}"
-            f"    public static {self.type_name(p.returns)} {p.name}({params}) {{\n"
+            f"{usings}\nclass Problem {{\n{self.doc_comment(doc_lines)}"
+            f"    public static {self.type_name(p.returns)} {p.name}({self.params(p)}) {{\n"
         )
 
     def failure(self, index: int) -> str:
         return f"Fail({index});"
 
-    def tests(self, p: ParsedProblem) -> str:
-        lines = ["    }", "", _CSHARP_HELPERS, "    public static void Main(string[] args) {"]
-        for i, c in enumerate(p.checks, 1):
-            got = self.call(p, c.args)
-            if c.tolerance is not None:
-                cond = f"Math.Abs({got} - {_float_text(c.expected)}) < {_float_text(c.tolerance)}"
-            else:
-                cond = f"Eq({got}, {self.literal(c.expected, p.returns)})"
-            lines.append(f"        if (!({cond})) {{ {self.failure(i)} }}")
-        lines += ["    }", "}", ""]
-        return "\n".join(lines)
+    equal = "Eq({got}, {expected})"
+    close = "Math.Abs({got} - {expected}) < {tolerance}"
+    check = "        if (!({cond})) {{ {failure} }}"
+    tests_tail = ("    }", "}", "")
+
+    def tests_head(self) -> list[str]:
+        return ["    }", "", _CSHARP_HELPERS, "    public static void Main(string[] args) {"]
 
 
 # Structural equality as Python's ==: lists in order, dictionaries regardless of order, tuples

@@ -16,7 +16,7 @@ The harness and controller import the trainer (torch); import them from their mo
 """
 
 from babel_interp.optimizer.babel_tower import (
-    BabelTowerConfig,
+    BabelTowerAllocationConfig,
     BabelTowerResult,
     CalibrationReport,
     LanguageEvidence,
@@ -52,7 +52,7 @@ __all__ = [
     "BASELINE_METHODS",
     "METHODS",
     "Allocation",
-    "BabelTowerConfig",
+    "BabelTowerAllocationConfig",
     "BabelTowerResult",
     "BaselineConfig",
     "CalibrationReport",

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from jaxtyping import Float
 
+from babel_interp.config import ConfigBase
 from babel_interp.optimizer.baselines import Allocation, integer_budgets
 from babel_interp.optimizer.stats import Correlation, pearson, spearman
 
@@ -197,7 +198,7 @@ def calibrate_proxy(
 
 
 @dataclass
-class LanguageEvidence:
+class LanguageEvidence(ConfigBase):
     """What the analyzers measured about one new language in its continual-pretraining run.
 
     ``steps``, ``tokens`` (this language's tokens seen) and ``losses`` (its validation loss) are
@@ -228,7 +229,7 @@ class LanguageEvidence:
     excess_lo: list[float] | None = None
     excess_hi: list[float] | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         n = len(self.steps)
         if n == 0:
             raise ValueError(f"LanguageEvidence({self.language!r}).steps is empty")
@@ -256,20 +257,9 @@ class LanguageEvidence:
                 f"the evaluated steps {self.steps}"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LanguageEvidence:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"LanguageEvidence: unknown field(s) {unknown}")
-        return cls(**d)
-
 
 @dataclass
-class BabelTowerConfig:
+class BabelTowerAllocationConfig(ConfigBase):
     """Parameters of the allocation.
 
     ``target_share``: proxy value taken as the end of the best stage when no best step is given.
@@ -289,49 +279,28 @@ class BabelTowerConfig:
     tail: int = 3
     control_margin: float = 0.0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        name = type(self).__name__
         if not self.primary:
-            raise ValueError("BabelTowerConfig.primary must name a language")
+            raise ValueError(f"{name}.primary must name a language")
         if not 0.0 < self.target_share <= 1.0:
-            raise ValueError(
-                f"BabelTowerConfig.target_share must lie in (0, 1], got {self.target_share}"
-            )
+            raise ValueError(f"{name}.target_share must lie in (0, 1], got {self.target_share}")
         if not (math.isfinite(self.token_scale) and self.token_scale > 0):
-            raise ValueError(
-                f"BabelTowerConfig.token_scale must be positive, got {self.token_scale}"
-            )
+            raise ValueError(f"{name}.token_scale must be positive, got {self.token_scale}")
         if self.share_rule not in SHARE_RULES:
             raise ValueError(
-                f"BabelTowerConfig.share_rule must be one of {SHARE_RULES}, got {self.share_rule!r}"
+                f"{name}.share_rule must be one of {SHARE_RULES}, got {self.share_rule!r}"
             )
         if self.total_tokens is not None and (
             not isinstance(self.total_tokens, int) or self.total_tokens <= 0
         ):
             raise ValueError(
-                f"BabelTowerConfig.total_tokens must be a positive int or None, "
-                f"got {self.total_tokens!r}"
+                f"{name}.total_tokens must be a positive int or None, got {self.total_tokens!r}"
             )
         if self.head < 1 or self.tail < 1:
-            raise ValueError(
-                f"BabelTowerConfig.head and .tail must be >= 1, got {self.head}, {self.tail}"
-            )
+            raise ValueError(f"{name}.head and .tail must be >= 1, got {self.head}, {self.tail}")
         if self.control_margin < 0:
-            raise ValueError(
-                f"BabelTowerConfig.control_margin must be >= 0, got {self.control_margin}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> BabelTowerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"BabelTowerConfig: unknown field(s) {unknown}; known: {sorted(known)}"
-            )
-        return cls(**d)
+            raise ValueError(f"{name}.control_margin must be >= 0, got {self.control_margin}")
 
 
 @dataclass
@@ -361,7 +330,7 @@ class BabelTowerResult:
     allocation: Allocation
     decisions: list[LanguageDecision]
     calibration: list[CalibrationReport]
-    config: BabelTowerConfig
+    config: BabelTowerAllocationConfig
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -451,7 +420,7 @@ def _depends(ev: LanguageEvidence, margin: float) -> tuple[bool | None, str]:
 def babel_tower_allocation(
     sizes: Mapping[str, int],
     evidence: Mapping[str, LanguageEvidence],
-    cfg: BabelTowerConfig | None = None,
+    cfg: BabelTowerAllocationConfig | None = None,
 ) -> BabelTowerResult:
     """The paper's Algorithm 1 over natural ``sizes`` and per-language ``evidence``.
 
@@ -460,7 +429,7 @@ def babel_tower_allocation(
     keep their natural data; every other language is cut to the tokens that keep it at its best
     stage. Every decision, with its numbers and reason, is in the result.
     """
-    cfg = cfg or BabelTowerConfig()
+    cfg = cfg or BabelTowerAllocationConfig()
     if not sizes:
         raise ValueError("sizes must name at least one language")
     unknown = sorted(set(evidence) - set(sizes))
@@ -557,7 +526,7 @@ def babel_tower_allocation(
 
 
 def _pooled_calibration(
-    evidence: Mapping[str, LanguageEvidence], cfg: BabelTowerConfig
+    evidence: Mapping[str, LanguageEvidence], cfg: BabelTowerAllocationConfig
 ) -> CalibrationReport | None:
     xs: list[float] = []
     ys: list[float] = []
@@ -576,7 +545,7 @@ def _pooled_calibration(
 
 
 def _to_allocation(
-    sizes: Mapping[str, int], decisions: list[LanguageDecision], cfg: BabelTowerConfig
+    sizes: Mapping[str, int], decisions: list[LanguageDecision], cfg: BabelTowerAllocationConfig
 ) -> Allocation:
     """The mixture of the decisions under ``cfg.share_rule``.
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from babel_interp.config import ConfigBase
 from babel_interp.corpus.shards import CorpusReader
 from babel_interp.mixture import Mixture
 
@@ -188,7 +189,7 @@ class Allocation:
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ConfigBase):
     """Which baseline, and its parameters.
 
     ``total_tokens`` is the training budget the mixture is for (None: the corpus's natural total);
@@ -202,7 +203,7 @@ class BaselineConfig:
     max_epochs: float = 4.0
     languages: list[str] | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.method not in BASELINE_METHODS:
             raise ValueError(
                 f"BaselineConfig.method must be one of {BASELINE_METHODS}, got {self.method!r}"
@@ -222,17 +223,6 @@ class BaselineConfig:
             raise ValueError(f"BaselineConfig.max_epochs must be positive, got {self.max_epochs!r}")
         if self.languages is not None and len(self.languages) == 0:
             raise ValueError("BaselineConfig.languages must be None or non-empty")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> BaselineConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"BaselineConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def _restrict(sizes: Mapping[str, int], languages: Sequence[str] | None) -> dict[str, int]:

@@ -22,15 +22,16 @@ callback measured on the live model (:func:`working_language_analyzer`), and cal
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babel_interp.config import ConfigBase
+from babel_interp.io import append_jsonl, read_jsonl, write_jsonl_atomic
 from babel_interp.mixture import Mixture
 from babel_interp.training.callbacks import Callback
 
@@ -40,7 +41,7 @@ RELEASED = "released"
 
 
 @dataclass
-class ControllerConfig:
+class ControllerConfig(ConfigBase):
     """Parameters of the stage-aware controller.
 
     ``boost``: weight multiplier of a language in Translation (before renormalizing).
@@ -61,7 +62,7 @@ class ControllerConfig:
     use_loss_plateau: bool = True
     languages: list[str] | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not self.primary:
             raise ValueError("ControllerConfig.primary must name a language")
         if not (math.isfinite(self.boost) and self.boost >= 1.0):
@@ -79,19 +80,6 @@ class ControllerConfig:
             raise ValueError(
                 f"ControllerConfig.min_dwell must be an int >= 0, got {self.min_dwell}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ControllerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"ControllerConfig: unknown field(s) {unknown}; known: {sorted(known)}"
-            )
-        return cls(**d)
 
 
 @dataclass
@@ -263,7 +251,7 @@ class StageDecider:
 
 
 def append_decisions(path: str | os.PathLike, decisions: list[Decision]) -> None:
-    """Append decisions to a JSONL log, one flushed and fsynced line each.
+    """Append decisions to a JSONL log, one flushed line each, fsynced at the end.
 
     A crash can at worst leave a torn last line, which :func:`read_decisions` skips.
     """
@@ -271,23 +259,13 @@ def append_decisions(path: str | os.PathLike, decisions: list[Decision]) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         for d in decisions:
-            f.write(json.dumps(d.to_dict(), sort_keys=True) + "\n")
-        f.flush()
+            append_jsonl(f, d.to_dict())
         os.fsync(f.fileno())
 
 
 def read_decisions(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a ``controller.jsonl`` log (a torn last line is skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    return read_jsonl(path)
 
 
 class StageAwareController(Callback):
@@ -431,13 +409,7 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.is_file():
         return
     keep = [r for r in read_decisions(path) if int(r.get("step", -1)) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in keep:
-            f.write(json.dumps(r, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_jsonl_atomic(path, keep)
 
 
 class WorkingLanguageSignal:

@@ -5,8 +5,9 @@ same model shape, batch, schedule and number of steps, so each run sees the same
 training tokens. The per-language validation bits per byte of every evaluation are collected and
 summarized (:mod:`babel_interp.optimizer.summary`): mean and 95% interval over seeds per language,
 macro average, worst language, primary regression, tokens-to-target speedup against the
-reference mixture, and the optimizer's overhead as a share of training time. The table is
-written as CSV and Markdown and the figure with seaborn.
+reference mixture, and the optimizer's overhead as a share of training time. The tables are
+written as CSV and Markdown; the result carries what its figures need, and
+:func:`babel_interp.report.mixture_plots.plot_harness_result` draws them.
 
 Mixtures are given by name -> spec:
 
@@ -34,7 +35,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from babel_interp.corpus.shards import MANIFEST, CorpusReader, write_json_atomic
+from babel_interp.config import ConfigBase, check_choice
+from babel_interp.corpus.shards import MANIFEST, CorpusReader
+from babel_interp.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from babel_interp.mixture import Mixture, load_mixture
 from babel_interp.optimizer.methods import (
     METHODS,
@@ -57,83 +60,14 @@ from babel_interp.optimizer.summary import (
     per_seed_measures,
     summarize,
 )
+from babel_interp.profiles import HARNESS_PROFILES, harness_profile
 from babel_interp.runs import read_metrics
 
-PROFILES = ("quick", "full")
 RUN_RECORD = "harness_run.json"
-
-# The quick profile is sized for the test suite on 2 CPU cores: a one-layer model, three
-# languages, a few dozen steps. The full profile is the comparison reported in the docs.
-_QUICK_MODEL = {
-    "n_layers": 2,
-    "d_model": 64,
-    "n_heads": 2,
-    "d_head": 32,
-    "d_mlp": 256,
-    "n_ctx": 64,
-}
-_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "quick": {
-        "mixtures": {"proportional": "proportional", "babel-tower": "babel-tower"},
-        "seeds": [0, 1],
-        "model": _QUICK_MODEL,
-        "preset": "tiny",
-        "batch_size": 8,
-        "seq_len": 64,
-        "token_budget": 8 * 64 * 24,
-        "eval_every": 6,
-        "eval_windows": 4,
-        "lr": 3e-3,
-        "warmup_steps": 4,
-        "corpus_languages": ["python", "php", "go"],
-        "corpus_docs": 30,
-        "corpus_vocab": 384,
-        "evidence_primary_steps": 16,
-        "evidence_steps": 16,
-        "evidence_every": 2,
-        "checkpoint_every": 0,
-        "execution_problems": 3,
-        "execution_tokens": 48,
-        # Intra-op threads only add contention for a model this small (measured on 2 loaded
-        # cores: 27 ms per step with one thread, 1.5 s with two).
-        "num_threads": 1,
-    },
-    "full": {
-        "mixtures": {
-            "proportional": "proportional",
-            "uniform": "uniform",
-            "temperature": "temperature:temperature=3",
-            "unimax": "unimax:max_epochs=4",
-            "babel-tower": "babel-tower",
-            "controller": "controller",
-        },
-        "seeds": [0, 1, 2],
-        "model": None,
-        "preset": "tiny",
-        "batch_size": 16,
-        "seq_len": 128,
-        "token_budget": 16 * 128 * 300,
-        "eval_every": 25,
-        "eval_windows": 16,
-        "lr": 2e-3,
-        "warmup_steps": 20,
-        "corpus_languages": ["python", "php", "csharp", "go", "cpp"],
-        "corpus_docs": {"python": 600, "php": 400, "csharp": 300, "go": 200, "cpp": 150},
-        "corpus_vocab": 2048,
-        "evidence_primary_steps": 150,
-        "evidence_steps": 120,
-        "evidence_every": 10,
-        "evidence_working_language": True,
-        "checkpoint_every": 100,
-        "execution_problems": 40,
-        "execution_tokens": 128,
-        "num_threads": None,
-    },
-}
 
 
 @dataclass
-class HarnessConfig:
+class HarnessConfig(ConfigBase):
     """What to compare and how.
 
     ``corpus`` None builds the embedded default (the synthetic five-language corpus, sized by the
@@ -177,13 +111,10 @@ class HarnessConfig:
     device: str = "auto"
     progress: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not self.out:
             raise ValueError("HarnessConfig.out must be a directory path")
-        if self.profile not in PROFILES:
-            raise ValueError(
-                f"HarnessConfig.profile must be one of {PROFILES}, got {self.profile!r}"
-            )
+        check_choice("HarnessConfig", "profile", self.profile, HARNESS_PROFILES)
         if not self.mixtures:
             raise ValueError("HarnessConfig.mixtures must name at least one mixture")
         if self.reference not in self.mixtures:
@@ -246,7 +177,9 @@ class HarnessConfig:
         return math.ceil(self.token_budget / (self.batch_size * self.seq_len))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # A mixture spec is written in a form _resolve reads back: a Mixture as its dict, a dict
+        # spec as is, any other spec (a MethodSpec, a path) as its string.
+        d = super().to_dict()
         d["mixtures"] = {
             k: (v.to_dict() if isinstance(v, Mixture) else str(v) if not isinstance(v, dict) else v)
             for k, v in self.mixtures.items()
@@ -254,21 +187,12 @@ class HarnessConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> HarnessConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"HarnessConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    @classmethod
     def for_profile(
         cls, profile: str, out: str, mixtures: Mapping[str, Any] | None = None, **overrides: Any
     ) -> HarnessConfig:
-        """The profile's defaults, with ``mixtures`` and any field overridden."""
-        if profile not in PROFILES:
-            raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-        d = {k: v for k, v in _PROFILE_DEFAULTS[profile].items()}
+        """The profile's defaults (:data:`babel_interp.profiles.HARNESS_PROFILES`), with
+        ``mixtures`` and any field overridden."""
+        d = harness_profile(profile)
         if mixtures:
             d["mixtures"] = dict(mixtures)
         d.update({k: v for k, v in overrides.items() if v is not None})
@@ -277,7 +201,15 @@ class HarnessConfig:
 
 @dataclass
 class HarnessResult:
-    """Every run's outcome, the per-seed measures, the table, and where files went."""
+    """Every run's outcome, the per-seed measures, the table, and where files went.
+
+    ``curves`` holds every evaluation of every run (``mixture, seed, step, tokens, language,
+    val_loss, val_bpb``), ``languages`` the corpus languages measured (corpus order),
+    ``shares`` each mixture's realized share of training tokens per language (mean over
+    seeds), and ``calibration_points`` the loss proxy against the measured working-language
+    share at each evidence checkpoint (``proxy, measured, language``; empty when not measured):
+    what :func:`babel_interp.report.mixture_plots.plot_harness_result` draws.
+    """
 
     outcomes: list[RunOutcome]
     per_seed: pd.DataFrame
@@ -286,6 +218,14 @@ class HarnessResult:
     weights: dict[str, dict[str, float]]
     paths: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    languages: list[str] = field(default_factory=list)
+    shares: dict[str, dict[str, float]] = field(default_factory=dict)
+    calibration_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The comparison table: one row per mixture."""
+        return self.table
 
 
 # ------------------------------------------------------------------------------------ corpus
@@ -473,7 +413,7 @@ def _working_language(cfg: HarnessConfig, run_dir: Path, lang: str) -> None:
     wl_cfg = WorkingLanguageConfig(
         primary=cfg.primary, target=lang, n_per_pair=cfg.evidence_probes_per_pair, n_boot=200
     )
-    analyze_run(run_dir, wl_cfg, figures=False, progress=cfg.progress)
+    analyze_run(run_dir, wl_cfg, progress=cfg.progress)
 
 
 # ------------------------------------------------------------------------------------ mixtures
@@ -595,9 +535,12 @@ def evaluate_mixtures(cfg: HarnessConfig) -> HarnessResult:
         torch.set_num_threads(previous)
 
 
-def _evaluate(cfg: HarnessConfig) -> HarnessResult:
-    from babel_interp.report.mixture_plots import plot_mixture_comparison
+def harness_run_dir(out: str | os.PathLike, mixture: str, seed: int) -> Path:
+    """``OUT/runs/<mixture>/seed_<s>/``: the run of one mixture and seed."""
+    return Path(out) / "runs" / mixture / f"seed_{seed}"
 
+
+def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "harness_config.json", cfg.to_dict())
@@ -617,7 +560,7 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     jobs = [(name, seed) for name in resolved for seed in cfg.seeds]
     for name, seed in tqdm(jobs, desc="harness runs", disable=not cfg.progress):
         r = resolved[name]
-        run_dir = out / "runs" / name / f"seed_{seed}"
+        run_dir = harness_run_dir(out, name, seed)
         record_path = run_dir / RUN_RECORD
         if not record_path.is_file():
             callbacks = _controller_callbacks(r, cfg, corpus) if r.controller is not None else []
@@ -667,7 +610,7 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     passk_md = ""
     if cfg.execution_problems > 0:
         passk = _pass_at_1(cfg, outcomes, reader.languages, steps)
-        paths["pass_at_1_csv"] = str(_write_csv(passk, out / "pass_at_1.csv"))
+        paths["pass_at_1_csv"] = str(write_csv_atomic(out / "pass_at_1.csv", passk))
         passk_md = pass_at_1_markdown(passk, cfg.reference)
     table = summarize(outcomes, cfg.primary, cfg.reference)
     languages = [lang for lang in reader.languages if f"bpb:{lang}" in per_seed.columns]
@@ -689,9 +632,9 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     )
     paths.update(
         {
-            "table_csv": str(_write_csv(table, out / "comparison.csv")),
-            "per_seed_csv": str(_write_csv(per_seed, out / "per_seed.csv")),
-            "curves_csv": str(_write_csv(curves, out / "curves.csv")),
+            "table_csv": str(write_csv_atomic(out / "comparison.csv", table)),
+            "per_seed_csv": str(write_csv_atomic(out / "per_seed.csv", per_seed)),
+            "curves_csv": str(write_csv_atomic(out / "curves.csv", curves)),
         }
     )
     header = (
@@ -707,24 +650,22 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     )
     notes_md = "".join(f"- {n}\n" for n in notes)
     md_full = header + md + passk_md + ("\nNotes:\n" + notes_md if notes else "")
-    md_path = out / "comparison.md"
-    tmp = md_path.with_name(md_path.name + ".tmp")
-    tmp.write_text(md_full, encoding="utf-8")
-    os.replace(tmp, md_path)
-    paths["table_md"] = str(md_path)
-    fig = plot_mixture_comparison(
+    calibration_md, points = _calibration_outputs(resolved, out, paths)
+    md_full += calibration_md
+    paths["table_md"] = str(write_text_atomic(out / "comparison.md", md_full))
+    return HarnessResult(
+        outcomes,
         per_seed,
-        curves,
-        languages,
-        out / "comparison.png",
-        weights=shares,
-        weights_title="share of training tokens (realized, mean over seeds)",
+        table,
+        md_full,
+        weights,
+        paths,
+        notes,
+        curves=curves,
+        languages=languages,
+        shares=shares,
+        calibration_points=points,
     )
-    paths["figure"] = str(fig)
-    md_full += _calibration_outputs(resolved, cfg, out, paths)
-    tmp.write_text(md_full, encoding="utf-8")
-    os.replace(tmp, md_path)
-    return HarnessResult(outcomes, per_seed, table, md_full, weights, paths, notes)
 
 
 def _pass_at_1(
@@ -803,15 +744,16 @@ def pass_at_1_markdown(passk: pd.DataFrame, reference: str) -> str:
 
 
 def _calibration_outputs(
-    resolved: Mapping[str, _Resolved], cfg: HarnessConfig, out: Path, paths: dict[str, str]
-) -> str:
-    """The loss proxy's calibration (when measured): CSV, figure and a Markdown section."""
+    resolved: Mapping[str, _Resolved], out: Path, paths: dict[str, str]
+) -> tuple[str, pd.DataFrame]:
+    """The loss proxy's calibration (when measured): the CSV, a Markdown section, and the
+    points (``proxy, measured, language``) its figure shows."""
     from babel_interp.optimizer.babel_tower import fit_loss_proxy
-    from babel_interp.report.mixture_plots import plot_calibration
 
+    points = pd.DataFrame(columns=["proxy", "measured", "language"])
     reports = [c for r in resolved.values() for c in r.calibration]
     if not reports:
-        return ""
+        return "", points
     rows = []
     for c in reports:
         rows.append(
@@ -832,7 +774,7 @@ def _calibration_outputs(
             }
         )
     df = pd.DataFrame(rows).drop_duplicates()
-    paths["calibration_csv"] = str(_write_csv(df, out / "calibration.csv"))
+    paths["calibration_csv"] = str(write_csv_atomic(out / "calibration.csv", df))
     xs, ys, labels = [], [], []
     for r in resolved.values():
         for lang, ev in r.evidence.items():
@@ -843,7 +785,7 @@ def _calibration_outputs(
             ys.extend(ev.measured_share)
             labels.extend([lang] * len(ev.steps))
     if xs:
-        paths["calibration_figure"] = str(plot_calibration(xs, ys, out / "calibration.png", labels))
+        points = pd.DataFrame({"proxy": xs, "measured": ys, "language": labels})
     lines = [
         "\n## Loss proxy against the measured working-language share\n",
         "P(l) = (alpha - l) / (alpha - beta) per continual-pretraining run, against the share of "
@@ -860,7 +802,7 @@ def _calibration_outputs(
             f"[{row['spearman_low']:.3f}, {row['spearman_high']:.3f}] | {row['rmse']:.3f} | "
             f"{row['rmse_complement']:.3f} | {row['orientation']} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", points
 
 
 def _realized_shares(outcomes: list[RunOutcome], out: Path) -> dict[str, dict[str, float]]:
@@ -877,10 +819,3 @@ def _realized_shares(outcomes: list[RunOutcome], out: Path) -> dict[str, dict[st
         m: {lang: float(np.mean([r.get(lang, 0.0) for r in rows])) for lang in rows[0]}
         for m, rows in acc.items()
     }
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path

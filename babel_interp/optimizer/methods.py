@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babel_interp.corpus.shards import write_json_atomic
+from babel_interp.io import write_json_atomic
 from babel_interp.mixture import Mixture, load_mixture
 from babel_interp.optimizer.babel_tower import (
-    BabelTowerConfig,
+    BabelTowerAllocationConfig,
     LanguageEvidence,
     babel_tower_allocation,
 )
@@ -185,7 +185,7 @@ def allocate(
                     "or an evidence file (babel-tower:evidence=PATH)"
                 )
             evidence = load_evidence(evidence_path)
-        bt_cfg = BabelTowerConfig.from_dict(params)
+        bt_cfg = BabelTowerAllocationConfig.from_dict(params)
         res = babel_tower_allocation(sizes, evidence, bt_cfg)
         alloc = res.allocation
         cut = [d.language for d in res.decisions if d.action == "cut"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from babel_interp import __version__
+from babel_interp.config import ConfigBase
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -51,8 +51,9 @@ def run_record(run_dir: str | os.PathLike, steps: list[int] | None = None) -> di
 
 
 @dataclass
-class Provenance:
-    """Everything needed to audit or recompute a mixture."""
+class Provenance(ConfigBase):
+    """Everything needed to audit or recompute a mixture (``to_dict``/``from_dict`` as for a
+    config: an unknown field is an error)."""
 
     method: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -70,14 +71,3 @@ class Provenance:
             raise ValueError("Provenance.method must name the method that made the mixture")
         if not self.created:
             self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Provenance:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Provenance: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)

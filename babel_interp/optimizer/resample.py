@@ -24,13 +24,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from babel_interp.corpus.shards import (
-    TOKENIZER_DIR,
-    CorpusReader,
-    ShardWriter,
-    write_json_atomic,
-    write_manifest,
-)
+from babel_interp.corpus.shards import TOKENIZER_DIR, CorpusReader, ShardWriter, write_manifest
+from babel_interp.io import write_json_atomic
 from babel_interp.mixture import Mixture
 from babel_interp.optimizer.baselines import integer_budgets
 

@@ -1,7 +1,7 @@
-"""Small statistics the optimizer reports: Student-t intervals and correlations with intervals.
+"""Correlations with intervals, as the optimizer reports them.
 
-The Student-t distribution comes from :mod:`babel_interp.analysis.stats` (scipy is not a
-dependency of the project).
+Means with intervals come from :func:`babel_interp.analysis.stats.t_interval`; the Student-t
+distribution from the same module (scipy is not a dependency of the project).
 """
 
 from __future__ import annotations
@@ -13,35 +13,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from babel_interp.analysis.stats import t_cdf, t_quantile
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    """A sample mean with its two-sided Student-t confidence interval."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    std: float
-
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2.0
-
-
-def mean_ci(values: Sequence[float], level: float = 0.95) -> MeanCI:
-    """Mean and Student-t interval of ``values``; one value gives an interval of NaN."""
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if x.size == 0:
-        raise ValueError("mean_ci needs at least one finite value")
-    m = float(x.mean())
-    if x.size == 1:
-        return MeanCI(m, math.nan, math.nan, 1, math.nan)
-    sd = float(x.std(ddof=1))
-    half = t_quantile(0.5 + level / 2.0, x.size - 1) * sd / math.sqrt(x.size)
-    return MeanCI(m, m - half, m + half, int(x.size), sd)
+from babel_interp.analysis.stats import t_cdf
 
 
 def rankdata(x: Sequence[float]) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float
 
-from babel_interp.optimizer.stats import mean_ci
+from babel_interp.analysis.stats import t_interval
 
 
 @dataclass
@@ -156,8 +156,8 @@ def summarize(
             if vals.size == 0:
                 row[f"{m}_mean"] = row[f"{m}_low"] = row[f"{m}_high"] = math.nan
                 continue
-            ci = mean_ci(vals, level)
-            row[f"{m}_mean"], row[f"{m}_low"], row[f"{m}_high"] = ci.mean, ci.low, ci.high
+            ci = t_interval(vals, level)
+            row[f"{m}_mean"], row[f"{m}_low"], row[f"{m}_high"] = ci.estimate, ci.low, ci.high
         row["worst_language"] = group["worst_language"].mode().iat[0]
         row["not_reached"] = int(group["not_reached"].sum())
         rows.append(row)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from babel_interp.io import write_text_atomic
+
 _NUMBERED = re.compile(r"^\d{2,}_")  # the prefix write() gives copied figures
 
 
@@ -116,10 +118,10 @@ class ReportDocument:
         for old in fig_dir.glob("[0-9][0-9]*_*.png"):
             if _NUMBERED.match(old.name) and old.name not in written:
                 old.unlink()
-        md_path, html_path = out / f"{stem}.md", out / f"{stem}.html"
-        md_path.write_text("\n".join(md), encoding="utf-8")
-        html_path.write_text(
-            _HTML.format(title=html.escape(self.title), body="\n".join(body)), encoding="utf-8"
+        md_path = write_text_atomic(out / f"{stem}.md", "\n".join(md))
+        html_path = write_text_atomic(
+            out / f"{stem}.html",
+            _HTML.format(title=html.escape(self.title), body="\n".join(body)),
         )
         return md_path, html_path
 

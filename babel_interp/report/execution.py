@@ -11,6 +11,7 @@ import pandas as pd
 from babel_interp.analysis.stats import t_interval
 from babel_interp.report.document import ReportDocument
 from babel_interp.report.execution_plots import plot_pass_at_k
+from babel_interp.runs import STUDY_KINDS, Study
 
 __all__ = [
     "add_execution_section",
@@ -19,7 +20,6 @@ __all__ = [
     "read_pass_at_k",
 ]
 
-KINDS = ("continual", "scratch")
 _LABEL = {"continual": "continued", "scratch": "scratch"}
 
 
@@ -67,10 +67,10 @@ def _fmt(v: float, lo: float, hi: float) -> str:
 def execution_comparison(root: Path, seeds: list[int], language: str) -> pd.DataFrame:
     """pass@1 of both runs at the steps both reached, per step: mean over seeds with a
     Student-t interval (two or more seeds) or the bootstrap interval over problems (one)."""
-    per: dict[str, list[pd.DataFrame]] = {kind: [] for kind in KINDS}
+    per: dict[str, list[pd.DataFrame]] = {kind: [] for kind in STUDY_KINDS}
     for s in seeds:
-        for kind in KINDS:
-            df = read_pass_at_k(root / f"seed_{s}" / language / kind, language)
+        for kind in STUDY_KINDS:
+            df = read_pass_at_k(Study(root).run_dir(s, language, kind), language)
             if len(df):
                 per[kind].append(df.assign(seed=s))
     if not per["continual"] or not per["scratch"]:
@@ -80,7 +80,7 @@ def execution_comparison(root: Path, seeds: list[int], language: str) -> pd.Data
     rows = []
     for step in steps:
         row: dict = {"step": int(step)}
-        for kind in KINDS:
+        for kind in STUDY_KINDS:
             d = tables[kind][tables[kind]["step"] == step]
             if len(d) >= 2:
                 ci = t_interval(d["pass_at_k"].to_numpy())
@@ -101,8 +101,8 @@ def add_execution_section(
         return False
     curves = {}
     for s in seeds:
-        for kind in KINDS:
-            df = read_pass_at_k(root / f"seed_{s}" / language / kind, language)
+        for kind in STUDY_KINDS:
+            df = read_pass_at_k(Study(root).run_dir(s, language, kind), language)
             if len(df):
                 curves[f"{_LABEL[kind]} (seed {s})"] = df
     n = len(seeds)
@@ -129,8 +129,7 @@ def add_execution_section(
     )
     transfers = []
     for s in seeds:
-        path = root / f"seed_{s}" / language / "continual" / "analysis" / "execution"
-        path = path / "transfer.csv"
+        path = Study(root).continual(s, language) / "analysis" / "execution" / "transfer.csv"
         if path.is_file():
             transfers.append(pd.read_csv(path).assign(seed=s))
     if transfers:

@@ -7,22 +7,22 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from babel_interp.io import atomic_path
+
 
 def save_figure(
     fig: Figure, out_path: str | os.PathLike, dpi: int = 120, tight: bool = True
 ) -> Path:
     """Write ``fig`` to ``out_path`` (parents created); returns the path.
 
-    Saved through a hidden temporary file and renamed, so a crash never leaves half an image
-    under the name. ``tight`` crops to the drawn content (``bbox_inches="tight"``). Closing a
-    pyplot figure stays with the caller (most plot modules build ``Figure`` objects directly).
+    Saved atomically (:func:`babel_interp.io.atomic_path`), so a crash never leaves half an
+    image under the name. ``tight`` crops to the drawn content (``bbox_inches="tight"``).
+    Closing a pyplot figure stays with the caller (most plot modules build ``Figure`` objects
+    directly).
     """
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    try:
-        fig.savefig(tmp, dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # The temporary name does not end in the image suffix: the format is named explicitly.
+    fmt = out.suffix.lstrip(".") or "png"
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt, **({"bbox_inches": "tight"} if tight else {}))
     return out

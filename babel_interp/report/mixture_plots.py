@@ -1,5 +1,8 @@
 """Figures for the mixture comparison: final bits per byte per language, and learning curves.
 
+:func:`plot_harness_result` draws every figure of an evaluation-harness result
+(:func:`babel_interp.optimizer.harness.evaluate_mixtures`) beside its tables.
+
 Error bars are the 95% Student-t interval over seeds, computed here from the per-seed values
 (seaborn's own ``errorbar=("ci", 95)`` is a bootstrap, which with three seeds understates the
 uncertainty; the table and the figure must show the same interval).
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,8 +23,40 @@ import seaborn as sns
 # interactive backend, and no global figure state leaks into a user's notebook.
 from matplotlib.figure import Figure
 
-from babel_interp.optimizer.stats import mean_ci
+from babel_interp.analysis.stats import t_interval
 from babel_interp.report.figures import save_figure
+
+if TYPE_CHECKING:  # for the annotation only: drawing needs the result, not the harness
+    from babel_interp.optimizer.harness import HarnessResult
+
+REALIZED_SHARES_TITLE = "share of training tokens (realized, mean over seeds)"
+
+
+def plot_harness_result(result: HarnessResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """The harness's figures under ``out_dir`` (its output directory): ``comparison.png``
+    (:func:`plot_mixture_comparison` with each mixture's realized token shares) and, when the
+    loss proxy was calibrated, ``calibration.png`` (:func:`plot_calibration`). Returns
+    ``{"figure": ..., "calibration_figure": ...}`` for the figures drawn."""
+    out = Path(out_dir)
+    paths = {
+        "figure": plot_mixture_comparison(
+            result.per_seed,
+            result.curves,
+            result.languages,
+            out / "comparison.png",
+            weights=result.shares,
+            weights_title=REALIZED_SHARES_TITLE,
+        )
+    }
+    points = result.calibration_points
+    if not points.empty:
+        paths["calibration_figure"] = plot_calibration(
+            points["proxy"].tolist(),
+            points["measured"].tolist(),
+            out / "calibration.png",
+            points["language"].tolist(),
+        )
+    return paths
 
 
 def _long_final(per_seed: pd.DataFrame, languages: Sequence[str]) -> pd.DataFrame:
@@ -52,9 +88,9 @@ def _interval_points(
             vals = data[(data[x] == xv) & (data[hue] == h)][y].dropna().to_numpy()
             if vals.size == 0:
                 continue
-            ci = mean_ci(vals)
+            ci = t_interval(vals)
             xs.append(xi - 0.4 + width * (hi + 0.5))
-            means.append(ci.mean)
+            means.append(ci.estimate)
             halves.append(ci.half_width if np.isfinite(ci.half_width) else 0.0)
         ax.errorbar(
             xs, means, yerr=halves, fmt="o", ms=4, capsize=2, lw=1, color=palette[hi], label=h

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.figure import Figure
 
+from babel_interp.analysis.neurons.transferring import NeuronAnalysisResult
 from babel_interp.report.figures import save_figure
 
 DEFINITION_ORDER = ("lape_shared", "primary_active", "primary_specific", "target_specific")
@@ -189,22 +189,28 @@ def plot_ablation(ablation: pd.DataFrame, out_path: str | os.PathLike) -> Path:
 
 
 def plot_neuron_analysis(
-    result: Any, fig_dir: str | os.PathLike, primary: str, target: str
+    result: NeuronAnalysisResult | str | os.PathLike,
+    fig_dir: str | os.PathLike,
+    primary: str | None = None,
+    target: str | None = None,
 ) -> list[Path]:
-    """Every figure of a
-    :class:`~babel_interp.analysis.neurons.transferring.NeuronAnalysisResult`."""
-    from babel_interp.analysis.neurons.transferring import effect_size_table
-
+    """Every figure of a neuron analysis (the result, or the directory it was saved to) as
+    ``fig_dir/neurons_*.png``; the paths drawn. ``primary``/``target`` label the effect sizes
+    (default: the languages of the result's configuration)."""
+    if not isinstance(result, NeuronAnalysisResult):
+        result = NeuronAnalysisResult.load(result)
+    primary = primary or result.primary
+    target = target or result.target
     fig_dir = Path(fig_dir)
     paths: list[Path] = []
     if not result.counts.empty:
         paths.append(plot_counts_heatmap(result.counts, fig_dir / "neurons_counts_heatmap.png"))
     if not result.counts_total.empty:
         paths.append(plot_counts_vs_null(result.counts_total, fig_dir / "neurons_counts_null.png"))
-    firing = getattr(result, "firing_rates", pd.DataFrame())
+    firing = result.firing_rates
     if not firing.empty and not _numeric_steps(firing).empty:
         paths.append(plot_firing_rates(firing, fig_dir / "neurons_firing_rates.png"))
-    effects = effect_size_table(result.out_dir.parent.parent)
+    effects = result.effect_sizes()
     if not effects.empty:
         paths.append(
             plot_effect_sizes(effects, fig_dir / "neurons_effect_sizes.png", primary, target)

@@ -17,9 +17,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from babel_interp.analysis.stages.efficiency import efficiency_summary
 from babel_interp.report.document import ReportDocument
-from babel_interp.report.study import MIDDLE  # one definition of "middle layers"
-from babel_interp.runs import figures_dir, read_run_config
+from babel_interp.report.execution import add_execution_section, pass_at_1_sentence
+from babel_interp.report.stage_plots import stage_figure_name
+from babel_interp.report.study import (
+    MIDDLE,  # one definition of "middle layers"
+    comparison_table,
+    equal_step_excess,
+    layer_excess,
+    neuron_table,
+    plot_layer_profiles,
+    plot_region_excess,
+    random_init_band,
+    random_init_region_band,
+    region_excess,
+)
+from babel_interp.report.training_plots import plot_efficiency, plot_training_curves
+from babel_interp.runs import Run, Study, figures_dir, read_run_config
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -33,6 +48,12 @@ def _read_json(path: Path) -> dict:
 def _fig(run: Path, name: str) -> Path | None:
     path = run / "figures" / name
     return path if path.is_file() else None
+
+
+def efficiency_table_path(continued_run: str | os.PathLike) -> Path:
+    """Where the study saved the token-efficiency table of a continued run against its
+    scratch baseline (``RUN/analysis/efficiency/efficiency.csv``)."""
+    return Path(continued_run) / "analysis" / "efficiency" / "efficiency.csv"
 
 
 def corpus_table(corpus_dir: str | os.PathLike) -> pd.DataFrame:
@@ -122,8 +143,6 @@ def _excess_sentence(tag: str, wl: dict[str, Any]) -> str:
 
 def add_run_sections(doc: ReportDocument, run: Path, title: str, level: int = 2) -> None:
     """Training curve, working language, neurons, transfer and stages of one run."""
-    from babel_interp.report.training_plots import plot_training_curves
-
     doc.heading(title, level)
     cfg = read_run_config(run)
     lineage = cfg.get("init_from") or cfg.get("train", {}).get("init_from")
@@ -157,15 +176,18 @@ def add_run_sections(doc: ReportDocument, run: Path, title: str, level: int = 2)
     for lang, info in stages.get("languages", stages).items() if stages else []:
         if isinstance(info, dict) and "verdict" in info:
             doc.text(f"Stage detector ({lang}): **{info['verdict']}** — {info.get('reason', '')}")
-            doc.figure(_fig(run, f"stages_{lang}.png"), f"Signals and detected stages, {lang}")
+            doc.figure(_fig(run, stage_figure_name(lang)), f"Signals and detected stages, {lang}")
 
 
 def write_run_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
     """A report of one run (``RUN/report.md`` and ``report.html``); returns the Markdown path."""
     run = Path(run_dir)
-    cfg = read_run_config(run)
+    read_run_config(run)  # not a run: an error before anything is written
     doc = ReportDocument(f"Run report: {run.name}")
-    table = corpus_table(cfg.get("corpus", ""))
+    try:
+        table = corpus_table(Run(run).corpus_dir)
+    except (FileNotFoundError, ValueError):  # the run's corpus is gone or was never named
+        table = pd.DataFrame()
     if not table.empty:
         doc.heading("Corpus").table(table)
     add_run_sections(doc, run, "Training and analyses")
@@ -205,39 +227,40 @@ def add_optimizer_sections(doc: ReportDocument, optimize: Path) -> None:
 
 def experiment_summary(root: Path, meta: dict) -> list[str]:
     """Plain-language findings, one bullet per (seed, language), as measured."""
-    from babel_interp.report.execution import pass_at_1_sentence
-
+    study = Study(Path(root))
     cfg = meta.get("config", {})
     lines = []
     for seed in seeds_done(meta):
         for lang in cfg.get("targets", []):
-            cont = root / f"seed_{seed}" / lang / "continual"
-            scratch = root / f"seed_{seed}" / lang / "scratch"
-            verdict = meta.get("verdicts", {}).get(f"seed_{seed}/{lang}/continual", "not run")
+            cont = study.continual(seed, lang)
+            scratch = study.scratch(seed, lang)
+            key = Study.key(seed, lang, "continual")
+            verdict = meta.get("verdicts", {}).get(key, "not run")
             parts = [f"**{lang}, seed {seed}** — stage detector: {verdict}."]
             parts.append(_excess_sentence("Continued model", working_language_summary(cont)))
             parts.append(
                 _excess_sentence("From-scratch baseline", working_language_summary(scratch))
             )
             parts.append(pass_at_1_sentence(cont, scratch, lang))
-            parts.append(_efficiency_sentence(root, cont, scratch, lang))
+            parts.append(_efficiency_sentence(study.root, cont))
             lines.append(" ".join(parts))
     return lines
 
 
-def _efficiency_sentence(root: Path, cont: Path, scratch: Path, lang: str) -> str:
-    """The token-efficiency finding of one (seed, language), or why there is none: a finding
-    that silently goes missing reads as "not measured" when it may be a broken log."""
-    from babel_interp.analysis.stages.efficiency import efficiency_summary, token_efficiency
-
-    try:
-        eff = token_efficiency(str(cont), str(scratch), lang)
-        summ = efficiency_summary(eff)
-    except (ValueError, KeyError) as exc:
-        # token_efficiency names the runs by absolute path; the report reads better relative
-        # to the study. A KeyError is a metrics record without a field it needs.
-        why = str(exc) if isinstance(exc, ValueError) else f"a metrics record lacks {exc}"
-        return f"Token efficiency not reported: {why.replace(f'{root}{os.sep}', '')}."
+def _efficiency_sentence(root: Path, cont: Path) -> str:
+    """The token-efficiency finding of one (seed, language) from the table the study saved
+    beside the continued run, or why there is none: a finding that silently goes missing
+    reads as "not measured" when the analysis may have failed."""
+    path = efficiency_table_path(cont)
+    if not path.is_file():
+        # The report reads better with paths relative to the study.
+        where = str(path).replace(f"{root}{os.sep}", "")
+        return (
+            f"Token efficiency not reported: {where} was not written (the analysis did not "
+            "run, or failed)."
+        )
+    eff = pd.read_csv(path)
+    summ = efficiency_summary(eff)
     if not summ:
         # No gain is measured where the continued run had seen no target tokens yet, or where
         # the scratch run never got down to the continued loss.
@@ -297,7 +320,7 @@ def compact_neuron_table(
 
 def sources_table(root: Path) -> pd.DataFrame:
     """Debian packages of a real-code study (name, version, license) from ``sources.json``."""
-    info = _read_json(root / "sources" / "sources.json")
+    info = _read_json(Study(Path(root)).sources / "sources.json")
     return pd.DataFrame(info.get("debian_packages", []))
 
 
@@ -305,26 +328,13 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
     """Per new language: the continued model against the scratch baseline at equal steps,
     across seeds (excess by region and layer, losses, probe accuracy, neuron counts beside
     their nulls, stage verdicts, token efficiency)."""
-    from babel_interp.analysis.stages.efficiency import efficiency_summary
-    from babel_interp.report.execution import add_execution_section
-    from babel_interp.report.study import (
-        comparison_table,
-        equal_step_excess,
-        layer_excess,
-        neuron_table,
-        plot_layer_profiles,
-        plot_region_excess,
-        random_init_band,
-        random_init_region_band,
-        region_excess,
-    )
-
+    study = Study(Path(root))
     cfg = meta.get("config", {})
     seeds = seeds_done(meta)
     if not seeds:
         doc.text("No seed has finished yet.")
         return
-    fig_dir = root / "figures"
+    fig_dir = study.figures
     n = len(seeds)
     for lang in cfg.get("targets", []):
         doc.heading(f"{lang}: continued vs. from scratch at equal steps ({n} seed{'s' * (n > 1)})")
@@ -378,7 +388,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
             )
         add_execution_section(doc, root, seeds, lang, fig_dir)
         verdicts = {
-            f"seed {s} {kind}": meta.get("verdicts", {}).get(f"seed_{s}/{lang}/{kind}", "not run")
+            f"seed {s} {kind}": meta.get("verdicts", {}).get(Study.key(s, lang, kind), "not run")
             for s in seeds
             for kind in ("continual", "scratch")
         }
@@ -388,15 +398,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
         )
         gains = []
         for s in seeds:
-            eff = _read_csv(
-                root
-                / f"seed_{s}"
-                / lang
-                / "continual"
-                / "analysis"
-                / "efficiency"
-                / "efficiency.csv"
-            )
+            eff = _read_csv(efficiency_table_path(study.continual(s, lang)))
             summ = efficiency_summary(eff)
             if summ:
                 gains.append({"seed": s, **{k: round(v, 2) for k, v in summ.items()}})
@@ -411,12 +413,11 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
 
 def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
     """The study's report (``report.md`` + self-contained ``report.html``) in its directory."""
-    from babel_interp.report.training_plots import plot_efficiency, plot_training_curves
-
-    root = Path(root_dir)
-    meta = _read_json(root / "experiment.json")
+    study = Study(Path(root_dir))
+    root = study.root
+    meta = _read_json(study.meta)
     if not meta:
-        raise FileNotFoundError(f"{root} has no experiment.json: is it an experiment directory?")
+        raise FileNotFoundError(f"{root} has no {study.meta.name}: is it an experiment directory?")
     cfg = meta["config"]
     doc = ReportDocument(
         "The Babel Tower study: how a Python-first code model learns new languages"
@@ -444,27 +445,26 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
         + _history_note(meta)
         + "."
     )
-    table = corpus_table(meta.get("corpus", root / "corpus"))
+    table = corpus_table(meta.get("corpus", study.corpus))
     if not table.empty:
         doc.heading("Corpus").table(table, "Documents, bytes and tokens per language")
     debian = sources_table(root)
     if not debian.empty:
         doc.table(debian, "Debian packages of the new languages (name, version, license)")
-    fig_dir = root / "figures"
+    fig_dir = study.figures
     add_comparison_sections(doc, root, meta)
     for seed in seeds_done(meta):
-        primary = root / f"seed_{seed}" / "primary"
         doc.heading(f"Seed {seed}")
-        runs = {"primary": primary}
+        runs = {"primary": study.primary(seed)}
         for lang in cfg["targets"]:
-            runs[f"{lang} continued"] = root / f"seed_{seed}" / lang / "continual"
+            runs[f"{lang} continued"] = study.continual(seed, lang)
         curve = plot_training_curves(
             runs, fig_dir / f"seed_{seed}_training.png", languages=[cfg["primary"], *cfg["targets"]]
         )
         doc.figure(curve, "Per-language validation loss of the primary and continued runs")
         for lang in cfg["targets"]:
-            cont = root / f"seed_{seed}" / lang / "continual"
-            scratch = root / f"seed_{seed}" / lang / "scratch"
+            cont = study.continual(seed, lang)
+            scratch = study.scratch(seed, lang)
             doc.heading(f"{lang} (seed {seed})", 3)
             both = plot_training_curves(
                 {"continued": cont, "scratch": scratch},
@@ -472,8 +472,7 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
                 languages=[lang],
             )
             doc.figure(both, f"{lang}: continued pretraining vs. from scratch (same data)")
-            eff_path = cont / "analysis" / "efficiency" / "efficiency.csv"
-            eff = _read_csv(eff_path)
+            eff = _read_csv(efficiency_table_path(cont))
             if not eff.empty:
                 doc.figure(
                     plot_efficiency(eff, fig_dir / f"seed_{seed}_{lang}_efficiency.png", lang),
@@ -481,7 +480,7 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
                 )
             add_run_sections(doc, cont, f"{lang}: continued model", level=4)
             add_run_sections(doc, scratch, f"{lang}: from-scratch baseline", level=4)
-    add_optimizer_sections(doc, root / "optimize")
+    add_optimizer_sections(doc, study.optimize)
     doc.heading("Limits")
     if cfg.get("corpus") == "real":
         doc.text(

@@ -23,12 +23,19 @@ from matplotlib.patches import Patch
 from babel_interp.analysis.stages.detector import (
     STAGES,
     UNINFORMATIVE,
+    StageAnalysis,
     StageResult,
     min_informative_checkpoints,
 )
 from babel_interp.report.figures import save_figure
 
-__all__ = ["STAGE_COLORS", "plot_stages", "statistics_text"]
+__all__ = [
+    "STAGE_COLORS",
+    "plot_stage_analysis",
+    "plot_stages",
+    "stage_figure_name",
+    "statistics_text",
+]
 
 STAGE_COLORS = {
     "translation": "#4daf4a",
@@ -124,7 +131,8 @@ def plot_stages(
     out_path: str | os.PathLike,
     title: str | None = None,
 ) -> Path:
-    """Draw ``result`` (from :func:`babel_interp.analysis.stages.detect_stages`) to a PNG.
+    """Draw ``result`` (from :func:`babel_interp.analysis.stages.detector.detect_stages`) to a
+    PNG.
 
     The file is written through a temporary name and renamed, so a crash never leaves half a
     figure. Returns the path written.
@@ -232,3 +240,26 @@ def plot_stages(
         alpha=0.8,
     )
     return save_figure(fig, out_path, dpi=120)
+
+
+def stage_figure_name(language: str) -> str:
+    """``stages_<language>.png``: the stage figure's file name in a run's figure directory."""
+    return f"stages_{language}.png"
+
+
+def plot_stage_analysis(
+    analysis: StageAnalysis | str | os.PathLike,
+    figures_dir: str | os.PathLike,
+    language: str | None = None,
+) -> Path:
+    """Draw a run's stage analysis to ``figures_dir/stages_<language>.png``, titled with the
+    language.
+
+    ``analysis`` is what :func:`babel_interp.analysis.stages.detector.analyze_run` returned, or
+    the directory it saved to (``RUN/analysis/stages``), read for ``language`` (default: the
+    only one there). Returns the path written.
+    """
+    if not isinstance(analysis, StageAnalysis):
+        analysis = StageAnalysis.load(analysis, language)
+    out = Path(figures_dir) / stage_figure_name(analysis.language)
+    return plot_stages(analysis.detection, out, title=analysis.language)

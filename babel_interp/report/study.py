@@ -25,27 +25,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from babel_interp.analysis.stats import t_interval, t_prediction_interval  # noqa: E402
 from babel_interp.report.figures import save_figure  # noqa: E402
+from babel_interp.report.training_plots import eval_records  # noqa: E402
+from babel_interp.runs import METRICS, Run, Study  # noqa: E402
+from babel_interp.runs import STUDY_KINDS as KINDS  # noqa: E402
 
 # Decoded depths counted as "middle layers": strictly between the embedding (0) and the output (1).
 MIDDLE = (0.0, 1.0)
-KINDS = ("continual", "scratch")
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval of independent replicates (NaN bounds for one value)."""
-    from babel_interp.analysis.stats import t_interval
-
-    x = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if x.size == 0:
-        return (math.nan, math.nan, math.nan)
-    ci = t_interval(x)
-    return (float(ci.estimate), float(ci.low), float(ci.high))
-
-
-def run_path(root: Path, seed: int, lang: str, kind: str) -> Path:
-    """A study's run directory (see ``experiments.babel_tower.ExperimentLayout``)."""
-    return root / f"seed_{seed}" / lang / kind
 
 
 def _csv(path: Path) -> pd.DataFrame:
@@ -55,10 +42,11 @@ def _csv(path: Path) -> pd.DataFrame:
 def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
     """Per-seed excess over matched controls per kind, step and layer (first lens), with the
     checkpoint's competence flag; empty when nothing was analyzed."""
+    study = Study(Path(root))
     frames = []
     for seed in seeds:
         for kind in KINDS:
-            wl = run_path(Path(root), seed, lang, kind) / "analysis" / "working_language"
+            wl = study.run_dir(seed, lang, kind) / "analysis" / "working_language"
             agg = _csv(wl / "aggregate.csv")
             if agg.empty:
                 continue
@@ -103,9 +91,10 @@ def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
 def random_init_records(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
     """The per-init rows (first lens) of the random-init models scored beside each seed's
     continued run, with ``seed`` and the decoded ``depth``; empty when none were scored."""
+    study = Study(Path(root))
     frames = []
     for seed in seeds:
-        wl = run_path(Path(root), seed, lang, "continual") / "analysis" / "working_language"
+        wl = study.continual(seed, lang) / "analysis" / "working_language"
         df = _csv(wl / "random_init.csv")
         if not df.empty:
             frames.append(df[df["lens"] == df["lens"].iloc[0]].assign(seed=seed))
@@ -120,8 +109,6 @@ def random_init_band(root: str | os.PathLike, seeds: Sequence[int], lang: str) -
     """Per decoded depth: the matched excess of freshly initialized models (pooled over the
     inits scored beside each seed's continued run), their mean with a t-interval and the
     prediction band where one more random network should fall. Empty when none were scored."""
-    from babel_interp.analysis.stats import t_interval, t_prediction_interval
-
     df = random_init_records(root, seeds, lang)
     if df.empty:
         return pd.DataFrame()
@@ -149,8 +136,6 @@ def random_init_region_band(
 ) -> dict[str, tuple[float, float]]:
     """``{"middle": (lo, hi), "output": (lo, hi)}``: the 95% prediction band of one random-init
     model's region excess (each init's mean over the region's layers, pooled over seeds)."""
-    from babel_interp.analysis.stats import t_prediction_interval
-
     df = random_init_records(root, seeds, lang)
     if df.empty:
         return {}
@@ -189,7 +174,8 @@ def equal_step_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
     sub = per_seed[per_seed["step"].isin(common_steps(per_seed))]
     for (kind, step, layer), g in sub.groupby(["kind", "step", "layer"], sort=True):
         if len(g) >= 2:
-            m, lo, hi = mean_ci(g["excess"])
+            ci = t_interval(g["excess"])
+            m, lo, hi = ci.estimate, ci.low, ci.high
             how = "seeds"
         else:
             m, lo, hi = float(g["excess"].iloc[0]), float(g["lo"].iloc[0]), float(g["hi"].iloc[0])
@@ -229,7 +215,8 @@ def region_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (kind, step, region), g in per[per["step"].isin(steps)].groupby(["kind", "step", "region"]):
         if len(g) >= 2:
-            m, lo, hi = mean_ci(g["excess"])
+            ci = t_interval(g["excess"])
+            m, lo, hi = ci.estimate, ci.low, ci.high
         else:
             m, lo, hi = (float(g[c].iloc[0]) for c in ("excess", "lo", "hi"))
         rows.append(
@@ -256,9 +243,7 @@ def _fmt(m: float, lo: float, hi: float, sign: str = "+") -> str:
 
 
 def _eval_losses(run: Path, lang: str) -> dict[int, float]:
-    from babel_interp.report.training_plots import eval_records
-
-    if not (run / "metrics.jsonl").is_file():
+    if not (run / METRICS).is_file():
         return {}
     df = eval_records(run)
     df = df[df["language"] == lang]
@@ -274,18 +259,18 @@ def comparison_table(
     """At every equal step: target tokens, validation loss (nats), probe top-1 and the
     middle/output excess of the continued and the scratch model, across seeds (``per_seed``:
     :func:`layer_excess` when the caller already read it)."""
-    root = Path(root)
+    study = Study(Path(root))
     if per_seed is None:
-        per_seed = layer_excess(root, seeds, lang)
+        per_seed = layer_excess(study.root, seeds, lang)
     reg = region_excess(per_seed)
     if reg.empty:
         return pd.DataFrame()
     losses = {
-        (kind, seed): _eval_losses(run_path(root, seed, lang, kind), lang)
+        (kind, seed): _eval_losses(study.run_dir(seed, lang, kind), lang)
         for kind in KINDS
         for seed in seeds
     }
-    tokens_per_step = _tokens_per_step(run_path(root, seeds[0], lang, "continual"))
+    tokens_per_step = _tokens_per_step(study.continual(seeds[0], lang))
     rows = []
     for step in sorted(set(reg["step"])):
         row: dict[str, object] = {"step": step}
@@ -293,7 +278,8 @@ def comparison_table(
             row["target_tokens"] = int(step * tokens_per_step)
         for kind, short in (("continual", "cont"), ("scratch", "scratch")):
             vals = [losses[(kind, s)].get(step, math.nan) for s in seeds]
-            row[f"{short}_loss"] = _fmt(*mean_ci(vals), sign="")
+            ci = t_interval(vals)
+            row[f"{short}_loss"] = _fmt(ci.estimate, ci.low, ci.high, sign="")
             at = reg[(reg["kind"] == kind) & (reg["step"] == step)]
             for region in ("middle", "output"):
                 r = at[at["region"] == region]
@@ -306,10 +292,8 @@ def comparison_table(
 
 
 def _tokens_per_step(run: Path) -> float:
-    from babel_interp.runs import read_run_config
-
     try:
-        cfg = read_run_config(run).get("train", {})
+        cfg = Run(run).train_config
         return float(cfg.get("batch_size", 0)) * float(cfg.get("seq_len") or 0)
     except (FileNotFoundError, ValueError, TypeError):
         return 0.0
@@ -318,13 +302,11 @@ def _tokens_per_step(run: Path) -> float:
 def neuron_table(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
     """LAPE-shared and contrast counts per kind and equal step, mean over seeds, beside the
     mean of their label-shuffled nulls and the random-init count."""
-    root = Path(root)
+    study = Study(Path(root))
     frames = []
     for seed in seeds:
         for kind in KINDS:
-            df = _csv(
-                run_path(root, seed, lang, kind) / "analysis" / "neurons" / "counts_total.csv"
-            )
+            df = _csv(study.run_dir(seed, lang, kind) / "analysis" / "neurons" / "counts_total.csv")
             if df.empty:
                 continue
             df = df[df["step"].astype(str).str.isdigit()].copy()

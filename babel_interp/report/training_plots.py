@@ -15,13 +15,13 @@ import seaborn as sns  # noqa: E402
 
 from babel_interp.analysis.stages.efficiency import metric_value  # noqa: E402
 from babel_interp.report.figures import save_figure  # noqa: E402
-from babel_interp.runs import read_metrics  # noqa: E402
+from babel_interp.runs import Run  # noqa: E402
 
 
-def eval_records(run_dir: str | os.PathLike) -> pd.DataFrame:
+def eval_records(run: Run | str | os.PathLike) -> pd.DataFrame:
     """Long table of a run's evaluations: step, total tokens, language, val_loss, val_bpb."""
     rows = []
-    for rec in read_metrics(run_dir):
+    for rec in Run.of(run).metrics():
         if rec.get("type") != "eval":
             continue
         for lang, loss in rec.get("val_loss", {}).items():

@@ -22,6 +22,11 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from babel_interp.analysis.working_language.logit_lens import (
+    AGGREGATE_CSV,
+    COMPETENCE_CSV,
+    WorkingLanguageResult,
+)
 from babel_interp.report.figures import save_figure
 
 
@@ -173,3 +178,28 @@ def plot_working_language(
     if competence is not None and not competence.empty:
         paths.append(competence_curve(competence, out / f"{prefix}_competence.png"))
     return paths
+
+
+def plot_working_language_run(
+    result: WorkingLanguageResult | str | os.PathLike,
+    fig_dir: str | os.PathLike,
+    prefix: str = "working_language",
+) -> list[Path]:
+    """Every figure of a working-language analysis as ``fig_dir/<prefix>_*.png``; the paths
+    drawn.
+
+    ``result`` is the analyzer's result, or the directory it was saved to
+    (``RUN/analysis/working_language/``), whose ``aggregate.csv`` and ``competence.csv`` are
+    drawn as saved.
+    """
+    if isinstance(result, WorkingLanguageResult):
+        aggregate, competence = result.aggregate(), result.competence()
+    else:
+        d = Path(result)
+        if not (d / AGGREGATE_CSV).is_file():
+            raise FileNotFoundError(
+                f"{d / AGGREGATE_CSV} is missing: run `analyze working-language` first"
+            )
+        aggregate = pd.read_csv(d / AGGREGATE_CSV)
+        competence = pd.read_csv(d / COMPETENCE_CSV) if (d / COMPETENCE_CSV).is_file() else None
+    return plot_working_language(aggregate, competence, fig_dir, prefix)

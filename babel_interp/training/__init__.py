@@ -15,6 +15,7 @@ from babel_interp.training.callbacks import (
     Callback,
     ControllerCallback,
     HookCallback,
+    LiveTrainer,
     MixtureController,
 )
 from babel_interp.training.checkpoints import (
@@ -27,8 +28,9 @@ from babel_interp.training.checkpoints import (
 )
 from babel_interp.training.config import CheckpointConfig, OptimConfig, TrainConfig
 from babel_interp.training.distributed import DistInfo, init_distributed
-from babel_interp.training.loop import Trainer, TrainResult, per_language_loss, train
+from babel_interp.training.loop import Trainer, per_language_loss, train
 from babel_interp.training.metrics_log import MetricsLog
+from babel_interp.training.result import TrainResult
 from babel_interp.training.sampler import BatchPlan, MixtureSampler, Segment, eval_windows
 from babel_interp.training.schedule import CheckpointSchedule, LRSchedule
 
@@ -43,6 +45,7 @@ __all__ = [
     "DistInfo",
     "HookCallback",
     "LRSchedule",
+    "LiveTrainer",
     "MetricsLog",
     "Mixture",
     "MixtureController",

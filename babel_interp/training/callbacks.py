@@ -11,25 +11,59 @@ run on rank 0 only, and a mixture change is broadcast to the other ranks.
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from torch import Tensor
+
+from babel_interp.io import read_jsonl, write_jsonl_atomic
 from babel_interp.mixture import Mixture
 from babel_interp.runs import analysis_dir, checkpoint_dirname
-
-if TYPE_CHECKING:
-    from babel_interp.training.loop import Trainer, TrainResult
+from babel_interp.training.result import TrainResult
+from hooks import get_hook
+from hooks.registry import run_hooks_by_language
 
 __all__ = [
     "AnalyzerCallback",
     "Callback",
     "ControllerCallback",
     "HookCallback",
+    "LiveTrainer",
     "MixtureController",
 ]
+
+
+class LiveTrainer(Protocol):
+    """The live trainer as callbacks and controllers see it.
+
+    :class:`babel_interp.training.loop.Trainer` is the implementation; callbacks type against
+    this surface so that they do not depend on the loop that calls them.
+    """
+
+    model: Any
+    step: int
+    tokens_seen: dict[str, int]
+    mixture: Mixture
+    signals: dict[str, Any]
+    run_dir: Path
+    corpus: Any
+    config: Any
+
+    @property
+    def total_tokens(self) -> int: ...
+
+    def inference(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def eval_languages(self) -> list[str]: ...
+
+    def validation_tokens(self, language: str, n_windows: int | None = None) -> Tensor: ...
+
+    def set_mixture(
+        self, mixture: Mixture, reason: str = "controller", source: str = ""
+    ) -> None: ...
+
 
 WHEN = ("eval", "checkpoint")
 
@@ -37,19 +71,19 @@ WHEN = ("eval", "checkpoint")
 class Callback:
     """Override any of these; each is called on the main rank with the live trainer."""
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: LiveTrainer) -> None:
         """Before the first step (also after a resume)."""
 
-    def on_step(self, trainer: Trainer, step: int, record: dict[str, Any]) -> None:
+    def on_step(self, trainer: LiveTrainer, step: int, record: dict[str, Any]) -> None:
         """After each logged training step, with its metrics record. Keep it cheap."""
 
-    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+    def on_eval(self, trainer: LiveTrainer, step: int, metrics: dict[str, Any]) -> None:
         """After an evaluation, with its metrics record (``val_loss``, ``val_bpb``, ...)."""
 
-    def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
+    def on_checkpoint(self, trainer: LiveTrainer, step: int, ckpt_path: Path) -> None:
         """After the checkpoint of ``step`` was written to ``ckpt_path``."""
 
-    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+    def on_train_end(self, trainer: LiveTrainer, result: TrainResult) -> None:
         """After the last step (also after an early stop)."""
 
 
@@ -62,7 +96,9 @@ class MixtureController(Protocol):
     the next step, or None to keep the current one.
     """
 
-    def decide(self, trainer: Trainer, step: int, signals: dict[str, Any]) -> Mixture | None: ...
+    def decide(
+        self, trainer: LiveTrainer, step: int, signals: dict[str, Any]
+    ) -> Mixture | None: ...
 
 
 def _check_when(owner: str, when: str | Sequence[str]) -> tuple[str, ...]:
@@ -86,7 +122,7 @@ class AnalyzerCallback(Callback):
     def __init__(
         self,
         name: str,
-        fn: Callable[[Trainer, int, Path], dict[str, Any] | None],
+        fn: Callable[[LiveTrainer, int, Path], dict[str, Any] | None],
         when: str | Sequence[str] = "checkpoint",
     ) -> None:
         if not name or any(c in name for c in "/\\"):
@@ -97,7 +133,7 @@ class AnalyzerCallback(Callback):
         self.fn = fn
         self.when = _check_when("AnalyzerCallback", when)
 
-    def _run(self, trainer: Trainer, step: int, event: str) -> None:
+    def _run(self, trainer: LiveTrainer, step: int, event: str) -> None:
         out_dir = analysis_dir(trainer.run_dir, self.name) / checkpoint_dirname(step)
         out_dir.mkdir(parents=True, exist_ok=True)
         with trainer.inference():
@@ -113,41 +149,18 @@ class AnalyzerCallback(Callback):
         # by an attempt that was killed and resumed: replace it rather than duplicate it.
         kept = [
             r
-            for r in _read_jsonl(path)
+            for r in read_jsonl(path)
             if r.get("step", -1) < step or (r.get("step") == step and r.get("event") != event)
         ]
         write_jsonl_atomic(path, [*kept, record])
 
-    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+    def on_eval(self, trainer: LiveTrainer, step: int, metrics: dict[str, Any]) -> None:
         if "eval" in self.when:
             self._run(trainer, step, "eval")
 
-    def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
+    def on_checkpoint(self, trainer: LiveTrainer, step: int, ckpt_path: Path) -> None:
         if "checkpoint" in self.when:
             self._run(trainer, step, "checkpoint")
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line from a kill
-    return out
-
-
-def write_jsonl_atomic(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """Write JSON lines through a temporary file and rename: never half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, default=float) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class HookCallback(Callback):
@@ -167,8 +180,6 @@ class HookCallback(Callback):
         batch_size: int = 8,
         languages: Sequence[str] | None = None,
     ) -> None:
-        from hooks import get_hook
-
         self.hooks = [get_hook(h) if isinstance(h, str) else h for h in hooks]
         if not self.hooks:
             raise ValueError("HookCallback needs at least one hook")
@@ -184,20 +195,18 @@ class HookCallback(Callback):
         self.batch_size = batch_size
         self.languages = None if languages is None else list(languages)
 
-    def _run(self, trainer: Trainer, step: int) -> None:
-        from hooks.registry import run_hooks_by_language
-
+    def _run(self, trainer: LiveTrainer, step: int) -> None:
         root = analysis_dir(trainer.run_dir, "hooks") / checkpoint_dirname(step)
         langs = self.languages or trainer.eval_languages()
         with trainer.inference():
             tokens = {lang: trainer.validation_tokens(lang, self.n_windows) for lang in langs}
             run_hooks_by_language(trainer.model, self.hooks, tokens, root, self.batch_size)
 
-    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+    def on_eval(self, trainer: LiveTrainer, step: int, metrics: dict[str, Any]) -> None:
         if "eval" in self.when:
             self._run(trainer, step)
 
-    def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
+    def on_checkpoint(self, trainer: LiveTrainer, step: int, ckpt_path: Path) -> None:
         if "checkpoint" in self.when:
             self._run(trainer, step)
 
@@ -227,7 +236,7 @@ class ControllerCallback(Callback):
         if callable(fn):
             fn(state)
 
-    def _decide(self, trainer: Trainer, step: int) -> None:
+    def _decide(self, trainer: LiveTrainer, step: int) -> None:
         new = self.controller.decide(trainer, step, dict(trainer.signals))
         if new is None:
             return
@@ -237,11 +246,11 @@ class ControllerCallback(Callback):
             )
         trainer.set_mixture(new, reason="controller", source=self.name)
 
-    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None:
+    def on_eval(self, trainer: LiveTrainer, step: int, metrics: dict[str, Any]) -> None:
         if "eval" in self.when:
             self._decide(trainer, step)
 
-    def on_checkpoint(self, trainer: Trainer, step: int, ckpt_path: Path) -> None:
+    def on_checkpoint(self, trainer: LiveTrainer, step: int, ckpt_path: Path) -> None:
         if "checkpoint" in self.when:
             self._decide(trainer, step)
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from babel_interp.corpus.shards import write_json_atomic
+from babel_interp.io import write_json_atomic
 from babel_interp.model import save_model
 from babel_interp.runs import (
     CHECKPOINTS,
@@ -85,19 +85,26 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _fsync_path(path: str | os.PathLike) -> None:
+    """fsync one file or directory (a directory: so a rename inside it is durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(dirpath, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            _fsync_path(os.path.join(dirpath, name))
+        _fsync_path(dirpath)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    # Inside the checkpoint's temporary directory: the directory's rename is what makes the
+    # checkpoint appear, so its files need no atomic write of their own.
+    path.write_text(json.dumps(obj, indent=2), "utf-8")
 
 
 @dataclass
@@ -138,23 +145,19 @@ def write_checkpoint(
         if payload.optimizer_state is not None:
             torch.save(payload.optimizer_state, tmp / OPTIMIZER)
         if payload.scheduler_state is not None:
-            (tmp / SCHEDULER).write_text(json.dumps(payload.scheduler_state, indent=2), "utf-8")
+            _write_json(tmp / SCHEDULER, payload.scheduler_state)
         if payload.rng_state is not None:
             torch.save(payload.rng_state, tmp / RNG)
-        (tmp / RUN_CONFIG).write_text(json.dumps(payload.run_config, indent=2), "utf-8")
+        _write_json(tmp / RUN_CONFIG, payload.run_config)
         # trainer_state.json is what marks a directory as a checkpoint: write it last.
-        (tmp / TRAINER_STATE).write_text(json.dumps(payload.trainer_state, indent=2), "utf-8")
+        _write_json(tmp / TRAINER_STATE, payload.trainer_state)
         if fsync:
             _fsync_tree(tmp)
         if final.exists():
             _discard(final)
         os.replace(tmp, final)
         if fsync:
-            fd = os.open(root, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_path(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

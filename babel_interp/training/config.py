@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Literal, get_args
 
+from babel_interp.config import ConfigBase, check_choice, check_float, check_int
 from babel_interp.mixture import Mixture, load_mixture
-from babel_interp.model import PRESETS, ModelConfig
+from babel_interp.model import PRESETS, ModelConfig, get_preset
 from babel_interp.training.schedule import CheckpointSchedule, LRSchedule
 
 __all__ = ["CheckpointConfig", "OptimConfig", "TrainConfig"]
 
-SEQUENCE_MODES = ("pure", "mixed")
-DTYPES = ("auto", "float32", "bfloat16")
+SequenceMode = Literal["pure", "mixed"]
+DType = Literal["auto", "float32", "bfloat16"]
+SEQUENCE_MODES: tuple[str, ...] = get_args(SequenceMode)
+DTYPES: tuple[str, ...] = get_args(DType)
 DEVICES_HINT = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
-def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_float(owner: str, name: str, value: Any, lo: float, hi: float = math.inf) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{owner}.{name} must be a number, got {value!r}")
-    if not (lo <= value <= hi) or not math.isfinite(value):
-        raise ValueError(f"{owner}.{name} must be in [{lo}, {hi}], got {value!r}")
-
-
-def _reject_unknown(cls: type, d: dict[str, Any]) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
-
-
 @dataclass
-class OptimConfig:
+class OptimConfig(ConfigBase):
     """AdamW and its learning-rate schedule. Weight decay applies to matrices only."""
 
     schedule: LRSchedule = field(default_factory=LRSchedule)
@@ -50,27 +33,20 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if isinstance(self.schedule, dict):
             self.schedule = LRSchedule.from_dict(self.schedule)
+        self.validate()
+
+    def validate(self) -> None:
         if not isinstance(self.schedule, LRSchedule):
             raise ValueError(f"OptimConfig.schedule must be an LRSchedule, got {self.schedule!r}")
-        _check_float("OptimConfig", "weight_decay", self.weight_decay, 0.0)
-        _check_float("OptimConfig", "beta1", self.beta1, 0.0, 0.999999)
-        _check_float("OptimConfig", "beta2", self.beta2, 0.0, 0.999999)
-        _check_float("OptimConfig", "eps", self.eps, 0.0, 1.0)
-        _check_float("OptimConfig", "grad_clip", self.grad_clip, 0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_dict`` restores an equal object."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OptimConfig:
-        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
-        _reject_unknown(cls, d)
-        return cls(**d)
+        check_float("OptimConfig", "weight_decay", self.weight_decay, 0.0)
+        check_float("OptimConfig", "beta1", self.beta1, 0.0, 0.999999)
+        check_float("OptimConfig", "beta2", self.beta2, 0.0, 0.999999)
+        check_float("OptimConfig", "eps", self.eps, 0.0, 1.0)
+        check_float("OptimConfig", "grad_clip", self.grad_clip, 0.0)
 
 
 @dataclass
-class CheckpointConfig:
+class CheckpointConfig(ConfigBase):
     """When to checkpoint and which checkpoints to keep.
 
     ``schedule`` picks the analysis checkpoints; ``resume_every`` adds checkpoints every N steps
@@ -90,27 +66,20 @@ class CheckpointConfig:
             self.schedule = CheckpointSchedule.from_dict(self.schedule)
         if isinstance(self.schedule, str):
             self.schedule = CheckpointSchedule.parse(self.schedule)
+        self.validate()
+
+    def validate(self) -> None:
         if not isinstance(self.schedule, CheckpointSchedule):
             raise ValueError(
                 f"CheckpointConfig.schedule must be a CheckpointSchedule, got {self.schedule!r}"
             )
-        _check_int("CheckpointConfig", "resume_every", self.resume_every, 0)
+        check_int("CheckpointConfig", "resume_every", self.resume_every, 0)
         if self.keep_last is not None:
-            _check_int("CheckpointConfig", "keep_last", self.keep_last, 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_dict`` restores an equal object."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CheckpointConfig:
-        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
-        _reject_unknown(cls, d)
-        return cls(**d)
+            check_int("CheckpointConfig", "keep_last", self.keep_last, 1)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigBase):
     """One training run.
 
     ``batch_size`` is the global number of sequences per optimizer step, split over data-parallel
@@ -145,7 +114,7 @@ class TrainConfig:
     batch_size: int = 16
     micro_batch_size: int | None = None
     seq_len: int | None = None
-    sequence_mode: str = "pure"
+    sequence_mode: SequenceMode = "pure"
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval_every: int = 100
     eval_windows: int = 32
@@ -157,7 +126,7 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: DType = "auto"
     compile: bool = False
     deterministic: bool | None = None
     fast_path: bool = True
@@ -165,44 +134,40 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("corpus", "out"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"TrainConfig.{name} must be a non-empty path, got {value!r}")
-        if self.preset not in PRESETS:
-            raise ValueError(
-                f"TrainConfig.preset must be one of {sorted(PRESETS)}, got {self.preset!r}"
-            )
+        # The constructor also takes the JSON forms of the nested configs and a mixture spec.
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
-        if self.model is not None and not isinstance(self.model, ModelConfig):
-            raise ValueError(f"TrainConfig.model must be a ModelConfig, got {self.model!r}")
         if self.mixture is not None and not isinstance(self.mixture, Mixture):
             self.mixture = load_mixture(self.mixture)
         if isinstance(self.optim, dict):
             self.optim = OptimConfig.from_dict(self.optim)
         if isinstance(self.checkpoints, dict):
             self.checkpoints = CheckpointConfig.from_dict(self.checkpoints)
-        _check_int("TrainConfig", "steps", self.steps, 1)
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("corpus", "out"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"TrainConfig.{name} must be a non-empty path, got {value!r}")
+        check_choice("TrainConfig", "preset", self.preset, PRESETS)
+        if self.model is not None and not isinstance(self.model, ModelConfig):
+            raise ValueError(f"TrainConfig.model must be a ModelConfig, got {self.model!r}")
+        check_int("TrainConfig", "steps", self.steps, 1)
         if self.schedule_steps is not None:
-            _check_int("TrainConfig", "schedule_steps", self.schedule_steps, self.steps)
-        _check_int("TrainConfig", "batch_size", self.batch_size, 1)
+            check_int("TrainConfig", "schedule_steps", self.schedule_steps, self.steps)
+        check_int("TrainConfig", "batch_size", self.batch_size, 1)
         if self.micro_batch_size is not None:
-            _check_int("TrainConfig", "micro_batch_size", self.micro_batch_size, 1)
+            check_int("TrainConfig", "micro_batch_size", self.micro_batch_size, 1)
         if self.seq_len is not None:
-            _check_int("TrainConfig", "seq_len", self.seq_len, 2)
-        if self.sequence_mode not in SEQUENCE_MODES:
-            raise ValueError(
-                f"TrainConfig.sequence_mode must be one of {SEQUENCE_MODES}, "
-                f"got {self.sequence_mode!r}"
-            )
-        _check_int("TrainConfig", "eval_every", self.eval_every, 0)
-        _check_int("TrainConfig", "eval_windows", self.eval_windows, 0)
-        _check_int("TrainConfig", "eval_batch_size", self.eval_batch_size, 1)
-        _check_int("TrainConfig", "log_every", self.log_every, 1)
-        _check_int("TrainConfig", "seed", self.seed, 0)
-        if self.dtype not in DTYPES:
-            raise ValueError(f"TrainConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+            check_int("TrainConfig", "seq_len", self.seq_len, 2)
+        check_choice("TrainConfig", "sequence_mode", self.sequence_mode, SEQUENCE_MODES)
+        check_int("TrainConfig", "eval_every", self.eval_every, 0)
+        check_int("TrainConfig", "eval_windows", self.eval_windows, 0)
+        check_int("TrainConfig", "eval_batch_size", self.eval_batch_size, 1)
+        check_int("TrainConfig", "log_every", self.log_every, 1)
+        check_int("TrainConfig", "seed", self.seed, 0)
+        check_choice("TrainConfig", "dtype", self.dtype, DTYPES)
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         ):
@@ -222,28 +187,8 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         """The model shape: ``model`` if given, else the preset, seeded with ``seed``."""
-        from dataclasses import replace
-
-        from babel_interp.model import get_preset
-
         base = self.model if self.model is not None else get_preset(self.preset)
-        return replace(base, seed=self.seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_dict`` restores an equal object."""
-        d = asdict(self)
-        d["model"] = None if self.model is None else self.model.to_dict()
-        d["mixture"] = None if self.mixture is None else self.mixture.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
-        _reject_unknown(cls, d)
-        d = dict(d)
-        if isinstance(d.get("mixture"), dict):
-            d["mixture"] = Mixture.from_dict(d["mixture"])
-        return cls(**d)
+        return base.replace(seed=self.seed)
 
     # Fields that define what is trained: a resumed run must agree on them.
     IDENTITY_FIELDS = (

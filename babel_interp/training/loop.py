@@ -21,7 +21,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from babel_interp import __version__
-from babel_interp.corpus.shards import CorpusReader, write_json_atomic
+from babel_interp.corpus.shards import CorpusReader
+from babel_interp.devices import resolve_device
+from babel_interp.io import write_json_atomic
 from babel_interp.mixture import DataExhausted, Mixture
 from babel_interp.model import (
     HookedModel,
@@ -43,7 +44,14 @@ from babel_interp.model import (
     load_model,
     tl_major_version,
 )
-from babel_interp.runs import CHECKPOINTS, METRICS, RUN_CONFIG, list_checkpoints
+from babel_interp.runs import (
+    CHECKPOINTS,
+    METRICS,
+    RUN_CONFIG,
+    checkpoint_dirname,
+    list_checkpoints,
+    read_run_config,
+)
 from babel_interp.training.callbacks import Callback, HookCallback, run_callbacks
 from babel_interp.training.checkpoints import (
     OPTIMIZER,
@@ -69,39 +77,12 @@ from babel_interp.training.distributed import (
     shutdown,
 )
 from babel_interp.training.metrics_log import MetricsLog
+from babel_interp.training.result import TrainResult
 from babel_interp.training.sampler import BatchPlan, MixtureSampler, eval_windows
 
 __all__ = ["TrainResult", "Trainer", "train", "per_language_loss"]
 
 LN2 = math.log(2.0)
-
-
-@dataclass
-class TrainResult:
-    """How a run ended. ``stop_reason``: ``completed``, ``exhausted``, ``signal:SIGTERM`` or
-    ``signal:SIGINT``."""
-
-    run_dir: Path
-    step: int
-    stop_reason: str
-    tokens_seen: dict[str, int]
-    total_tokens: int
-    train_loss: float | None
-    eval: dict[str, Any] | None
-    checkpoints: list[Path] = field(default_factory=list)
-    elapsed_s: float = 0.0
-
-    @property
-    def interrupted(self) -> bool:
-        """Whether a signal stopped the run (it can be resumed)."""
-        return self.stop_reason.startswith("signal:")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_dict`` restores an equal object."""
-        d = asdict(self)
-        d["run_dir"] = str(self.run_dir)
-        d["checkpoints"] = [str(p) for p in self.checkpoints]
-        return d
 
 
 def per_language_loss(
@@ -149,18 +130,6 @@ class _StopRequest:
         self._previous.clear()
 
 
-def resolve_device(name: str, dist_local_rank: int = 0) -> torch.device:
-    """The torch device of a ``TrainConfig.device`` name (``auto``: CUDA when available) for
-    the process of local rank ``dist_local_rank``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("TrainConfig.device is 'cuda' but no CUDA device is available")
-        name = f"cuda:{dist_local_rank}"
-    return torch.device(name)
-
-
 def _run_config_matches(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     """Identity fields of ``config`` that differ from a saved run's train config."""
     mine = config.to_dict()
@@ -191,9 +160,9 @@ class Trainer:
         self.callbacks: list[Callback] = list(callbacks)
         if config.hooks:
             self.callbacks.append(HookCallback(config.hooks))
-        probe = resolve_device(config.device, 0)
+        probe = resolve_device(config.device, local_rank=0)
         self.dist: DistInfo = init_distributed(probe.type)
-        self.device = resolve_device(config.device, self.dist.local_rank)
+        self.device = resolve_device(config.device, local_rank=self.dist.local_rank)
         self.autocast_dtype = self._autocast_dtype()
         self.run_dir = Path(config.out).resolve()
         self.corpus = CorpusReader(config.corpus)
@@ -249,7 +218,7 @@ class Trainer:
             (self.run_dir / METRICS).unlink(missing_ok=True)
         barrier(self.dist)
         if resume_from is not None:
-            saved = json.loads((self.run_dir / RUN_CONFIG).read_text(encoding="utf-8"))
+            saved = read_run_config(self.run_dir)
             bad = _run_config_matches(saved, cfg)
             if bad:
                 raise ValueError(
@@ -444,7 +413,7 @@ class Trainer:
         for cb, cb_state in zip(self.callbacks, saved_cbs, strict=False):
             if cb_state is not None and callable(getattr(cb, "load_state_dict", None)):
                 cb.load_state_dict(cb_state)
-        self._run_config = json.loads((self.run_dir / RUN_CONFIG).read_text(encoding="utf-8"))
+        self._run_config = read_run_config(self.run_dir)
         self._last_ckpt_step = self.step
         self._ckpt_callbacks_pending = not state.get("callbacks_done", True)
         if self.dist.is_main:
@@ -568,7 +537,7 @@ class Trainer:
 
     def save_checkpoint(self, run_callbacks_after: bool = True) -> Path:
         """Write the checkpoint of the current step (rank 0), then run checkpoint callbacks."""
-        path = self.run_dir / CHECKPOINTS / f"step_{self.step:08d}"
+        path = self.run_dir / CHECKPOINTS / checkpoint_dirname(self.step)
         has_callbacks = bool(self.callbacks) and run_callbacks_after
         if self.dist.is_main:
             payload = CheckpointPayload(

@@ -17,12 +17,12 @@ the log of an uninterrupted one (plus its ``resume`` event).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from babel_interp.io import append_jsonl, read_jsonl, write_jsonl_atomic
 from babel_interp.runs import METRICS
 
 __all__ = ["MetricsLog"]
@@ -45,9 +45,9 @@ class MetricsLog:
     def __init__(self, run_dir: str | os.PathLike, enabled: bool = True) -> None:
         self.path = Path(run_dir) / METRICS
         self.enabled = enabled
-        self._f = None
+        self._f: IO[str] | None = None
 
-    def _file(self):
+    def _file(self) -> IO[str]:
         if self._f is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self.path, "a", encoding="utf-8")
@@ -57,9 +57,7 @@ class MetricsLog:
         """Append one record (one line, flushed so a reader or a crash sees whole lines)."""
         if not self.enabled:
             return
-        f = self._file()
-        f.write(json.dumps(_clean(record), allow_nan=False) + "\n")
-        f.flush()
+        append_jsonl(self._file(), _clean(record))
 
     def sync(self) -> None:
         """Flush to disk (called at checkpoints, so the log is never behind a checkpoint)."""
@@ -82,13 +80,8 @@ class MetricsLog:
         if not self.enabled or not self.path.is_file():
             return 0
         self.close()
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        n_lines = len(self.path.read_text(encoding="utf-8").splitlines())
+        records = read_jsonl(self.path)
         cut = None
         for i, r in enumerate(records):
             if r.get("type") == "checkpoint" and r.get("step") == step:
@@ -96,11 +89,6 @@ class MetricsLog:
         kept = (
             records[:cut] if cut is not None else [r for r in records if r.get("step", 0) <= step]
         )
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in kept:
-                f.write(json.dumps(r) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        return len(lines) - len(kept)
+        write_jsonl_atomic(self.path, kept)
+        # Counts every line that is gone, torn and blank ones included.
+        return n_lines - len(kept)

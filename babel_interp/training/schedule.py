@@ -8,16 +8,21 @@ is the initialization), and the learning rate of update ``s`` is :meth:`LRSchedu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from babel_interp.config import ConfigBase, check_choice, check_float
 
 __all__ = ["CheckpointSchedule", "LRSchedule"]
 
-LR_KINDS = ("cosine", "constant", "wsd")
-CKPT_KINDS = ("log", "every", "steps")
+LRKind = Literal["cosine", "constant", "wsd"]
+CheckpointKind = Literal["log", "every", "steps"]
+LR_KINDS: tuple[str, ...] = get_args(LRKind)
+CKPT_KINDS: tuple[str, ...] = get_args(CheckpointKind)
 
 
 def _positive_int(owner: str, name: str, value: Any, allow_zero: bool = False) -> None:
+    # Step counts read "> 0" / ">= 0" in their messages (users write them in specs like every:N).
     ok = (
         isinstance(value, int) and not isinstance(value, bool) and value >= (0 if allow_zero else 1)
     )
@@ -26,39 +31,37 @@ def _positive_int(owner: str, name: str, value: Any, allow_zero: bool = False) -
         raise ValueError(f"{owner}.{name} must be an int {bound}, got {value!r}")
 
 
-def _from_dict(cls: type, d: dict[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
-    return cls(**d)
-
-
 @dataclass
-class LRSchedule:
+class LRSchedule(ConfigBase):
     """Linear warmup, then ``cosine`` decay to ``min_lr_ratio * lr``, ``constant``, or ``wsd``
     (warmup-stable-decay: constant until the last ``decay_fraction`` of the run, then a linear
     decay to the minimum)."""
 
-    kind: str = "cosine"
+    kind: LRKind = "cosine"
     lr: float = 1e-3
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
     decay_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.kind not in LR_KINDS:
-            raise ValueError(f"LRSchedule.kind must be one of {LR_KINDS}, got {self.kind!r}")
-        if not isinstance(self.lr, (int, float)) or not (self.lr > 0 and math.isfinite(self.lr)):
+        self.validate()
+        self.lr = float(self.lr)
+
+    def validate(self) -> None:
+        check_choice("LRSchedule", "kind", self.kind, LR_KINDS)
+        if (
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, (int, float))
+            or not (self.lr > 0 and math.isfinite(self.lr))
+        ):
             raise ValueError(f"LRSchedule.lr must be a finite number > 0, got {self.lr!r}")
         _positive_int("LRSchedule", "warmup_steps", self.warmup_steps, allow_zero=True)
-        if not (0.0 <= self.min_lr_ratio <= 1.0):
-            raise ValueError(f"LRSchedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if not (0.0 < self.decay_fraction <= 1.0):
+        check_float("LRSchedule", "min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_float("LRSchedule", "decay_fraction", self.decay_fraction, 0.0, 1.0)
+        if self.decay_fraction <= 0:
             raise ValueError(
                 f"LRSchedule.decay_fraction must be in (0, 1], got {self.decay_fraction}"
             )
-        self.lr = float(self.lr)
 
     def lr_at(self, step: int, total_steps: int) -> float:
         """Learning rate of update number ``step`` (1-based) in a run of ``total_steps``."""
@@ -78,18 +81,9 @@ class LRSchedule:
         progress = min(1.0, (step - decay_start) / max(1, total_steps - decay_start))
         return self.lr + (lo - self.lr) * progress
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_dict`` restores an equal object."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LRSchedule:
-        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
-        return _from_dict(cls, d)
-
 
 @dataclass
-class CheckpointSchedule:
+class CheckpointSchedule(ConfigBase):
     """Which steps get a checkpoint.
 
     * ``log``: dense early, sparse later, since a new language is learned fast at first. With
@@ -102,22 +96,22 @@ class CheckpointSchedule:
     analyzers see the starting point). The last step of the run is always included.
     """
 
-    kind: str = "log"
+    kind: CheckpointKind = "log"
     every: int = 0
     n: int | None = None
     steps: list[int] = field(default_factory=list)
     include_start: bool = True
 
     def __post_init__(self) -> None:
-        if self.kind not in CKPT_KINDS:
-            raise ValueError(
-                f"CheckpointSchedule.kind must be one of {CKPT_KINDS}, got {self.kind!r}"
-            )
+        self.steps = list(self.steps)
+        self.validate()
+
+    def validate(self) -> None:
+        check_choice("CheckpointSchedule", "kind", self.kind, CKPT_KINDS)
         if self.kind == "every":
             _positive_int("CheckpointSchedule", "every", self.every)
         if self.n is not None:
             _positive_int("CheckpointSchedule", "n", self.n)
-        self.steps = list(self.steps)
         for s in self.steps:
             _positive_int("CheckpointSchedule", "steps[]", s, allow_zero=True)
         if self.kind == "steps" and not self.steps:
@@ -161,12 +155,3 @@ class CheckpointSchedule:
         raise ValueError(
             f"checkpoint schedule {spec!r}: expected 'log', 'log:N', 'every:N' or 'steps:A,B,...'"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_dict`` restores an equal object."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CheckpointSchedule:
-        """Inverse of :meth:`to_dict`; an unknown field is an error that names it."""
-        return _from_dict(cls, d)

@@ -11,7 +11,7 @@ lives. All sets are evaluated on the same windows, so the comparison is paired.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,14 +19,16 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from babel_interp.analysis.neurons.neuron_stats import _from_dict, _model_device
+from babel_interp.config import ConfigBase
+from babel_interp.devices import model_device
 from babel_interp.model import HookedModel
+from hooks.library import MeanAblation, ZeroAblation
 
 MODES = ("zero", "mean")
 
 
 @dataclass
-class AblationConfig:
+class AblationConfig(ConfigBase):
     """What to ablate with and how many random control sets to draw.
 
     ``exclude_set_from_random`` draws the random control sets from the neurons outside the set.
@@ -41,7 +43,8 @@ class AblationConfig:
     exclude_set_from_random: bool = True
     seed: int = 1
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field (errors name the field)."""
         if self.mode not in MODES:
             raise ValueError(f"AblationConfig.mode must be one of {MODES}, got {self.mode!r}")
         if not isinstance(self.n_random, int) or self.n_random < 0:
@@ -54,15 +57,6 @@ class AblationConfig:
                 raise ValueError(f"AblationConfig.{name} must be a positive int, got {value!r}")
         if not isinstance(self.seed, int):
             raise ValueError(f"AblationConfig.seed must be an int, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> AblationConfig:
-        """The config ``d`` describes; an unknown field is an error naming it."""
-        return _from_dict(cls, d)
 
 
 def ablation_hooks(
@@ -78,8 +72,6 @@ def ablation_hooks(
     hook. The hooks are the project's :class:`hooks.library.ZeroAblation` and
     :class:`hooks.library.MeanAblation`.
     """
-    from hooks.library import MeanAblation, ZeroAblation
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mask.dim() != 2 or mask.shape[0] != len(layers):
@@ -105,7 +97,7 @@ def language_losses(
     batch_size: int = 16,
 ) -> dict[str, float]:
     """Mean next-token loss per language on language-pure windows, with ``fwd_hooks`` active."""
-    device = _model_device(model)
+    device = model_device(model)
     out = {}
     with torch.no_grad():
         for lang, w in windows.items():

@@ -35,22 +35,25 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from einops import einsum
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from babel_interp.analysis.neurons.neuron_stats import NeuronStats, _from_dict
+from babel_interp.analysis.neurons.neuron_stats import NeuronStats
+from babel_interp.config import ConfigBase
 
 STATISTICS = ("cohens_d", "mean_diff", "log_odds")
 FDR_METHODS = ("pooled", "bh")
+# Weighted sums of window records: [replicate, window] weights, [window, stat, neuron] records.
+_RESAMPLE = "rep window, window stat neuron -> rep stat neuron"
 
 
 @dataclass
-class ContrastConfig:
+class ContrastConfig(ConfigBase):
     """Resampling sizes, the tested statistic and the selection rule.
 
     ``min_effect`` is in the units of ``statistic`` (0.5 is a "medium" Cohen's d). ``sd_floor``
@@ -70,7 +73,8 @@ class ContrastConfig:
     chunk_size: int = 4096
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field (errors name the field)."""
         if self.statistic not in STATISTICS:
             raise ValueError(
                 f"ContrastConfig.statistic must be one of {STATISTICS}, got {self.statistic!r}"
@@ -108,15 +112,6 @@ class ContrastConfig:
             )
         if not isinstance(self.seed, int):
             raise ValueError(f"ContrastConfig.seed must be an int, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ContrastConfig:
-        """The config ``d`` describes; an unknown field is an error naming it."""
-        return _from_dict(cls, d)
 
 
 def effect_sizes(
@@ -338,8 +333,9 @@ def contrast_pair(
         for s in STATISTICS:
             scores[s][c0:c1] = obs[s]
         if boot_a is not None and boot_b is not None:
-            rep_a = torch.einsum("ru,usn->rsn", boot_a, xa)
-            rep_b = torch.einsum("ru,usn->rsn", boot_b, xb)
+            # Replicate r's sums: each window's (count, sum, sum_sq) times how often r drew it.
+            rep_a = einsum(boot_a, xa, _RESAMPLE)
+            rep_b = einsum(boot_b, xb, _RESAMPLE)
             boot = _scores_from(boot_a @ n_a, rep_a, boot_b @ n_b, rep_b, cfg)
             for s in STATISTICS:
                 bounds = torch.quantile(boot[s], q_levels, dim=0)
@@ -347,7 +343,7 @@ def contrast_pair(
         if perm is not None:
             x_all = torch.cat([xa, xb])
             tot = tot_a + tot_b
-            rep_a = torch.einsum("ru,usn->rsn", perm, x_all)
+            rep_a = einsum(perm, x_all, _RESAMPLE)
             null = _scores_from(perm @ n_all, rep_a, (1 - perm) @ n_all, tot - rep_a, cfg)
             null_abs = null[cfg.statistic].abs()
             exceed[c0:c1] = (null_abs >= obs[cfg.statistic].abs() - 1e-12).sum(0).double()

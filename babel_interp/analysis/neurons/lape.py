@@ -25,19 +25,22 @@ selected neurons says little by itself; compare it to a permutation null and a r
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from babel_interp.analysis.neurons.neuron_stats import NeuronStats, _from_dict
+from babel_interp.analysis.neurons.neuron_stats import NeuronStats
+from babel_interp.config import ConfigBase
+
+_RATES = ("filter_rate", "top_rate", "activation_bar_ratio")
 
 
 @dataclass
-class LapeConfig:
+class LapeConfig(ConfigBase):
     """The three thresholds of LAPE, all as fractions in (0, 1]."""
 
     filter_rate: float = 0.95
@@ -45,20 +48,16 @@ class LapeConfig:
     activation_bar_ratio: float = 0.95
 
     def __post_init__(self) -> None:
-        for name in ("filter_rate", "top_rate", "activation_bar_ratio"):
+        super().__post_init__()
+        for name in _RATES:
+            setattr(self, name, float(getattr(self, name)))
+
+    def validate(self) -> None:
+        """Each rate lies in (0, 1]."""
+        for name in _RATES:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
                 raise ValueError(f"LapeConfig.{name} must lie in (0, 1], got {value!r}")
-            setattr(self, name, float(value))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LapeConfig:
-        """The config ``d`` describes; an unknown field is an error naming it."""
-        return _from_dict(cls, d)
 
 
 def _kth_smallest(values: Tensor, rate: float) -> float:

@@ -23,6 +23,8 @@ and resamples those.
 
 Statistics merge by addition (batches, processes, runs): :meth:`NeuronStats.merge`,
 :meth:`NeuronStats.all_reduce` under ``torchrun``, and :meth:`NeuronStats.save`/:meth:`load`.
+The same accumulator (:class:`NeuronStatsCollector`) backs the label-free ``neuron-stats`` hook
+of :mod:`hooks.library`, which counts whatever forward passes it is attached to.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import math
 import os
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,10 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from babel_interp.config import ConfigBase
 from babel_interp.corpus.shards import CorpusReader, SplitShard
+from babel_interp.devices import model_device
+from babel_interp.io import atomic_path
 from babel_interp.model import HookedModel
 
 HOOK_TEMPLATE = "blocks.{layer}.mlp.hook_post"
@@ -60,7 +65,7 @@ def mlp_hook_name(layer: int) -> str:
 
 
 @dataclass
-class NeuronStatsConfig:
+class NeuronStatsConfig(ConfigBase):
     """How activation statistics are collected.
 
     ``tokens_per_language`` caps the tokens counted per language (``None``: no cap); with
@@ -80,11 +85,18 @@ class NeuronStatsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        # Normalized forms: the collection key hashes to_dict(), so 0 and 0.0 must agree.
+        self.threshold = float(self.threshold)
+        if self.layers is not None:
+            self.layers = sorted(self.layers)
+
+    def validate(self) -> None:
+        """Check every field (errors name the field)."""
         if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
             raise ValueError(
                 f"NeuronStatsConfig.threshold must be a finite number, got {self.threshold!r}"
             )
-        self.threshold = float(self.threshold)
         if self.tokens_per_language is not None and (
             not isinstance(self.tokens_per_language, int) or self.tokens_per_language <= 0
         ):
@@ -112,26 +124,8 @@ class NeuronStatsConfig:
                     "NeuronStatsConfig.layers must be None or a non-empty list of distinct "
                     f"layer indices >= 0, got {self.layers!r}"
                 )
-            self.layers = sorted(self.layers)
         if not isinstance(self.seed, int):
             raise ValueError(f"NeuronStatsConfig.seed must be an int, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> NeuronStatsConfig:
-        """The config ``d`` describes; an unknown field is an error naming it."""
-        return _from_dict(cls, d)
-
-
-def _from_dict(cls: Any, d: Mapping[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
-    return cls(**d)
 
 
 @dataclass
@@ -391,7 +385,6 @@ class NeuronStats:
     def save(self, path: str | os.PathLike) -> Path:
         """Write one safetensors file (tensors + JSON metadata), atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             name: getattr(self, name).detach().cpu().contiguous()
             for name in (
@@ -415,9 +408,8 @@ class NeuronStats:
             "hook": HOOK_TEMPLATE,
             "metadata": self.metadata,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
         return path
 
     @classmethod
@@ -560,17 +552,64 @@ class NeuronStatsCollector:
             buf = self._buf = torch.empty(x.shape, dtype=torch.float32, device=x.device)
         return buf
 
+    def observer_hooks(self, language: str) -> list[tuple[str, Any]]:
+        """Hooks that count every token of each forward pass run by someone else as
+        ``language``, each row of the batch one window of it.
+
+        For collecting beside other hooks (``run_with_hooks`` with several hook sets): the
+        statistics are accumulated once every layer's hook has fired. No budget applies.
+        """
+        if language not in self.languages:
+            raise KeyError(f"language {language!r} is not collected; languages: {self.languages}")
+        k = self.languages.index(language)
+        return [
+            (mlp_hook_name(layer), functools.partial(self._observe, slot=i, lang=k))
+            for i, layer in enumerate(self.layers)
+        ]
+
+    def _reduce_rows(self, x: Float[Tensor, "batch pos neuron"]) -> tuple[Tensor, Tensor, Tensor]:
+        # Every row is one language and fully counted: a row is a window, reduce over pos.
+        buf = self._scratch(x)
+        thr = self.cfg.threshold
+        cnt = torch.gt(x, thr, out=buf).sum(1)
+        s = x.sum(1)
+        ss = torch.mul(x, x, out=buf).sum(1)
+        return cnt, s, ss
+
+    def _observe(
+        self, act: Float[Tensor, "batch pos neuron"], hook: Any, slot: int, lang: int
+    ) -> None:
+        x = act.detach().float()
+        self._batch[slot] = self._reduce_rows(x)
+        if any(p is None for p in self._batch):
+            return  # the deeper layers' hooks have not fired yet in this forward pass
+        cnt, s, ss = self._take_batch()
+        batch, pos = x.shape[:2]
+        group_lang = torch.full((batch,), lang, dtype=torch.int64)
+        self._accumulate(group_lang, torch.full((batch,), pos, dtype=torch.int64), cnt, s, ss)
+        self.seen[self.languages[lang]] += batch * pos
+
+    def _take_batch(self) -> tuple[Tensor, Tensor, Tensor]:
+        # The per-layer reductions of one forward pass as [group, layer, neuron] tensors.
+        parts = self._batch
+        self._batch = [None] * len(self.layers)
+        if any(p is None for p in parts):
+            raise RuntimeError(
+                "an MLP hook did not fire: does the model have blocks.{l}.mlp.hook_post?"
+            )
+        cnt = torch.stack([p[0] for p in parts], 1)  # type: ignore[index]
+        s = torch.stack([p[1] for p in parts], 1)  # type: ignore[index]
+        ss = torch.stack([p[2] for p in parts], 1)  # type: ignore[index]
+        return cnt, s, ss
+
     def _hook(self, act: Float[Tensor, "batch pos neuron"], hook: Any, slot: int) -> None:
         # ``slot`` is bound at registration because TL 4 passes the canonical hook name, not ours.
         x = act.detach().float()
-        buf = self._scratch(x)
-        thr = self.cfg.threshold
         if self._pure:
-            # Every row is one language and fully counted: a row is a window, reduce over pos.
-            cnt = torch.gt(x, thr, out=buf).sum(1)
-            s = x.sum(1)
-            ss = torch.mul(x, x, out=buf).sum(1)
+            cnt, s, ss = self._reduce_rows(x)
         else:
+            buf = self._scratch(x)
+            thr = self.cfg.threshold
             flat, fbuf = x.reshape(-1, x.shape[-1]), buf.view(-1, x.shape[-1])
             gid = self._gid
             assert gid is not None
@@ -627,20 +666,12 @@ class NeuronStatsCollector:
             row = torch.arange(batch).repeat_interleave(pos)
             gid = torch.where(keep, row * k + flat.clamp(min=0), self._n_groups - 1)
             group_lang = torch.arange(self._n_groups - 1) % k
-        device = _model_device(self.model)
+        device = model_device(self.model)
         if not self._pure:
             self._gid = gid.to(device)
         with torch.no_grad():
             self.model.run_with_hooks(tokens.to(device), fwd_hooks=self.hooks(), return_type=None)
-        parts = self._batch
-        self._batch = [None] * len(self.layers)
-        if any(p is None for p in parts):
-            raise RuntimeError(
-                "an MLP hook did not fire: does the model have blocks.{l}.mlp.hook_post?"
-            )
-        cnt = torch.stack([p[0] for p in parts], 1)  # [group, layer, neuron]
-        s = torch.stack([p[1] for p in parts], 1)
-        ss = torch.stack([p[2] for p in parts], 1)
+        cnt, s, ss = self._take_batch()
         if not self._pure:
             n_tok = torch.bincount(gid, minlength=self._n_groups)[:-1]
             cnt, s, ss = cnt[:-1], s[:-1], ss[:-1]
@@ -705,13 +736,6 @@ class NeuronStatsCollector:
             for name, parts in self._windows.items():
                 setattr(out, name, torch.cat(parts))
         return out
-
-
-def _model_device(model: HookedModel) -> torch.device:
-    try:
-        return next(model.parameters()).device  # type: ignore[attr-defined]
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
 
 
 def _language_seed(seed: int, language: str) -> list[int]:
@@ -858,125 +882,3 @@ def collect_from_corpus(
     window_len = min(cfg.window_len, int(model.cfg.n_ctx))
     windows = corpus_windows(corpus, languages, cfg, split=split, window_len=window_len)
     return collect_neuron_stats(model, windows, cfg, progress=progress)
-
-
-# -- positive control -------------------------------------------------------------------------
-
-
-def token_languages(d_vocab: int, n_languages: int) -> Int[Tensor, " vocab"]:
-    """The language of each token in :func:`planted_neuron_model`'s vocabulary split."""
-    return torch.arange(d_vocab) * n_languages // d_vocab
-
-
-def planted_neuron_model(
-    cfg: Any,
-    n_languages: int,
-    planted: Mapping[int, Sequence[tuple[int, int]]],
-    scale: float = 2.0,
-    out_scale: float = 0.2,
-    unembed_scale: float = 2.0,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-) -> HookedModel:
-    """A hooked model whose ``planted[k]`` neurons ``(layer, neuron)`` fire only on language k.
-
-    The vocabulary is split into ``n_languages`` equal, contiguous token ranges
-    (:func:`token_languages`). Token embeddings are ``c * u_k`` (a direction per language) plus a
-    noise vector shared by the i-th token of every language, so every other neuron, which reads
-    only the noise subspace, sees the same activation distribution on every language. Planted
-    neurons read ``u_k - mean of the other u`` (strongly positive on language k, strongly negative
-    elsewhere) and write a language direction ``v_k`` that the unembedding turns into "the next
-    token is in language k": zero-ablating them costs about ``log(n_languages)`` nats on their
-    language. Attention writes nothing, so the model is a per-token function.
-
-    A positive control for the neuron analyzers: they must find exactly these neurons.
-    ``cfg`` is a :class:`babel_interp.model.ModelConfig` with LayerNorm, standard positions, a
-    ``gelu``/``relu`` activation, a concrete ``d_vocab`` divisible by ``n_languages`` and
-    ``d_model >= 2 * n_languages + 8``.
-    """
-    import tempfile
-
-    from babel_interp.model import MODEL_CONFIG, MODEL_WEIGHTS, load_model
-
-    k_lang, d, v = n_languages, cfg.d_model, cfg.d_vocab
-    if cfg.normalization != "LN" or cfg.positional_embedding != "standard":
-        raise ValueError("planted_neuron_model needs normalization='LN', standard positions")
-    if cfg.act_fn not in ("gelu", "relu"):
-        raise ValueError(f"planted_neuron_model needs a gelu or relu activation, got {cfg.act_fn}")
-    if v <= 0 or v % k_lang:
-        raise ValueError(f"d_vocab ({v}) must be positive and divisible by n_languages ({k_lang})")
-    if d < 2 * k_lang + 8:
-        raise ValueError(f"d_model ({d}) must be at least 2 * n_languages + 8")
-    for k, neurons in planted.items():
-        if not 0 <= k < k_lang:
-            raise ValueError(f"planted language {k} outside [0, {k_lang})")
-        for layer, j in neurons:
-            if not (0 <= layer < cfg.n_layers and 0 <= j < cfg.d_mlp):
-                raise ValueError(f"planted neuron ({layer}, {j}) does not exist")
-    gen = torch.Generator().manual_seed(seed)
-
-    def randn(*shape: int) -> Tensor:
-        return torch.randn(*shape, generator=gen)
-
-    # An orthonormal basis whose first vector is the all-ones direction LayerNorm removes.
-    basis, _ = torch.linalg.qr(torch.cat([torch.ones(d, 1), randn(d, d - 1)], 1))
-    u = basis[:, 1 : 1 + k_lang].T  # [lang, d]: what planted neurons read
-    w_dir = basis[:, 1 + k_lang : 1 + 2 * k_lang].T  # [lang, d]: what they write
-    noise_basis = basis[:, 1 + 2 * k_lang :]  # [d, rest]
-    per_lang = v // k_lang
-    noise = randn(per_lang, noise_basis.shape[1]) @ noise_basis.T
-    lang_of = token_languages(v, k_lang)
-    w_e = 4.0 * u[lang_of] + noise[torch.arange(v) % per_lang]
-
-    def noise_dirs(n: int) -> Tensor:
-        x = randn(n, noise_basis.shape[1]) @ noise_basis.T
-        return x / x.norm(dim=1, keepdim=True)
-
-    h, dh, m, n_layers = cfg.n_heads, cfg.d_head, cfg.d_mlp, cfg.n_layers
-    state: dict[str, Tensor] = {
-        "embed.W_E": w_e,
-        "pos_embed.W_pos": torch.zeros(cfg.n_ctx, d),
-        "ln_final.w": torch.ones(d),
-        "ln_final.b": torch.zeros(d),
-        "unembed.W_U": unembed_scale * w_dir[lang_of].T + 0.01 * randn(d, v),
-        "unembed.b_U": torch.zeros(v),
-    }
-    for layer in range(n_layers):
-        w_in = noise_dirs(m).T.clone()  # [d, m]
-        b_in = 0.5 * randn(m)
-        w_out = 0.05 * noise_dirs(m)  # [m, d]
-        for k, neurons in planted.items():
-            others = [i for i in range(k_lang) if i != k]
-            read = u[k] - u[others].mean(0)
-            for lay, j in neurons:
-                if lay == layer:
-                    w_in[:, j] = scale * read
-                    b_in[j] = 0.0
-                    w_out[j] = out_scale * w_dir[k]
-        p = f"blocks.{layer}."
-        state |= {
-            p + "ln1.w": torch.ones(d),
-            p + "ln1.b": torch.zeros(d),
-            p + "ln2.w": torch.ones(d),
-            p + "ln2.b": torch.zeros(d),
-            p + "attn.W_Q": 0.1 * randn(h, d, dh),
-            p + "attn.W_K": 0.1 * randn(h, d, dh),
-            p + "attn.W_V": 0.1 * randn(h, d, dh),
-            p + "attn.W_O": torch.zeros(h, dh, d),
-            p + "attn.b_Q": torch.zeros(h, dh),
-            p + "attn.b_K": torch.zeros(h, dh),
-            p + "attn.b_V": torch.zeros(h, dh),
-            p + "attn.b_O": torch.zeros(d),
-            p + "mlp.W_in": w_in,
-            p + "mlp.b_in": b_in,
-            p + "mlp.W_out": w_out,
-            p + "mlp.b_out": torch.zeros(d),
-        }
-    # Written in the TransformerLens 3 layout and read back through load_model, which converts
-    # it for TransformerBridge on TransformerLens 4.
-    with tempfile.TemporaryDirectory(prefix="babel-planted-") as tmp:
-        save_file({k: t.contiguous() for k, t in state.items()}, str(Path(tmp) / MODEL_WEIGHTS))
-        meta = {"model": cfg.to_dict(), "tl_major": 3}
-        (Path(tmp) / MODEL_CONFIG).write_text(json.dumps(meta), encoding="utf-8")
-        model, _ = load_model(tmp, device=device, with_tokenizer=False)
-    return model

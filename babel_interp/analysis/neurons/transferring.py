@@ -19,18 +19,20 @@ indistinguishable) and the count of a *random-init model* of the same shape on t
 
 :func:`analyze_run` ties it together with activation-contrast scores
 (:mod:`~babel_interp.analysis.neurons.contrast`) and the causal check
-(:mod:`~babel_interp.analysis.neurons.ablation`), writing tables under ``RUN/analysis/neurons/`` and
-figures under ``RUN/figures/``.
+(:mod:`~babel_interp.analysis.neurons.ablation`), writing tables under ``RUN/analysis/neurons/``
+and returning them as a :class:`NeuronAnalysisResult`; its figures are drawn by
+:func:`babel_interp.report.neuron_plots.plot_neuron_analysis`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +58,14 @@ from babel_interp.analysis.neurons.lape import (
 from babel_interp.analysis.neurons.neuron_stats import (
     NeuronStats,
     NeuronStatsConfig,
-    _from_dict,
     collect_neuron_stats,
     corpus_windows,
 )
-from babel_interp.corpus.shards import CorpusReader, write_json_atomic
-from babel_interp.model import MODEL_WEIGHTS, HookedModel, ModelConfig, build_model, load_model
-from babel_interp.runs import (
-    Checkpoint,
-    analysis_dir,
-    checkpoint_dirname,
-    figures_dir,
-    read_run_config,
-    select_checkpoints,
-)
+from babel_interp.config import ConfigBase
+from babel_interp.devices import resolve_device
+from babel_interp.io import write_csv_atomic, write_json_atomic
+from babel_interp.model import MODEL_WEIGHTS, HookedModel, ModelConfig, build_model
+from babel_interp.runs import Checkpoint, Run, checkpoint_dirname
 
 DEFINITIONS = ("lape_shared", "primary_active", "primary_specific", "target_specific")
 ANALYZER = "neurons"
@@ -83,29 +79,34 @@ TWO_LANGUAGE_NOTE = (
     "null and the random-init model, or add a third language (NeuronAnalysisConfig.languages, "
     "--languages)"
 )
+CONFIG_FILE = "config.json"
+# The tables of a NeuronAnalysisResult: attribute -> file under RUN/analysis/neurons/.
+TABLES = {
+    "counts": "counts.csv",
+    "counts_total": "counts_total.csv",
+    "jaccard": "jaccard.csv",
+    "contrast_summary": "contrast_summary.csv",
+    "ablation": "ablation.csv",
+    "firing_rates": "firing_rates.csv",
+}
 
 
 @dataclass
-class TransferConfig:
+class TransferConfig(ConfigBase):
     """``active_quantile``: the quantile of all activation probabilities above which a neuron
     counts as active on target input (``primary_active``)."""
 
     active_quantile: float = 0.5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        self.active_quantile = float(self.active_quantile)
+
+    def validate(self) -> None:
+        """``active_quantile`` lies in (0, 1]."""
         q = self.active_quantile
         if not isinstance(q, (int, float)) or not 0.0 < q <= 1.0:
             raise ValueError(f"TransferConfig.active_quantile must lie in (0, 1], got {q!r}")
-        self.active_quantile = float(q)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TransferConfig:
-        """The config ``d`` describes; an unknown field is an error naming it."""
-        return _from_dict(cls, d)
 
 
 def transferring_sets(
@@ -185,14 +186,15 @@ def permutation_null_counts(
 
 
 @dataclass
-class NeuronAnalysisConfig:
+class NeuronAnalysisConfig(ConfigBase):
     """Everything :func:`analyze_run` does, in one serializable place.
 
     ``languages`` adds languages to LAPE beside the pair (``None``: just primary and target, the
     paper's two-language setting). ``ablation=None`` skips the causal check; ``ablate_sets``
     names the sets it ablates. ``random_init_seed`` seeds the random-init baseline model.
     ``n_contrast_null`` is the number of label shuffles behind the activation-contrast null
-    counts (each reruns the contrast selection; 0 skips them).
+    counts (each reruns the contrast selection; 0 skips them). ``device``: see
+    :func:`babel_interp.devices.resolve_device` (``"auto"``: CUDA when available).
     """
 
     primary: str = "python"
@@ -209,12 +211,12 @@ class NeuronAnalysisConfig:
     n_contrast_null: int = 10
     random_init: bool = True
     random_init_seed: int = 1234
-    figures: bool = True
-    device: str | None = None
+    device: str = "auto"
     reuse_stats: bool = True
     progress: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field (errors name the field)."""
         for name in ("primary", "target"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -266,74 +268,101 @@ class NeuronAnalysisConfig:
     @property
     def notes(self) -> list[str]:
         """Caveats of this configuration that belong beside its results."""
-        return [TWO_LANGUAGE_NOTE] if len(self.all_languages) < 3 else []
+        return _notes(self.all_languages)
 
     @property
     def all_languages(self) -> list[str]:
         """Primary, target, then the extra languages (no repeats)."""
-        extra = [x for x in (self.languages or []) if x not in (self.primary, self.target)]
-        return [self.primary, self.target, *extra]
+        return _all_languages(self.primary, self.target, self.languages)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        d = asdict(self)
-        d["ablation"] = None if self.ablation is None else self.ablation.to_dict()
-        return d
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> NeuronAnalysisConfig:
-        """The config ``d`` describes; an unknown field is an error naming it."""
-        d = dict(d)
-        nested = {
-            "stats": NeuronStatsConfig,
-            "lape": LapeConfig,
-            "transfer": TransferConfig,
-            "contrast": ContrastConfig,
-            "ablation": AblationConfig,
-        }
-        for key, sub in nested.items():
-            if isinstance(d.get(key), Mapping):
-                d[key] = sub.from_dict(d[key])
-        return _from_dict(cls, d)
+def _all_languages(primary: str, target: str, languages: Sequence[str] | None) -> list[str]:
+    extra = [x for x in (languages or []) if x not in (primary, target)]
+    return [primary, target, *extra]
+
+
+def _notes(languages: Sequence[str]) -> list[str]:
+    return [TWO_LANGUAGE_NOTE] if len(languages) < 3 else []
 
 
 @dataclass
 class NeuronAnalysisResult:
-    """The tables :func:`analyze_run` wrote (also as data frames) and where."""
+    """The tables of :func:`analyze_run` (see :data:`TABLES`), the configuration that produced
+    them (``config``, as a dict) and where they live (``out_dir``, holding the per-checkpoint
+    ``step_XXXXXXXX/`` directories too)."""
 
     out_dir: Path
-    counts: pd.DataFrame
-    counts_total: pd.DataFrame
-    jaccard: pd.DataFrame
-    contrast_summary: pd.DataFrame
-    ablation: pd.DataFrame
-    figures: list[Path] = field(default_factory=list)
+    counts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    counts_total: pd.DataFrame = field(default_factory=pd.DataFrame)
+    jaccard: pd.DataFrame = field(default_factory=pd.DataFrame)
+    contrast_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ablation: pd.DataFrame = field(default_factory=pd.DataFrame)
     firing_rates: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> str:
+        """The primary language of the analysis."""
+        return str(self.config.get("primary", "primary"))
+
+    @property
+    def target(self) -> str:
+        """The target language of the analysis."""
+        return str(self.config.get("target", "target"))
 
     def to_dataframe(self) -> pd.DataFrame:
         """Each set's total count per checkpoint beside its nulls (``counts_total``)."""
         return self.counts_total
 
+    def effect_sizes(
+        self, steps: Sequence[int] | None = None, max_per_layer: int = 2000
+    ) -> pd.DataFrame:
+        """Per-neuron contrast scores of the checkpoints under :attr:`out_dir` (see
+        :func:`effect_size_table`)."""
+        return _effect_sizes(self.out_dir, steps, max_per_layer)
 
-def _run_corpus(run_dir: Path) -> Path:
-    corpus = read_run_config(run_dir).get("corpus")
-    if not corpus:
-        raise ValueError(f"{run_dir / 'run_config.json'} names no corpus")
-    path = Path(corpus)
-    if not path.is_absolute() and not path.exists() and (run_dir / path).exists():
-        path = run_dir / path
-    if not path.exists():
-        raise FileNotFoundError(f"the corpus of run {run_dir} ({corpus}) does not exist")
-    return path
+    def save(self, directory: str | os.PathLike) -> list[Path]:
+        """Write every table (and ``config.json``) under ``directory``; the paths written."""
+        d = Path(directory)
+        paths = [write_csv_atomic(d / name, getattr(self, attr)) for attr, name in TABLES.items()]
+        if self.config:
+            paths.append(write_json_atomic(d / CONFIG_FILE, self.config))
+        return paths
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> NeuronAnalysisResult:
+        """The result :meth:`save` (or :func:`analyze_run`) wrote under ``directory``."""
+        d = Path(directory)
+        if not (d / TABLES["counts_total"]).is_file():
+            raise FileNotFoundError(f"{d} holds no neuron analysis ({TABLES['counts_total']})")
+        config_path = d / CONFIG_FILE
+        config = (
+            json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        )
+        tables = {attr: _read_table(d / name) for attr, name in TABLES.items()}
+        notes = []
+        if "primary" in config and "target" in config:
+            notes = _notes(
+                _all_languages(config["primary"], config["target"], config.get("languages"))
+            )
+        return cls(out_dir=d, notes=notes, config=config, **tables)
 
 
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    # Through a temporary file: a crash mid-write never leaves a truncated table.
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+def _read_table(path: Path) -> pd.DataFrame:
+    # The inverse of write_csv_atomic for these tables: an empty table was written as one empty
+    # line, notes of non-LAPE rows as empty strings, and a step column holds checkpoint numbers
+    # beside "random_init".
+    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+        return pd.DataFrame()
+    df = pd.read_csv(path)
+    if "notes" in df.columns:
+        df["notes"] = df["notes"].fillna("").astype(str)
+    if "step" in df.columns and not pd.api.types.is_numeric_dtype(df["step"]):
+        df["step"] = pd.Series(
+            [int(s) if str(s).isdigit() else s for s in df["step"]], index=df.index, dtype=object
+        )
+    return df
 
 
 def _collection_key(cfg: NeuronAnalysisConfig, window_len: int) -> str:
@@ -444,7 +473,7 @@ def _sets_json(sets: Mapping[str, Tensor], layers: Sequence[int]) -> dict[str, l
 
 
 def analyze_run(
-    run_dir: str | os.PathLike,
+    run_dir: Run | str | os.PathLike,
     cfg: NeuronAnalysisConfig | None = None,
     checkpoints: Sequence[int] | None = None,
 ) -> NeuronAnalysisResult:
@@ -453,22 +482,22 @@ def analyze_run(
     Writes under ``RUN/analysis/neurons/``: ``counts.csv`` (per layer) and ``counts_total.csv``
     (each set's count beside its permutation null and the random-init model's count),
     ``jaccard.csv`` (overlap of each set between checkpoints), ``contrast_summary.csv``,
-    ``ablation.csv``, ``config.json``, and per checkpoint ``step_XXXXXXXX/`` with the statistics
-    (``stats.safetensors``, reused when the collection settings match), ``lape.csv``,
-    ``contrast.csv`` and ``sets.json``. Summary tables are rewritten after every checkpoint, so
-    an interrupted run keeps what it finished. Figures go to ``RUN/figures/neurons_*.png``.
+    ``ablation.csv``, ``firing_rates.csv``, ``config.json``, and per checkpoint
+    ``step_XXXXXXXX/`` with the statistics (``stats.safetensors``, reused when the collection
+    settings match), ``lape.csv``, ``contrast.csv`` and ``sets.json``. Summary tables are
+    rewritten after every checkpoint, so an interrupted run keeps what it finished.
     """
     cfg = cfg or NeuronAnalysisConfig()
-    run = Path(run_dir)
-    ckpts = select_checkpoints(run, list(checkpoints) if checkpoints is not None else None)
+    run = Run.of(run_dir)
+    ckpts = run.checkpoints(checkpoints)
     if not ckpts:
-        raise ValueError(f"run {run} has no checkpoints to analyze")
-    reader = CorpusReader(_run_corpus(run))
+        raise ValueError(f"run {run.path} has no checkpoints to analyze")
+    reader = run.corpus()
     languages = cfg.all_languages
     for lang in languages:
         reader.lang_id(lang)
-    out = analysis_dir(run, ANALYZER)
-    write_json_atomic(out / "config.json", cfg.to_dict())
+    out = run.analysis_dir(ANALYZER)
+    write_json_atomic(out / CONFIG_FILE, cfg.to_dict())
     for note in cfg.notes:
         warnings.warn(note, UserWarning, stacklevel=2)
 
@@ -485,10 +514,10 @@ def analyze_run(
     all_sets: dict[int, dict[str, Tensor]] = {}
     layers: list[int] = []
     model_cfg: ModelConfig | None = None
-    result = NeuronAnalysisResult(out, *(pd.DataFrame() for _ in range(5)))
+    result = NeuronAnalysisResult(out, notes=cfg.notes, config=cfg.to_dict())
 
     for ckpt in tqdm(ckpts, desc="checkpoints", unit="ckpt", disable=not cfg.progress):
-        model, mcfg = load_model(ckpt.path, device=cfg.device, with_tokenizer=False)
+        model, mcfg = run.load_model(ckpt, device=cfg.device, with_tokenizer=False)
         model.eval()
         if model_cfg is None:
             model_cfg = mcfg
@@ -498,9 +527,7 @@ def analyze_run(
             key = _collection_key(cfg, window_len)
             if cfg.ablation is not None:
                 ab = cfg.ablation
-                ab_cfg = replace(
-                    cfg.stats, tokens_per_language=ab.tokens_per_language, seed=ab.seed
-                )
+                ab_cfg = cfg.stats.replace(tokens_per_language=ab.tokens_per_language, seed=ab.seed)
                 eval_windows = corpus_windows(
                     reader, languages, ab_cfg, cfg.split, min(ab.window_len, mcfg.n_ctx)
                 )
@@ -514,7 +541,7 @@ def analyze_run(
         )
         layers = stats.layers
         res = lape(stats, cfg.lape)
-        _write_csv(res.to_dataframe(), step_dir / "lape.csv")
+        write_csv_atomic(step_dir / "lape.csv", res.to_dataframe())
         sets = transferring_sets(res, cfg.primary, cfg.target, cfg.transfer)
         all_sets[ckpt.step] = sets
         write_json_atomic(step_dir / "sets.json", _sets_json(sets, layers))
@@ -542,7 +569,7 @@ def analyze_run(
         per_layer, total = _contrast_count_rows(stats, con, cfg, ckpt.step, ckpt, languages)
         rows["counts"] += per_layer
         rows["counts_total"] += total
-        _write_csv(con.to_dataframe(), step_dir / "contrast.csv")
+        write_csv_atomic(step_dir / "contrast.csv", con.to_dataframe())
         summary = con.summary_per_layer()
         summary.insert(0, "step", ckpt.step)
         summary["expected_false"] = con.expected_false
@@ -567,8 +594,8 @@ def analyze_run(
         result = _write_tables(out, cfg, rows, all_sets, layers)
 
     if cfg.random_init and model_cfg is not None and windows is not None:
-        rand_cfg = replace(model_cfg, seed=cfg.random_init_seed)
-        model = build_model(rand_cfg, device=cfg.device)
+        rand_cfg = dataclasses.replace(model_cfg, seed=cfg.random_init_seed)
+        model = build_model(rand_cfg, device=resolve_device(cfg.device))
         model.eval()
         rand_dir = out / "random_init"
         rand_dir.mkdir(parents=True, exist_ok=True)
@@ -590,11 +617,6 @@ def analyze_run(
         rows["random_init_total"] = total
         rows["random_init_firing_rates"] = firing_rate_rows(stats, "random_init")
         result = _write_tables(out, cfg, rows, all_sets, layers)
-
-    if cfg.figures:
-        from babel_interp.report.neuron_plots import plot_neuron_analysis
-
-        result.figures = plot_neuron_analysis(result, figures_dir(run), cfg.primary, cfg.target)
     return result
 
 
@@ -675,26 +697,36 @@ def _write_tables(
         lape_rows = counts_total["definition"].isin(DEFINITIONS)
         counts_total["notes"] = ""
         counts_total.loc[lape_rows, "notes"] = " | ".join(notes)
-    _write_csv(counts, out / "counts.csv")
-    _write_csv(counts_total, out / "counts_total.csv")
-    _write_csv(jac, out / "jaccard.csv")
-    _write_csv(contrast, out / "contrast_summary.csv")
-    _write_csv(ablation, out / "ablation.csv")
-    _write_csv(firing, out / "firing_rates.csv")
-    return NeuronAnalysisResult(
-        out, counts, counts_total, jac, contrast, ablation, firing_rates=firing, notes=notes
+    result = NeuronAnalysisResult(
+        out,
+        counts=counts,
+        counts_total=counts_total,
+        jaccard=jac,
+        contrast_summary=contrast,
+        ablation=ablation,
+        firing_rates=firing,
+        notes=notes,
+        config=cfg.to_dict(),
     )
+    result.save(out)
+    return result
 
 
 def effect_size_table(
-    run_dir: str | os.PathLike, steps: Sequence[int] | None = None, max_per_layer: int = 2000
+    run_dir: Run | str | os.PathLike,
+    steps: Sequence[int] | None = None,
+    max_per_layer: int = 2000,
 ) -> pd.DataFrame:
-    """Per-neuron Cohen's d of the written ``contrast.csv`` files, for plotting.
+    """Per-neuron contrast scores (Cohen's d, ...) of a run's written ``contrast.csv`` files,
+    for plotting.
 
     At most ``max_per_layer`` neurons per layer and checkpoint (a fixed, evenly spaced subset)
     keep the table small for wide models.
     """
-    out = Path(run_dir) / "analysis" / ANALYZER
+    return _effect_sizes(Run.of(run_dir).analysis_dir(ANALYZER), steps, max_per_layer)
+
+
+def _effect_sizes(out: Path, steps: Sequence[int] | None, max_per_layer: int) -> pd.DataFrame:
     frames = []
     for d in sorted(out.glob("step_*")):
         step = int(d.name.split("_")[1])

@@ -36,16 +36,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from einops import einsum
 from jaxtyping import Float
 from tqdm.auto import tqdm
+
+from babel_interp.analysis.performance import (
+    performance_series,
+    replace_rows_csv,
+    target_languages,
+)
+from babel_interp.config import ConfigBase
+from babel_interp.io import write_json_atomic
+from babel_interp.runs import Run
 
 __all__ = [
     "ANALYZER",
@@ -53,9 +64,12 @@ __all__ = [
     "PERFORMANCE_SOURCES",
     "RunSeries",
     "STAGES",
+    "STAGES_CSV",
+    "STAGES_JSON",
     "UNDETERMINED",
     "UNINFORMATIVE",
     "VERDICTS",
+    "StageAnalysis",
     "StageConfig",
     "StageResult",
     "align_series",
@@ -109,7 +123,7 @@ _NORMAL = NormalDist()
 
 
 @dataclass
-class StageConfig:
+class StageConfig(ConfigBase):
     """How :func:`detect_stages` reads and segments the series.
 
     Attributes:
@@ -156,6 +170,12 @@ class StageConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.corroborating, Mapping):
+            # A private copy: the caller's mapping (or the shared default) is never mutated.
+            self.corroborating = dict(self.corroborating)
+        self.validate()
+
+    def validate(self) -> None:
         if not isinstance(self.performance, str) or not self.performance:
             raise ValueError(
                 f"StageConfig.performance must be a non-empty str, got {self.performance!r}"
@@ -173,7 +193,6 @@ class StageConfig:
         for name, d in self.corroborating.items():
             if d not in (1, -1):
                 raise ValueError(f"StageConfig.corroborating[{name!r}] must be +1 or -1, got {d!r}")
-        self.corroborating = dict(self.corroborating)
         if self.smoothing not in SMOOTHING:
             raise ValueError(
                 f"StageConfig.smoothing must be one of {SMOOTHING}, got {self.smoothing!r}"
@@ -226,19 +245,6 @@ class StageConfig:
             )
         if not isinstance(self.seed, int):
             raise ValueError(f"StageConfig.seed must be an int, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StageConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"StageConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,16 +446,18 @@ def _best_dip_pairs(
     reps, n = Y.shape
     best_rss = np.full(reps, np.inf)
     best_idx = np.full(reps, -1, dtype=np.int64)
-    sq = np.einsum("rn,rn->r", Y, Y)
+    sq = einsum(Y, Y, "reps n, reps n -> reps")
     starts = range(0, len(pairs), chunk)
     for start in tqdm(starts, desc="segmented fits", leave=False, disable=not progress):
         pc = pairs[start : start + chunk]
-        q, _ = np.linalg.qr(_design(n, pc, quadratic))  # (P, n, k)
-        proj = np.einsum("pnk,rn->rpk", q, Y)  # coordinates in each column space
-        rss = sq[:, None] - np.einsum("rpk,rpk->rp", proj, proj)
+        q, _ = np.linalg.qr(_design(n, pc, quadratic))  # orthonormal bases: (pairs, n, k)
+        # Each series' coordinates in each pair's column space.
+        proj = einsum(q, Y, "pairs n k, reps n -> reps pairs k")
+        rss = sq[:, None] - einsum(proj, proj, "reps pairs k, reps pairs k -> reps pairs")
         ar = np.arange(len(pc))
-        at_p = np.einsum("pk,rpk->rp", q[ar, pc[:, 0]], proj)
-        at_b = np.einsum("pk,rpk->rp", q[ar, pc[:, 1]], proj)
+        # The fitted values at the two knots.
+        at_p = einsum(q[ar, pc[:, 0]], proj, "pairs k, reps pairs k -> reps pairs")
+        at_b = einsum(q[ar, pc[:, 1]], proj, "pairs k, reps pairs k -> reps pairs")
         rss = np.where(at_p > at_b, rss, np.inf)
         j = np.argmin(rss, axis=1)
         r = rss[np.arange(reps), j]
@@ -1050,7 +1058,7 @@ def _analysis_target(path: Path, key: str = "target") -> str | None:
 
 
 def stage_series_from_run(
-    run_dir: Any,
+    run: Run | str | os.PathLike,
     language: str,
     performance: str = "auto",
     neuron_definition: str = "lape_shared",
@@ -1074,11 +1082,9 @@ def stage_series_from_run(
 
     Tables written for another target language are skipped and reported in ``missing``.
     """
-    from babel_interp.analysis.performance import performance_series
-
     if performance not in PERFORMANCE_SOURCES:
         raise ValueError(f"performance must be one of {PERFORMANCE_SOURCES}, got {performance!r}")
-    run = Path(run_dir)
+    run = Run.of(run).path
     root = run / "analysis"
     series: dict[str, pd.Series] = {}
     sources: dict[str, str] = {}
@@ -1200,38 +1206,172 @@ def stage_series_from_run(
     return RunSeries(language, series, perf_name, direction, threshold, sources, missing)
 
 
+STAGES_CSV = "stages.csv"
+STAGES_JSON = "stages.json"
+
+
+@dataclass
+class StageAnalysis:
+    """The stages of one target language of a run: the detector's result and where its series
+    came from.
+
+    ``sources`` maps each series the detector read to its table (and column); ``missing`` names
+    the series that could not be read, and why. A run directory's ``stages.csv`` and
+    ``stages.json`` hold one analysis per language; :meth:`save` replaces this language's part
+    and keeps the others, :meth:`load` reads one back.
+    """
+
+    language: str
+    detection: StageResult
+    sources: dict[str, str]
+    missing: dict[str, str]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per checkpoint (see :meth:`StageResult.to_dataframe`), after a ``language``
+        column: this language's rows of ``stages.csv``."""
+        df = self.detection.to_dataframe()
+        df.insert(0, "language", self.language)
+        return df
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict and its evidence (:meth:`StageResult.to_dict`) with the series' sources
+        and missing inputs: this language's entry of ``stages.json``."""
+        entry = self.detection.to_dict()
+        entry["sources"] = dict(self.sources)
+        entry["missing_inputs"] = dict(self.missing)
+        return entry
+
+    def save(self, directory: str | os.PathLike) -> list[Path]:
+        """Write this language's rows of ``stages.csv`` and its entry of ``stages.json`` under
+        ``directory``; other languages' rows and entries are kept."""
+        out = Path(directory)
+        csv_path = replace_rows_csv(
+            self.to_dataframe(), out / STAGES_CSV, "language", [self.language]
+        )
+        json_path = out / STAGES_JSON
+        verdicts: dict[str, Any] = {}
+        if json_path.is_file():
+            try:
+                verdicts = json.loads(json_path.read_text(encoding="utf-8"))
+            except ValueError:
+                verdicts = {}  # a damaged file from elsewhere is replaced, not merged
+        verdicts[self.language] = self.to_dict()
+        return [csv_path, write_json_atomic(json_path, verdicts)]
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, language: str | None = None) -> StageAnalysis:
+        """The analysis of ``language`` (default: the only one) that :meth:`save` wrote under
+        ``directory``; its tables and JSON entry equal the saved ones."""
+        d = Path(directory)
+        csv_path, json_path = d / STAGES_CSV, d / STAGES_JSON
+        for path in (csv_path, json_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: run `analyze stages`")
+        verdicts = json.loads(json_path.read_text(encoding="utf-8"))
+        if language is None:
+            if len(verdicts) != 1:
+                raise ValueError(
+                    f"{json_path} holds the stages of {sorted(verdicts)}: name a language"
+                )
+            language = next(iter(verdicts))
+        if language not in verdicts:
+            raise ValueError(
+                f"{json_path} holds no stages of {language!r}; it has {sorted(verdicts)}"
+            )
+        entry = verdicts[language]
+        df = pd.read_csv(csv_path)
+        df = df[df["language"] == language].reset_index(drop=True)
+        return cls(
+            language=language,
+            detection=_result_from_saved(df, entry),
+            sources=dict(entry.get("sources", {})),
+            missing=dict(entry.get("missing_inputs", {})),
+        )
+
+
+def _nan_if_none(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _interval_of(v: Sequence[int] | None) -> tuple[int, int] | None:
+    return None if v is None else (int(v[0]), int(v[1]))
+
+
+def _result_from_saved(df: pd.DataFrame, entry: Mapping[str, Any]) -> StageResult:
+    """A :class:`StageResult` rebuilt from one language's rows of ``stages.csv`` and its entry of
+    ``stages.json`` (statistics saved as null, being non-finite, come back as NaN)."""
+    cfg = StageConfig.from_dict(entry["config"])
+    # The series are the ones the detector read (its sources), in the order it read them; a
+    # table holding several languages has every language's series columns.
+    if "sources" in entry:
+        names = [n for n in entry["sources"] if n in df.columns]
+    else:
+        cols = list(df.columns)
+        names = cols[cols.index("informative") + 1 : cols.index("performance_smoothed")]
+    bounds = entry["boundaries"]
+    stats = entry["statistics"]
+
+    def optional(key: str) -> float | None:
+        return None if stats.get(key) is None else float(stats[key])
+
+    return StageResult(
+        steps=df["step"].to_numpy(dtype=np.int64),
+        labels=[str(v) for v in df["stage"]],
+        verdict=entry["verdict"],
+        reason=entry["reason"],
+        translation_end=bounds["translation_end"],
+        transition_end=bounds["transition_end"],
+        translation_end_interval=_interval_of(bounds["translation_end_interval"]),
+        transition_end_interval=_interval_of(bounds["transition_end_interval"]),
+        confidence=entry["confidence"],
+        noise_sigma=_nan_if_none(stats["noise_sigma"]),
+        dip_depth=_nan_if_none(stats["dip_depth"]),
+        dip_p_value=_nan_if_none(stats["dip_p_value"]),
+        min_detectable_dip=_nan_if_none(stats["min_detectable_dip"]),
+        rise_z=optional("rise_z"),
+        level_z=optional("level_z"),
+        trend_z=_nan_if_none(stats["trend_z"]),
+        trend_p=_nan_if_none(stats["trend_p"]),
+        series={n: df[n].to_numpy(dtype=float) for n in names},
+        smoothed=df["performance_smoothed"].to_numpy(dtype=float),
+        fitted=df["performance_fitted"].to_numpy(dtype=float),
+        informative=df["informative"].to_numpy(dtype=bool),
+        corroboration=list(entry["corroboration"]),
+        missing_series=list(entry["missing_series"]),
+        notes=list(entry["notes"]),
+        config=cfg,
+    )
+
+
 def analyze_run(
-    run_dir: Any,
+    run: Run | str | os.PathLike,
     language: str | None = None,
     primary: str = "python",
     cfg: StageConfig | None = None,
     performance: str = "auto",
     competence_threshold: float | None = None,
     neuron_definition: str = "lape_shared",
-    figures: bool = True,
     progress: bool = False,
-) -> tuple[StageResult, RunSeries, dict[str, Any]]:
-    """Detect the stages of one target language of a run and write the results.
+) -> StageAnalysis:
+    """Detect the stages of one target language of a run and save them.
 
-    Writes ``RUN/analysis/stages/stages.csv`` (one row per checkpoint and language; rows of
-    other languages are kept), ``stages.json`` (the verdict, boundaries, evidence and the series'
-    sources per language) and ``RUN/figures/stages_<language>.png``. ``cfg`` supplies the
-    detector settings; its performance name and direction are taken from the series read, and
-    the competence threshold is ``competence_threshold``, else the working-language analyzer's.
-    Returns the result, the series and the paths written.
+    Saves ``RUN/analysis/stages/stages.csv`` (one row per checkpoint and language; rows of
+    other languages are kept) and ``stages.json`` (the verdict, boundaries, evidence and the
+    series' sources per language). The figure is drawn from the result by
+    :func:`babel_interp.report.stage_plots.plot_stage_analysis`.
+    ``cfg`` supplies the detector settings; its performance name and direction are taken from
+    the series read, and the competence threshold is ``competence_threshold``, else the
+    working-language analyzer's.
     """
-    from babel_interp.analysis.performance import replace_rows_csv, target_languages
-    from babel_interp.corpus.shards import write_json_atomic
-    from babel_interp.runs import analysis_dir, figures_dir
-
+    run = Run.of(run)
     if language is None:
-        langs = target_languages(run_dir, primary)
+        langs = target_languages(run, primary)
         if len(langs) != 1:
             raise ValueError(
-                f"run {run_dir} trained on target languages {langs}: name one with --language"
+                f"run {run.path} trained on target languages {langs}: name one with --language"
             )
         language = langs[0]
-    rs = stage_series_from_run(run_dir, language, performance, neuron_definition)
+    rs = stage_series_from_run(run, language, performance, neuron_definition)
     cfg = cfg or StageConfig()
     threshold = competence_threshold
     if threshold is None:
@@ -1241,31 +1381,12 @@ def analyze_run(
     )
     if threshold is not None:
         changes["competence_threshold"] = float(threshold)
-    cfg = replace(cfg, **changes)
-    result = detect_stages(rs.series, cfg, progress=progress)
-
-    out = analysis_dir(run_dir, ANALYZER)
-    paths: dict[str, Any] = {}
-    df = result.to_dataframe()
-    df.insert(0, "language", language)
-    paths["csv"] = replace_rows_csv(df, out / "stages.csv", "language", [language])
-    json_path = Path(out) / "stages.json"
-    verdicts: dict[str, Any] = {}
-    if json_path.is_file():
-        try:
-            verdicts = json.loads(json_path.read_text(encoding="utf-8"))
-        except ValueError:
-            verdicts = {}  # a damaged file from elsewhere is replaced, not merged
-    entry = result.to_dict()
-    entry["sources"] = rs.sources
-    entry["missing_inputs"] = rs.missing
-    verdicts[language] = entry
-    write_json_atomic(json_path, verdicts)
-    paths["json"] = json_path
-    if figures:
-        from babel_interp.report.stage_plots import plot_stages
-
-        paths["figure"] = plot_stages(
-            result, figures_dir(run_dir) / f"stages_{language}.png", title=language
-        )
-    return result, rs, paths
+    cfg = cfg.replace(**changes)
+    result = StageAnalysis(
+        language=language,
+        detection=detect_stages(rs.series, cfg, progress=progress),
+        sources=rs.sources,
+        missing=rs.missing,
+    )
+    result.save(run.analysis_dir(ANALYZER))
+    return result

@@ -8,16 +8,18 @@ primary-language pretraining (the pilot measured about 2.5x early on PHP).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
-from babel_interp.runs import read_metrics
+from babel_interp.runs import Run
 
 
-def eval_curve(run_dir: str, language: str) -> pd.DataFrame:
+def eval_curve(run: Run | str | os.PathLike, language: str) -> pd.DataFrame:
     """``step``, ``tokens`` (of ``language`` seen) and ``val_loss`` / ``val_bpb`` per evaluation."""
     rows = []
-    for rec in read_metrics(run_dir):
+    for rec in Run.of(run).metrics():
         if rec.get("type") != "eval" or language not in rec.get("val_loss", {}):
             continue
         rows.append(
@@ -50,7 +52,9 @@ def tokens_to_reach(curve: pd.DataFrame, loss: float) -> float:
     return float(np.exp(np.log(t0) + frac * (np.log(t1) - np.log(t0))))
 
 
-def token_efficiency(continued_run: str, scratch_run: str, language: str) -> pd.DataFrame:
+def token_efficiency(
+    continued_run: Run | str | os.PathLike, scratch_run: Run | str | os.PathLike, language: str
+) -> pd.DataFrame:
     """Per evaluation of the continued run: its loss, the scratch run's loss at the same step,
     the scratch tokens needed for the continued loss, and the gain (``nan`` when the scratch
     run never gets there: the gain is then at least ``scratch tokens seen / tokens``)."""

@@ -24,6 +24,7 @@ import math
 import os
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,15 +35,25 @@ from babel_interp.analysis.performance import (
     CompletionItem,
     CompletionResult,
     as_completion_item,
+    completion_accuracy,
     evaluate_checkpoints,
+    replace_rows_csv,
+    synthetic_config_of_run,
+    target_languages,
 )
 from babel_interp.analysis.stats import bootstrap_ci, grouped_bootstrap_ci
+from babel_interp.corpus.synthetic import SyntheticConfig, fact_probe_items
+from babel_interp.devices import resolve_device
+from babel_interp.model import load_model
+from babel_interp.runs import Run
 
 ANALYZER = "transfer"
+TABLE = "transfer.csv"
 
 __all__ = [
     "ANALYZER",
     "TransferRatio",
+    "TransferResult",
     "analyze_run",
     "primary_only_from_models",
     "primary_only_items",
@@ -149,8 +160,6 @@ def synthetic_transfer_items(
     :class:`babel_interp.corpus.synthetic.SyntheticConfig` or its dict; counts default to one
     item per fact. Items are grouped by fact, since repeats of one fact are not independent.
     """
-    from babel_interp.corpus.synthetic import SyntheticConfig, fact_probe_items
-
     if isinstance(cfg, Mapping):
         cfg = SyntheticConfig.from_dict(dict(cfg))
     if language == cfg.planted_in:
@@ -209,12 +218,12 @@ def transfer_series_from_results(
 
 
 def transfer_series(
-    run_dir: str | os.PathLike,
+    run: Run | str | os.PathLike,
     items: Sequence[Any],
     primary_only: Collection[int],
     steps: Sequence[int] | None = None,
     by: str = "identifier",
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     max_new_tokens: int = 16,
     batch_size: int = 16,
     n_boot: int = 1000,
@@ -230,7 +239,7 @@ def transfer_series(
     :func:`transfer_series_from_results` for the columns.
     """
     _, results = evaluate_checkpoints(
-        run_dir,
+        run,
         items,
         steps=steps,
         device=device,
@@ -249,18 +258,15 @@ def primary_only_from_models(
     target_only_model: str | os.PathLike,
     items: Sequence[Any],
     by: str = "identifier",
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     max_new_tokens: int = 16,
     batch_size: int = 16,
 ) -> set[int]:
     """The paper's ``P`` over ``items``, from two saved models (checkpoint directories): the
     primary-only model and a model trained only on the target language."""
-    from babel_interp.analysis.performance import completion_accuracy
-    from babel_interp.model import load_model
-
     solved = []
     for path in (primary_model, target_only_model):
-        model, _ = load_model(path, device=device)
+        model, _ = load_model(path, device=resolve_device(device))
         res = completion_accuracy(
             model,
             model.tokenizer,
@@ -276,8 +282,35 @@ def primary_only_from_models(
     return {int(i) for i in primary_only_items(solved[0], solved[1])}
 
 
+@dataclass
+class TransferResult:
+    """The transfer ratio of one run per (language, checkpoint): the columns of
+    :func:`transfer_series_from_results` after ``language``, then ``tokens_seen`` (of that
+    language), ``definition`` (how ``P`` was built) and ``solved_by``."""
+
+    table: pd.DataFrame
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The table, one row per (language, checkpoint)."""
+        return self.table.copy()
+
+    def save(self, directory: str | os.PathLike) -> list[Path]:
+        """Write ``transfer.csv`` under ``directory``, keeping rows of other languages already
+        there (each rerun replaces its own language's rows)."""
+        langs = sorted(set(self.table["language"]))
+        return [replace_rows_csv(self.table, Path(directory) / TABLE, "language", langs)]
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> TransferResult:
+        """The table :meth:`save` wrote under ``directory``."""
+        path = Path(directory) / TABLE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run `analyze transfer`")
+        return cls(pd.read_csv(path))
+
+
 def analyze_run(
-    run_dir: str | os.PathLike,
+    run: Run | str | os.PathLike,
     language: str | None = None,
     primary: str = "python",
     items: Sequence[Any] | None = None,
@@ -288,14 +321,14 @@ def analyze_run(
     n_shared: int | None = None,
     steps: Sequence[int] | None = None,
     by: str = "identifier",
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     max_new_tokens: int = 16,
     batch_size: int = 16,
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = True,
-) -> pd.DataFrame:
-    """The transfer ratio of one target language over a run, written to
+) -> TransferResult:
+    """The transfer ratio of one target language over a run, saved to
     ``RUN/analysis/transfer/transfer.csv`` (rows of other languages are kept).
 
     ``P`` comes from, in order: ``primary_model`` and ``target_only_model`` (the paper's
@@ -303,28 +336,22 @@ def analyze_run(
     into ``items``); or, with neither and no items, the synthetic world's planted facts.
     ``language`` defaults to the run's only target language.
     """
-    from babel_interp.analysis.performance import (
-        replace_rows_csv,
-        synthetic_config_of_run,
-        target_languages,
-    )
-    from babel_interp.runs import analysis_dir, list_checkpoints
-
+    run = Run.of(run)
     if language is None:
-        langs = target_languages(run_dir, primary)
+        langs = target_languages(run, primary)
         if len(langs) != 1:
             raise ValueError(
-                f"run {run_dir} trained on target languages {langs}: name one with --language"
+                f"run {run.path} trained on target languages {langs}: name one with --language"
             )
         language = langs[0]
     if (primary_model is None) != (target_only_model is None):
         raise ValueError("the paper's P needs both a primary-only and a target-only model")
     definition = "given"
     if items is None:
-        synth = synthetic_config_of_run(run_dir)
+        synth = synthetic_config_of_run(run)
         if synth is None:
             raise ValueError(
-                f"run {run_dir} was not trained on the synthetic corpus: pass items and P "
+                f"run {run.path} was not trained on the synthetic corpus: pass items and P "
                 "(--probes with --primary-model/--target-only-model)"
             )
         items, planted = synthetic_transfer_items(synth, language, n_planted, n_shared)
@@ -339,7 +366,7 @@ def analyze_run(
     if primary_only is None:
         raise ValueError("no P: give primary_only indices or the two reference models")
     df = transfer_series(
-        run_dir,
+        run,
         items,
         primary_only,
         steps=steps,
@@ -351,10 +378,11 @@ def analyze_run(
         seed=seed,
         progress=progress,
     )
-    tokens = {c.step: c.tokens_seen.get(language, math.nan) for c in list_checkpoints(run_dir)}
+    tokens = {c.step: c.tokens_seen.get(language, math.nan) for c in run.checkpoints()}
     df.insert(0, "language", language)
     df["tokens_seen"] = [tokens.get(int(s), math.nan) for s in df["step"]]
     df["definition"] = definition
     df["solved_by"] = by
-    replace_rows_csv(df, analysis_dir(run_dir, ANALYZER) / "transfer.csv", "language", [language])
-    return df
+    result = TransferResult(df)
+    result.save(run.analysis_dir(ANALYZER))
+    return result

@@ -35,7 +35,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,14 +53,35 @@ from babel_interp.analysis.stats import (
     t_interval,
     t_prediction_interval,
 )
-from babel_interp.analysis.working_language.probes import CONTROL_MATCH, Probe, check_coverage
+from babel_interp.analysis.working_language.probes import (
+    CONTROL_MATCH,
+    Probe,
+    build_probes,
+    check_coverage,
+    probes_from_corpus,
+    save_probes_jsonl,
+)
 from babel_interp.analysis.working_language.token_sets import (
     DroppedPair,
     TokenSetReport,
     TokenVocabulary,
     build_token_sets,
 )
-from babel_interp.model import HookedModel, resid_hook_names
+from babel_interp.analysis.working_language.tuned_lens import load_or_train_tuned_lens
+from babel_interp.config import ConfigBase, check_int
+from babel_interp.devices import model_device, resolve_device
+from babel_interp.io import write_csv_atomic, write_json_atomic, write_table_atomic
+from babel_interp.languages import UnknownLanguageError, get_language
+from babel_interp.model import (
+    MODEL_CONFIG,
+    TOKENIZER_SUBDIR,
+    HookedModel,
+    ModelConfig,
+    build_model,
+    prepare_tokenizer,
+    resid_hook_names,
+)
+from babel_interp.runs import Run
 
 LENS_KINDS = ("logit", "tuned", "both")
 SITES = ("probe", "matched", "random")
@@ -69,6 +90,17 @@ CI_UNITS = ("probe", "pair")
 COMPETENCE_METRICS = ("top1", "top5")
 TOP_K = 5
 ANALYZER = "working_language"
+# The files of a saved result (RUN/analysis/working_language/): records.csv|parquet and these.
+RECORDS = "records"
+AGGREGATE_CSV = "aggregate.csv"
+COMPETENCE_CSV = "competence.csv"
+TOKEN_SETS_CSV = "token_sets.csv"
+DROPPED_PAIRS_CSV = "dropped_pairs.csv"
+LENS_COMPARISON_CSV = "lens_comparison.csv"
+RANDOM_INIT_CSV = "random_init.csv"
+RANDOM_INIT_SUMMARY_CSV = "random_init_summary.csv"
+SUMMARY_JSON = "summary.json"
+PROBES_JSONL = "probes.jsonl"
 _HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|mid|post)$")
 
 
@@ -78,7 +110,7 @@ _HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|mid|post)$")
 
 
 @dataclass
-class WorkingLanguageConfig:
+class WorkingLanguageConfig(ConfigBase):
     """What to probe and how.
 
     ``layers`` lists residual hook names to decode (default: every block's ``hook_resid_pre``,
@@ -126,7 +158,8 @@ class WorkingLanguageConfig:
     seed: int = 0
     tuned: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; errors name ``WorkingLanguageConfig.<field>``."""
         for name in ("primary", "target"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -157,11 +190,7 @@ class WorkingLanguageConfig:
             ("n_boot", 1),
             ("n_random_init", 0),
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(
-                    f"WorkingLanguageConfig.{name} must be an int >= {low}, got {value!r}"
-                )
+            check_int("WorkingLanguageConfig", name, getattr(self, name), low)
         if self.max_prompt_tokens is not None and (
             not isinstance(self.max_prompt_tokens, int) or self.max_prompt_tokens < 1
         ):
@@ -201,29 +230,9 @@ class WorkingLanguageConfig:
         """The lens names this config computes."""
         return ["logit", "tuned"] if self.lens == "both" else [self.lens]
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["layers"] = list(self.layers) if self.layers is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> WorkingLanguageConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"WorkingLanguageConfig: unknown field(s) {unknown}; known: {sorted(known)}"
-            )
-        d = dict(d)
-        if d.get("layers") is not None:
-            d["layers"] = tuple(d["layers"])
-        return cls(**d)
-
 
 def _canon(name: str) -> str:
     """The registry's canonical name of a language, or the lowercased name if unregistered."""
-    from babel_interp.languages import UnknownLanguageError, get_language
-
     try:
         return get_language(name).name
     except UnknownLanguageError:
@@ -476,6 +485,10 @@ class WorkingLanguageResult:
     and ``top5_hit`` refer to the first token of the probe's identifier (NaN at controls).
     ``same_last_token`` (controls only) is 1 when the control's input ends in the same token as
     its probe's, under the model's tokenizer.
+
+    The records are the main table (:meth:`to_dataframe`): every summary (:meth:`aggregate`,
+    :meth:`competence`, :meth:`lens_comparison`) is computed from them and the config, so a
+    result read back with :meth:`load` gives the same summaries.
     """
 
     records: pd.DataFrame
@@ -487,7 +500,7 @@ class WorkingLanguageResult:
     random_init: RandomInitBaseline | None = None
 
     def to_dataframe(self) -> pd.DataFrame:
-        """The per-probe records (a copy)."""
+        """The main table: the records, one row per (step, lens, site, probe, layer) (a copy)."""
         return self.records.copy()
 
     @property
@@ -537,52 +550,80 @@ class WorkingLanguageResult:
             coverage_issues=first.coverage_issues,
         )
 
-    def save(self, out_dir: str | os.PathLike, fmt: str = "csv") -> dict[str, Path]:
-        """Write every table under ``out_dir`` (``records`` as CSV or Parquet, summaries as CSV).
+    def save(self, directory: str | os.PathLike, fmt: str = "csv") -> list[Path]:
+        """Write every table under ``directory``; returns the paths written.
 
-        Each file is written under a temporary name and renamed, so a crash leaves either the
-        previous file or the new one, never half of one.
+        ``records`` as CSV or Parquet (``fmt``); ``aggregate``, ``competence``, ``token_sets``
+        and ``dropped_pairs`` as CSV; ``lens_comparison.csv`` with two lenses;
+        ``random_init.csv`` and ``random_init_summary.csv`` with a random-init baseline; and
+        ``summary.json``: the config, skipped probes, coverage issues, the dropped pairs with
+        their shared token ids, and the names of the files this save wrote (so :meth:`load`
+        ignores tables an earlier save with other settings left behind). Every file is written
+        atomically.
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"records": write_table(self.records, out / "records", fmt)}
-        paths["aggregate"] = write_table(self.aggregate(), out / "aggregate", "csv")
-        paths["competence"] = write_table(self.competence(), out / "competence", "csv")
-        paths["token_sets"] = write_table(self.token_sets, out / "token_sets", "csv")
-        paths["dropped_pairs"] = write_table(
-            self.dropped_pairs_frame(), out / "dropped_pairs", "csv"
-        )
+        out = Path(directory)
+        paths = [write_table_atomic(out / RECORDS, self.records, fmt)]
+        paths.append(write_csv_atomic(out / AGGREGATE_CSV, self.aggregate()))
+        paths.append(write_csv_atomic(out / COMPETENCE_CSV, self.competence()))
+        paths.append(write_csv_atomic(out / TOKEN_SETS_CSV, self.token_sets))
+        paths.append(write_csv_atomic(out / DROPPED_PAIRS_CSV, self.dropped_pairs_frame()))
         comparison = self.lens_comparison()
         if not comparison.empty:
-            paths["lens_comparison"] = write_table(comparison, out / "lens_comparison", "csv")
+            paths.append(write_csv_atomic(out / LENS_COMPARISON_CSV, comparison))
         if self.random_init is not None:
-            paths["random_init"] = write_table(
-                self.random_init.to_dataframe(), out / "random_init", "csv"
-            )
-            paths["random_init_summary"] = write_table(
-                self.random_init.summary(), out / "random_init_summary", "csv"
+            paths.append(write_csv_atomic(out / RANDOM_INIT_CSV, self.random_init.to_dataframe()))
+            paths.append(
+                write_csv_atomic(out / RANDOM_INIT_SUMMARY_CSV, self.random_init.summary())
             )
         meta = dict(
             config=self.config.to_dict(),
             skipped=self.skipped,
             coverage_issues=self.coverage_issues,
+            dropped_pairs=[d.to_dict() for d in self.dropped_pairs],
+            files=[p.name for p in paths],
         )
-        paths["summary"] = _write_json(out / "summary.json", meta)
+        paths.append(write_json_atomic(out / SUMMARY_JSON, meta))
         return paths
 
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> WorkingLanguageResult:
+        """The result :meth:`save` wrote under ``directory`` (the summaries are recomputed from
+        its records)."""
+        d = Path(directory)
+        if not (d / SUMMARY_JSON).is_file():
+            raise FileNotFoundError(
+                f"{d} holds no saved working-language result ({SUMMARY_JSON} is missing): run "
+                "`analyze working-language`"
+            )
+        meta = json.loads((d / SUMMARY_JSON).read_text(encoding="utf-8"))
+        files = meta.get("files")
+        if files is None:  # saved without the list: whatever is there
+            files = [p.name for p in sorted(d.iterdir(), key=lambda p: p.stat().st_mtime_ns)]
+        records = [f for f in files if f in (f"{RECORDS}.csv", f"{RECORDS}.parquet")]
+        if not records:
+            raise FileNotFoundError(f"{d} holds no records.csv or records.parquet")
+        cfg = WorkingLanguageConfig.from_dict(meta["config"])
+        random_init = None
+        if RANDOM_INIT_CSV in files:
+            random_init = RandomInitBaseline(_read_csv(d / RANDOM_INIT_CSV), ci=cfg.ci)
+        return cls(
+            records=read_records(d / records[-1]),
+            config=cfg,
+            # Token texts such as "nan" or "" stay strings.
+            token_sets=_read_csv(d / TOKEN_SETS_CSV, keep_default_na=False),
+            dropped_pairs=[DroppedPair.from_dict(x) for x in meta.get("dropped_pairs", [])],
+            skipped=list(meta.get("skipped", [])),
+            coverage_issues=list(meta.get("coverage_issues", [])),
+            random_init=random_init,
+        )
 
-def write_table(df: pd.DataFrame, stem: Path, fmt: str) -> Path:
-    """Write ``df`` to ``stem.csv`` or ``stem.parquet`` atomically."""
-    if fmt not in ("csv", "parquet"):
-        raise ValueError(f"table format must be 'csv' or 'parquet', got {fmt!r}")
-    path = stem.with_name(f"{stem.name}.{fmt}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    if fmt == "csv":
-        df.to_csv(tmp, index=False)
-    else:
-        df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+
+def _read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
+    """A saved CSV table; an empty frame for a table saved without columns (or missing)."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
 
 
 def read_records(path: str | os.PathLike) -> pd.DataFrame:
@@ -603,13 +644,6 @@ def read_records(path: str | os.PathLike) -> pd.DataFrame:
         if c in df:
             df[c] = df[c].astype("Int64")
     return df
-
-
-def _write_json(path: Path, obj: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -808,7 +842,7 @@ def analyze_working_language(
     primary_sets = [set(s.primary_ids) for s in sets]
     target_sets = [set(s.target_ids) for s in sets]
 
-    device = _model_device(model)
+    device = model_device(model)
     w_u, b_u = model.W_U, getattr(model, "b_U", None)
     union_t = torch.tensor(union, dtype=torch.long, device=w_u.device)
     cap = _softcap(model)
@@ -924,13 +958,6 @@ def _check_languages(probes: Sequence[Probe], cfg: WorkingLanguageConfig) -> Non
             f"probes are for language pair(s) {sorted(bad)}, but the config asks for "
             f"primary={cfg.primary!r}, target={cfg.target!r}"
         )
-
-
-def _model_device(model: HookedModel) -> torch.device:
-    try:
-        return next(model.parameters()).device  # type: ignore[attr-defined]
-    except (AttributeError, StopIteration):
-        return torch.device(getattr(model.cfg, "device", None) or "cpu")
 
 
 def _records(
@@ -1274,7 +1301,7 @@ def random_init_baseline(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     *,
     token_sets: TokenSetReport | None = None,
-    device: str | None = None,
+    device: str | torch.device | None = "auto",
     progress: bool = True,
 ) -> RandomInitBaseline:
     """Run the working-language analyzer on a freshly initialized model per seed in ``seeds``.
@@ -1283,12 +1310,9 @@ def random_init_baseline(
     checkpoint's; its ``seed`` is replaced by each of ``seeds``), ``tokenizer`` the model's. A
     random model has no tuned lens, so only the logit lens is measured whatever ``cfg.lens``
     says. The caller's torch random state is left as it was. See :class:`RandomInitBaseline`
-    for why one init is not enough.
+    for why one init is not enough. ``device`` as in
+    :func:`babel_interp.devices.resolve_device`.
     """
-    from dataclasses import replace
-
-    from babel_interp.model import ModelConfig, build_model
-
     cfg = cfg or WorkingLanguageConfig()
     if not isinstance(model_cfg, ModelConfig):
         raise ValueError(
@@ -1304,10 +1328,11 @@ def random_init_baseline(
         pairs = [(p.concept, p.primary, p.target) for p in probes]
         vocab = model_cfg.d_vocab if model_cfg.d_vocab > 0 else None
         token_sets = build_token_sets(tokenizer, pairs, cfg.min_token_chars, vocab_size=vocab)
+    dev = resolve_device(device)
     rows = []
     for seed in tqdm(seeds, desc="random inits", unit="init", disable=not progress):
         with torch.random.fork_rng(devices=[]):
-            model = build_model(replace(model_cfg, seed=seed), tokenizer=tokenizer, device=device)
+            model = build_model(replace(model_cfg, seed=seed), tokenizer=tokenizer, device=dev)
         res = analyze_working_language(
             model, tokenizer, probes, run_cfg, token_sets=token_sets, progress=False
         )
@@ -1323,14 +1348,10 @@ def random_init_baseline(
 # ------------------------------------------------------------------------------------------------
 
 
-def probes_for_run(run_dir: str | os.PathLike, cfg: WorkingLanguageConfig) -> list[Probe]:
+def probes_for_run(run: Run | str | os.PathLike, cfg: WorkingLanguageConfig) -> list[Probe]:
     """Probes for a training run: from the synthetic generator when the run's corpus drew the
     target language from it (see :func:`synthetic_world`), else mined from its validation split."""
-    from babel_interp.analysis.working_language.probes import build_probes, probes_from_corpus
-    from babel_interp.corpus.shards import CorpusReader
-    from babel_interp.model import prepare_tokenizer
-
-    reader = CorpusReader(run_corpus_dir(run_dir))
+    reader = Run.of(run).corpus()
     world = synthetic_world(reader.manifest, _canon(cfg.target))
     if world is not None:
         return build_probes(
@@ -1375,28 +1396,16 @@ def synthetic_world(manifest: Mapping[str, Any], language: str) -> dict[str, Any
     return None
 
 
-def run_corpus_dir(run_dir: str | os.PathLike) -> Path:
-    """The corpus directory a run was trained on (``run_config.json``'s ``corpus``)."""
-    from babel_interp.runs import read_run_config
-
-    conf = read_run_config(run_dir)
-    corpus = conf.get("corpus")
-    if not corpus:
-        raise ValueError(f"{Path(run_dir) / 'run_config.json'} names no corpus")
-    path = Path(corpus)
-    if not path.is_absolute() and not path.exists() and (Path(run_dir) / path).exists():
-        path = Path(run_dir) / path
-    if not path.exists():
-        raise FileNotFoundError(f"the corpus of run {run_dir} ({corpus}) does not exist")
-    return path
+def _checkpoint_model_config(ckpt_dir: Path) -> ModelConfig:
+    """A checkpoint's architecture, read without loading its weights."""
+    meta = json.loads((Path(ckpt_dir) / MODEL_CONFIG).read_text(encoding="utf-8"))
+    return ModelConfig.from_dict(meta["model"])
 
 
 def _token_sets_of_checkpoint(
     ckpt_dir: Path, probes: Sequence[Probe], cfg: WorkingLanguageConfig
 ) -> TokenSetReport:
     """Token sets from a checkpoint's tokenizer, without loading its weights."""
-    from babel_interp.model import MODEL_CONFIG, TOKENIZER_SUBDIR, prepare_tokenizer
-
     tok_dir = Path(ckpt_dir) / TOKENIZER_SUBDIR
     if not tok_dir.is_dir():
         raise ValueError(f"checkpoint {ckpt_dir} has no {TOKENIZER_SUBDIR}/ directory")
@@ -1430,45 +1439,42 @@ def _fingerprint(cfg: WorkingLanguageConfig, probes: Sequence[Probe]) -> str:
 
 
 def analyze_run(
-    run_dir: str | os.PathLike,
+    run: Run | str | os.PathLike,
     cfg: WorkingLanguageConfig | None = None,
     checkpoints: Sequence[int] | None = None,
     probes: Sequence[Probe] | None = None,
     fmt: str = "csv",
-    figures: bool = True,
-    device: str | None = None,
+    device: str | torch.device | None = "auto",
     resume: bool = True,
     progress: bool = True,
 ) -> WorkingLanguageResult:
-    """Analyze the checkpoints of a run and write tables and figures under it.
+    """Analyze the checkpoints of a run and save the result under it.
 
-    Tables go to ``RUN/analysis/working_language/`` (``records.csv|parquet``, ``aggregate.csv``,
-    ``competence.csv``, ``token_sets.csv``, ``dropped_pairs.csv``, ``probes.jsonl``,
-    ``lens_comparison.csv`` with ``lens="both"``, and ``random_init.csv`` /
-    ``random_init_summary.csv`` with ``cfg.n_random_init`` > 0), figures to ``RUN/figures/``.
+    The result is saved to ``RUN/analysis/working_language/`` (see
+    :meth:`WorkingLanguageResult.save`), beside ``probes.jsonl``, the probes it scored. Its
+    figures are drawn by the report
+    (:func:`babel_interp.report.working_language_plots.plot_working_language_run`).
     Each checkpoint's records are also kept in ``steps/`` as soon as it is done; with ``resume``
     a rerun with the same config and probes reuses them, so an interrupted analysis loses at
     most one checkpoint.
     With a tuned lens, each checkpoint's lens is loaded from ``<ckpt>/tuned_lens.safetensors``
-    or trained on the corpus's validation tokens and saved there.
+    or trained on the corpus's validation tokens and saved there. ``device`` as in
+    :func:`babel_interp.devices.resolve_device` (``"auto"``: CUDA when available).
     """
-    from babel_interp.analysis.working_language.probes import save_probes_jsonl
-    from babel_interp.model import load_model
-    from babel_interp.runs import analysis_dir, figures_dir, select_checkpoints
-
+    run = Run.of(run)
     cfg = cfg or WorkingLanguageConfig()
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
-    ckpts = select_checkpoints(run_dir, list(checkpoints) if checkpoints is not None else None)
+    ckpts = run.checkpoints(checkpoints)
     if not ckpts:
-        raise ValueError(f"run {run_dir} has no complete checkpoint")
-    out = analysis_dir(run_dir, ANALYZER)
-    probes = list(probes) if probes is not None else probes_for_run(run_dir, cfg)
+        raise ValueError(f"run {run.path} has no complete checkpoint")
+    out = run.analysis_dir(ANALYZER)
+    probes = list(probes) if probes is not None else probes_for_run(run, cfg)
     if not probes:
         raise ValueError(
-            f"no probes could be built for {cfg.primary}/{cfg.target} in run {run_dir}"
+            f"no probes could be built for {cfg.primary}/{cfg.target} in run {run.path}"
         )
-    save_probes_jsonl(probes, out / "probes.jsonl")
+    save_probes_jsonl(probes, out / PROBES_JSONL)
     fp = _fingerprint(cfg, probes)
     steps_dir = out / "steps"
     steps_dir.mkdir(exist_ok=True)
@@ -1487,17 +1493,13 @@ def analyze_run(
                 coverage_issues=check_coverage(kept, n_per_pair=cfg.n_per_pair),
             )
         else:
-            model, _ = load_model(ckpt.path, device=device)
+            model, _ = run.load_model(ckpt, device=device)
             if model.tokenizer is None:
                 raise ValueError(f"checkpoint {ckpt.path} has no tokenizer/ directory")
             tuned = None
             if "tuned" in cfg.lenses:
-                from babel_interp.analysis.working_language.tuned_lens import (
-                    load_or_train_tuned_lens,
-                )
-
                 tuned = load_or_train_tuned_lens(
-                    model, ckpt.path, run_corpus_dir(run_dir), cfg, progress=progress
+                    model, ckpt.path, run.corpus_dir, cfg, progress=progress
                 )
             res = analyze_working_language(
                 model,
@@ -1510,21 +1512,13 @@ def analyze_run(
                 target_tokens=ckpt.tokens_seen.get(target),
                 progress=progress,
             )
-            write_table(res.records, cached.with_name(cached.name[: -len(".parquet")]), "parquet")
+            write_table_atomic(cached, res.records, "parquet")
             del model, tuned
         results.append(res)
     result = WorkingLanguageResult.concat(results)
     if cfg.n_random_init > 0:
-        from babel_interp.model import (
-            MODEL_CONFIG,
-            TOKENIZER_SUBDIR,
-            ModelConfig,
-            prepare_tokenizer,
-        )
-
-        meta = json.loads((Path(ckpts[0].path) / MODEL_CONFIG).read_text(encoding="utf-8"))
         result.random_init = random_init_baseline(
-            ModelConfig.from_dict(meta["model"]),
+            _checkpoint_model_config(ckpts[0].path),
             prepare_tokenizer(Path(ckpts[0].path) / TOKENIZER_SUBDIR),
             probes,
             cfg,
@@ -1534,8 +1528,4 @@ def analyze_run(
             progress=progress,
         )
     result.save(out, fmt)
-    if figures:
-        from babel_interp.report.working_language_plots import plot_working_language
-
-        plot_working_language(result.aggregate(), result.competence(), figures_dir(run_dir))
     return result

@@ -53,14 +53,19 @@ import re
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from babel_interp.config import ConfigBase, reject_unknown
+from babel_interp.corpus import synthetic
+from babel_interp.corpus.shards import CorpusReader
 from babel_interp.corpus.tokenizer import PRETOKENIZE_PATTERN
+from babel_interp.io import write_jsonl_atomic
 from babel_interp.languages import builtin_pairs, get_language
+from babel_interp.model import prepare_tokenizer
 
 MAX_PROMPT_CHARS = 4000
 # Enough text after a random control's position to find the token boundary there.
@@ -81,7 +86,7 @@ CONTROL_MATCH = ("last_token", "document")
 
 
 @dataclass(frozen=True)
-class Probe:
+class Probe(ConfigBase):
     """One completion prompt where ``target`` (a ``target_language`` built-in) is due next.
 
     ``primary`` is the ``primary_language`` identifier for the same ``concept``. The optional
@@ -106,7 +111,9 @@ class Probe:
     random_prompt: str | None = None
     random_next: str | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check the fields (errors name ``Probe.<field>``); an empty ``concept`` becomes the
+        target identifier."""
         for name in ("prompt", "target", "primary"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -144,19 +151,15 @@ class Probe:
             out.append(("random", self.random_prompt, self.random_next or ""))
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Probe:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Probe: unknown field(s) {unknown}; known: {sorted(known)}")
+        """Inverse of ``to_dict``. Probe files are written by hand, so a missing required field
+        is a ``ValueError`` that names it (not the ``TypeError`` of the constructor)."""
+        reject_unknown(cls, d)
         missing = [k for k in ("prompt", "target", "primary") if k not in d]
         if missing:
             raise ValueError(f"Probe: missing required field(s) {missing}")
-        return cls(**d)
+        return super().from_dict(d)
 
 
 def truncate_prompt(text: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
@@ -183,17 +186,8 @@ def _prefix(text: str, offset: int, max_chars: int) -> str | None:
 
 
 def save_probes_jsonl(probes: Iterable[Probe], path: str | os.PathLike) -> Path:
-    """Write probes as JSON lines, atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for p in probes:
-            f.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write probes as JSON lines, atomically (:func:`load_probes_jsonl` reads them back)."""
+    return write_jsonl_atomic(path, (p.to_dict() for p in probes))
 
 
 def load_probes_jsonl(
@@ -204,7 +198,9 @@ def load_probes_jsonl(
     """Read probes from JSON lines: each object has at least ``prompt``, ``target``, ``primary``.
 
     Missing ``primary_language`` / ``target_language`` fields are filled from the arguments.
-    Prompts are used verbatim (see the module docstring). Errors name the file and line.
+    Prompts are used verbatim (see the module docstring). Errors name the file and line: a probe
+    file is user input, so unlike :func:`babel_interp.io.read_jsonl` a line that does not parse
+    is an error wherever it is.
     """
     path = Path(path)
     if not path.is_file():
@@ -491,8 +487,6 @@ def build_probes(
     chosen by ``control_match`` (see the module docstring; pass the model's ``tokenizer`` so
     "last token" means its tokens).
     """
-    from babel_interp.corpus import synthetic
-
     if n_per_pair < 1:
         raise ValueError(f"n_per_pair must be >= 1, got {n_per_pair}")
     _check_control_match(control_match)
@@ -707,9 +701,6 @@ def probes_from_corpus(
     docstring).
     """
     _check_control_match(control_match)
-    from babel_interp.corpus.shards import CorpusReader
-    from babel_interp.model import prepare_tokenizer
-
     reader = corpus if isinstance(corpus, CorpusReader) else CorpusReader(corpus)
     t_lang = get_language(target)
     if t_lang.name not in reader.languages:

@@ -18,10 +18,12 @@ carry a spurious base-rate lean (one- and two-character tokens are frequent ever
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from babel_interp.config import ConfigBase
 
 SPACE_MARKERS = ("Ġ", "▁")
 
@@ -115,17 +117,15 @@ class PairTokenSets:
 
 
 @dataclass(frozen=True)
-class DroppedPair:
-    """A pair that cannot be probed with this tokenizer, and why."""
+class DroppedPair(ConfigBase):
+    """A pair that cannot be probed with this tokenizer, and why (``to_dict`` / ``from_dict``
+    round-trip it through JSON)."""
 
     concept: str
     primary: str
     target: str
     reason: str
     shared_ids: tuple[int, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,17 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from babel_interp.config import ConfigBase, check_int
+from babel_interp.corpus.shards import CorpusReader
+from babel_interp.devices import model_device
+from babel_interp.io import atomic_path
 from babel_interp.model import HookedModel, resid_hook_names
 
 TUNED_LENS_FILE = "tuned_lens.safetensors"
 
 
 @dataclass
-class TunedLensConfig:
+class TunedLensConfig(ConfigBase):
     """How a tuned lens is trained.
 
     ``n_windows`` windows of ``seq_len`` tokens are drawn from the corpus's validation split
@@ -54,11 +58,10 @@ class TunedLensConfig:
     weight_decay: float = 0.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Check every field; errors name ``TunedLensConfig.<field>``."""
         for name in ("steps", "batch_size", "seq_len", "n_windows"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"TunedLensConfig.{name} must be an int >= 1, got {v!r}")
+            check_int("TunedLensConfig", name, getattr(self, name), 1)
         if not isinstance(self.holdout, int) or not 0 <= self.holdout < self.n_windows:
             raise ValueError(
                 f"TunedLensConfig.holdout must be an int in [0, n_windows), got {self.holdout!r}"
@@ -71,17 +74,6 @@ class TunedLensConfig:
             )
         if not isinstance(self.seed, int):
             raise ValueError(f"TunedLensConfig.seed must be an int, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TunedLensConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"TunedLensConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 class TunedLens(nn.Module):
@@ -127,7 +119,6 @@ class TunedLens(nn.Module):
     def save(self, path: str | os.PathLike) -> Path:
         """Write weights and metadata to a safetensors file, atomically."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
         meta = dict(
             hook_names=json.dumps(self.hook_names),
             final_hook=self.final_hook,
@@ -138,8 +129,8 @@ class TunedLens(nn.Module):
             "weight": self.weight.detach().cpu().contiguous(),
             "bias": self.bias.detach().cpu().contiguous(),
         }
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
         return path
 
     @classmethod
@@ -221,9 +212,11 @@ def _default_hooks(model: HookedModel, include_mid: bool) -> list[str]:
 def sample_windows(
     corpus_dir: str | os.PathLike, n: int, seq_len: int, seed: int = 0, split: str = "val"
 ) -> Int[Tensor, "n seq_len"]:
-    """``n`` random windows of ``seq_len`` tokens from a corpus split (all languages)."""
-    from babel_interp.corpus.shards import CorpusReader
+    """``n`` random windows of ``seq_len`` tokens from a corpus split (all languages).
 
+    Not :func:`babel_interp.runs.validation_windows`, which spreads windows of one language
+    evenly: a tuned lens is fitted on text of every language, drawn at random.
+    """
     shard = CorpusReader(corpus_dir).split(split)
     if shard.n_tokens <= seq_len:
         raise ValueError(
@@ -257,7 +250,7 @@ def train_tuned_lens(
     n_layers = int(model.cfg.n_layers)
     final = f"blocks.{n_layers - 1}.hook_resid_post"
     names = _default_hooks(model, cfg.include_mid)
-    device = next(model.parameters()).device
+    device = model_device(model)
     lens = TunedLens(names, int(model.cfg.d_model), final).to(device)
     train = tokens[: tokens.shape[0] - cfg.holdout] if cfg.holdout else tokens
     held = tokens[tokens.shape[0] - cfg.holdout :].to(device) if cfg.holdout else None
@@ -316,7 +309,7 @@ def load_or_train_tuned_lens(
     """
     tl_cfg, include_mid = _tuned_config(cfg)
     path = Path(checkpoint_dir) / TUNED_LENS_FILE
-    device = next(model.parameters()).device
+    device = model_device(model)
     wanted = set(_default_hooks(model, include_mid))
     if path.is_file():
         lens = TunedLens.load(path, device=device)
@@ -335,7 +328,7 @@ def _tuned_config(cfg: Any) -> tuple[TunedLensConfig, bool]:
     if isinstance(cfg, TunedLensConfig):
         return cfg, cfg.include_mid
     if isinstance(cfg, Mapping):
-        c = TunedLensConfig.from_dict(cfg)
+        c = TunedLensConfig.from_dict(dict(cfg))
         return c, c.include_mid
     tuned = dict(getattr(cfg, "tuned", {}) or {})
     include_mid = bool(getattr(cfg, "include_mid", False))

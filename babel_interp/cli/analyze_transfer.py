@@ -1,0 +1,66 @@
+"""``babel-interp analyze transfer``: the knowledge-transfer ratio |P ∩ C| / |C| per
+checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from babel_interp.analysis.performance import load_completion_items
+from babel_interp.analysis.stages.transfer import ANALYZER, TABLE, analyze_run
+from babel_interp.cli.analyze import add_decoding_arguments, parse_steps
+from babel_interp.runs import Run
+
+
+def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``transfer`` to the ``analyze`` group."""
+    p = subparsers.add_parser(
+        "transfer",
+        help="knowledge-transfer ratio |P ∩ C| / |C| per checkpoint",
+        description=(
+            "P: items needing primary-only knowledge (synthetic: facts planted only in "
+            "primary-language documents; or the paper's: solved by a primary-only model and "
+            "failed by a target-only model). C: items a checkpoint solves in the target "
+            "language. Writes RUN/analysis/transfer/transfer.csv."
+        ),
+    )
+    add_decoding_arguments(p)
+    p.set_defaults(max_new_tokens=16)
+    p.add_argument("--language", help="target language (default: the run's only one)")
+    p.add_argument("--probes", help="JSONL completion items instead of the synthetic facts")
+    p.add_argument("--primary-model", help="checkpoint dir of the primary-only model")
+    p.add_argument("--target-only-model", help="checkpoint dir of a target-only model")
+    p.add_argument("--n-planted", type=int, default=None, help="planted-fact items")
+    p.add_argument("--n-shared", type=int, default=None, help="shared-fact (control) items")
+    p.add_argument("--solved-by", choices=("identifier", "line"), default="identifier")
+    p.set_defaults(handler=run_transfer)
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    """Handler of ``analyze transfer``."""
+    items = load_completion_items(args.probes) if args.probes else None
+    if items is not None and args.primary_model is None:
+        raise ValueError("--probes needs --primary-model and --target-only-model to define P")
+    run = Run(args.run)
+    df = analyze_run(
+        run,
+        language=args.language,
+        primary=args.primary,
+        items=items,
+        primary_model=args.primary_model,
+        target_only_model=args.target_only_model,
+        n_planted=args.n_planted,
+        n_shared=args.n_shared,
+        steps=parse_steps(args.checkpoints),
+        by=args.solved_by,
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        progress=not args.quiet,
+    ).to_dataframe()
+    print(f"transfer ratio written to {run.analysis_dir(ANALYZER) / TABLE}")
+    print(f"P: {df['definition'].iloc[0]} ({int(df['n_p'].iloc[0])} of {df['n_items'].iloc[0]})")
+    cols = ["step", "ratio", "ci_low", "ci_high", "n_c", "n_pc", "accuracy_p", "accuracy_not_p"]
+    print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    return 0

@@ -1,0 +1,227 @@
+"""Named profiles: the sizes of the Babel Tower study and of the mixture-evaluation harness.
+
+Two tables, one per entry point:
+
+* :data:`STUDY_PROFILES` (``python -m experiments.babel_tower --profile NAME``): defaults of
+  the study's config fields; a field the user leaves unset takes its profile's value.
+* :data:`HARNESS_PROFILES` (``babel-interp evaluate-mixtures --profile NAME`` and
+  ``python -m experiments.optimize_corpus --profile NAME``): defaults of
+  :class:`~babel_interp.optimizer.harness.HarnessConfig`.
+
+Read them through :func:`study_profile` and :func:`harness_profile`, which return copies (a
+caller that edits its defaults must not edit the table) and name the known profiles when asked
+for another.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+STUDY_PROFILES: dict[str, dict[str, Any]] = {
+    # Sized for the one-command demo on 2 CPU cores (a few minutes in all).
+    "quick": dict(
+        targets=["php", "go"],
+        seeds=[0],
+        docs_per_language=1500,
+        vocab_size=2048,
+        preset="tiny",
+        seq_len=128,
+        batch_size=16,
+        primary_steps=400,
+        continual_steps=400,
+        scratch_steps=80,
+        n_checkpoints=10,
+        eval_windows=16,
+        lr=2e-3,
+        neuron_tokens=8192,
+        neuron_permutations=10,
+        ablation=False,
+        n_per_pair=10,
+        random_inits=3,
+        completion_docs=12,
+        completion_tokens=16,
+        execution=True,
+        execution_problems=24,
+        # The tiny model's context is seq_len (128) tokens: 48 new tokens leave 80 of prompt.
+        execution_tokens=48,
+    ),
+    # The paper's four new languages, three seeds, longer runs: for a workstation or a GPU.
+    "full": dict(
+        targets=["php", "csharp", "go", "cpp"],
+        seeds=[0, 1, 2],
+        docs_per_language=20000,
+        vocab_size=8192,
+        preset="small",
+        seq_len=256,
+        batch_size=32,
+        primary_steps=4000,
+        continual_steps=3000,
+        scratch_steps=3000,
+        n_checkpoints=14,
+        eval_windows=64,
+        lr=1e-3,
+        neuron_tokens=131072,
+        neuron_permutations=100,
+        ablation=True,
+        n_per_pair=20,
+        random_inits=5,
+        completion_docs=40,
+        completion_tokens=32,
+        execution=True,
+        execution_problems=80,
+        execution_tokens=128,
+    ),
+    # Real code at the CPU pilot's scale: Python's standard library, then Debian PHP; a 7M model
+    # (preset pilot), 2M + 2M tokens, the scratch baseline over the first half. About 27 minutes
+    # on 2 cores (see README).
+    "cpu": dict(
+        corpus="real",
+        targets=["php"],
+        neuron_languages=["go"],
+        seeds=[0],
+        python_trees=["stdlib"],
+        vocab_size=8192,
+        preset="pilot",
+        seq_len=256,
+        batch_size=16,
+        primary_steps=500,
+        continual_steps=500,
+        scratch_steps=250,
+        n_checkpoints=13,
+        eval_windows=32,
+        lr=1e-3,
+        neuron_tokens=32768,
+        neuron_permutations=20,
+        ablation=False,
+        n_per_pair=10,
+        random_inits=3,
+        completion_docs=0,
+        completion_tokens=16,
+        # HumanEval pass@1 of a 7M model is 0: execution is off unless asked for.
+        execution=False,
+        execution_problems=164,
+        execution_tokens=256,
+    ),
+    # Real code at the GPU pilot's scale, sized for one 15-minute lease of one H100/H200:
+    # a 34M model (preset medium), ~30M Python tokens (standard library and site-packages; 30.5M
+    # measured with the 120 MB cap), then ~30M tokens of PHP and of Go each (about three epochs
+    # of the Debian sources), a from-scratch baseline over the first third, three seeds, bf16
+    # and torch.compile: 330M training tokens, about 9 minutes at the pilot's 600k tokens/s.
+    # Seeds run one after another and each writes its results (and the report) as soon as it
+    # is done, so a call cut short keeps the finished seeds.
+    "gpu": dict(
+        corpus="real",
+        targets=["php", "go"],
+        seeds=[0, 1, 2],
+        python_trees=["stdlib", "site-packages"],
+        max_source_mb=120,
+        vocab_size=8192,
+        preset="medium",
+        seq_len=256,
+        batch_size=64,
+        primary_steps=1830,
+        continual_steps=1830,
+        scratch_steps=610,
+        n_checkpoints=12,
+        eval_windows=64,
+        lr=1e-3,
+        neuron_tokens=65536,
+        neuron_permutations=50,
+        ablation=False,
+        n_per_pair=20,
+        random_inits=3,
+        completion_docs=0,
+        completion_tokens=16,
+        execution=False,
+        execution_problems=164,
+        execution_tokens=256,
+        dtype="bfloat16",
+        compile=True,
+    ),
+}
+
+# The harness's quick profile is sized for the test suite on 2 CPU cores: a two-layer model,
+# three languages, a few dozen steps. The full profile is the comparison reported in the docs.
+_QUICK_HARNESS_MODEL = {
+    "n_layers": 2,
+    "d_model": 64,
+    "n_heads": 2,
+    "d_head": 32,
+    "d_mlp": 256,
+    "n_ctx": 64,
+}
+HARNESS_PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "mixtures": {"proportional": "proportional", "babel-tower": "babel-tower"},
+        "seeds": [0, 1],
+        "model": _QUICK_HARNESS_MODEL,
+        "preset": "tiny",
+        "batch_size": 8,
+        "seq_len": 64,
+        "token_budget": 8 * 64 * 24,
+        "eval_every": 6,
+        "eval_windows": 4,
+        "lr": 3e-3,
+        "warmup_steps": 4,
+        "corpus_languages": ["python", "php", "go"],
+        "corpus_docs": 30,
+        "corpus_vocab": 384,
+        "evidence_primary_steps": 16,
+        "evidence_steps": 16,
+        "evidence_every": 2,
+        "checkpoint_every": 0,
+        "execution_problems": 3,
+        "execution_tokens": 48,
+        # Intra-op threads only add contention for a model this small (measured on 2 loaded
+        # cores: 27 ms per step with one thread, 1.5 s with two).
+        "num_threads": 1,
+    },
+    "full": {
+        "mixtures": {
+            "proportional": "proportional",
+            "uniform": "uniform",
+            "temperature": "temperature:temperature=3",
+            "unimax": "unimax:max_epochs=4",
+            "babel-tower": "babel-tower",
+            "controller": "controller",
+        },
+        "seeds": [0, 1, 2],
+        "model": None,
+        "preset": "tiny",
+        "batch_size": 16,
+        "seq_len": 128,
+        "token_budget": 16 * 128 * 300,
+        "eval_every": 25,
+        "eval_windows": 16,
+        "lr": 2e-3,
+        "warmup_steps": 20,
+        "corpus_languages": ["python", "php", "csharp", "go", "cpp"],
+        "corpus_docs": {"python": 600, "php": 400, "csharp": 300, "go": 200, "cpp": 150},
+        "corpus_vocab": 2048,
+        "evidence_primary_steps": 150,
+        "evidence_steps": 120,
+        "evidence_every": 10,
+        "evidence_working_language": True,
+        "checkpoint_every": 100,
+        "execution_problems": 40,
+        "execution_tokens": 128,
+        "num_threads": None,
+    },
+}
+
+
+def _profile(table: dict[str, dict[str, Any]], name: str, what: str) -> dict[str, Any]:
+    if name not in table:
+        raise ValueError(f"{what} profile must be one of {sorted(table)}, got {name!r}")
+    return copy.deepcopy(table[name])
+
+
+def study_profile(name: str) -> dict[str, Any]:
+    """A copy of the study profile ``name``'s field defaults."""
+    return _profile(STUDY_PROFILES, name, "study")
+
+
+def harness_profile(name: str) -> dict[str, Any]:
+    """A copy of the harness profile ``name``'s field defaults."""
+    return _profile(HARNESS_PROFILES, name, "harness")
