@@ -54,8 +54,8 @@ test-tl4: install-tl4
 
 DEMO ?= runs/demo
 demo: install
-	$(VENV)/bin/python -m experiments.babel_tower --profile quick --out $(DEMO)
-	$(VENV)/bin/python -m experiments.optimize_corpus --from-experiment $(DEMO)
+	$(VENV)/bin/python -m babel_interp.experiments.babel_tower --profile quick --out $(DEMO)
+	$(VENV)/bin/python -m babel_interp.experiments.optimize_corpus --from-experiment $(DEMO)
 	$(VENV)/bin/babel-interp report --experiment $(DEMO)
 
 bench: install

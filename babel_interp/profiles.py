@@ -2,10 +2,11 @@
 
 Two tables, one per entry point:
 
-* :data:`STUDY_PROFILES` (``python -m experiments.babel_tower --profile NAME``): defaults of
+* :data:`STUDY_PROFILES` (``python -m babel_interp.experiments.babel_tower --profile NAME``):
+defaults of
   the study's config fields; a field the user leaves unset takes its profile's value.
 * :data:`HARNESS_PROFILES` (``babel-interp evaluate-mixtures --profile NAME`` and
-  ``python -m experiments.optimize_corpus --profile NAME``): defaults of
+  ``python -m babel_interp.experiments.optimize_corpus --profile NAME``): defaults of
   :class:`~babel_interp.optimizer.harness.HarnessConfig`.
 
 Read them through :func:`study_profile` and :func:`harness_profile`, which return copies (a

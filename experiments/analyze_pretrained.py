@@ -10,10 +10,11 @@ model object passed to :func:`analyze_pretrained` from Python. Two analyses run 
   windows of source text tokenized with the model's own tokenizer (local source trees given as
   ``LANG=PATH``, or the synthetic generator's documents).
 
-    python -m experiments.analyze_pretrained --model runs/x/checkpoints/step_00000100 \\
-        --primary python --target php --out out/pretrained
-    python -m experiments.analyze_pretrained --model gpt2 --source python=/usr/lib/python3.11 \\
-        --source php=vendor/ --target php --out out/gpt2     # where the hub is reachable
+    python -m babel_interp.experiments.analyze_pretrained \\
+        --model runs/x/checkpoints/step_00000100 --primary python --target php --out out/pretrained
+    python -m babel_interp.experiments.analyze_pretrained --model gpt2 \\
+        --source python=/usr/lib/python3.11 --source php=vendor/ --target php \\
+        --out out/gpt2  # where the hub is reachable
 """
 
 from __future__ import annotations
@@ -218,7 +219,8 @@ def analyze_pretrained(model: Any, tokenizer: Any, cfg: PretrainedAnalysisConfig
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.analyze_pretrained", description=__doc__.split("\n\n")[0]
+        prog="python -m babel_interp.experiments.analyze_pretrained",
+        description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("--model", required=True, help="saved model directory or model name")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model's own)")

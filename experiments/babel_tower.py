@@ -9,12 +9,13 @@ gate), language-transferring neurons (LAPE and contrast scores with permutation 
 nulls), the knowledge-transfer ratio on planted facts, token efficiency against the baseline, and
 the stage detector. A report gathers it all.
 
-    python -m experiments.babel_tower --profile quick --out runs/demo
-    python -m experiments.babel_tower --profile cpu --out runs/real_cpu        # real code
-    python -m experiments.babel_tower --profile gpu --pack-sources runs/sources.tar.xz
-    python -m experiments.babel_tower --profile gpu --sources-archive runs/sources.tar.xz \\
-        --out runs/real_gpu                                                    # on the GPU
-    python -m experiments.babel_tower --config my_study.json
+    python -m babel_interp.experiments.babel_tower --profile quick --out runs/demo
+    python -m babel_interp.experiments.babel_tower --profile cpu --out runs/real_cpu  # real code
+    python -m babel_interp.experiments.babel_tower --profile gpu \\
+        --pack-sources runs/sources.tar.xz
+    python -m babel_interp.experiments.babel_tower --profile gpu \\
+        --sources-archive runs/sources.tar.xz --out runs/real_gpu  # on the GPU
+    python -m babel_interp.experiments.babel_tower --config my_study.json
 
 Every step is resumable: rerunning the same command reuses finished corpora, runs and analyses.
 """
@@ -625,7 +626,7 @@ def _platform(cfg: BabelTowerConfig) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.babel_tower", description=__doc__.split("\n\n")[0]
+        prog="python -m babel_interp.experiments.babel_tower", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--profile", choices=sorted(STUDY_PROFILES), default=None)
     parser.add_argument("--config", help="JSON file of BabelTowerConfig fields")

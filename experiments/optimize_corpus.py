@@ -12,8 +12,8 @@ Two modes:
   reports per-language bits per byte with confidence intervals, macro average, worst language,
   primary regression, tokens-to-target speedup and the optimizer's overhead.
 
-    python -m experiments.optimize_corpus --from-experiment runs/demo
-    python -m experiments.optimize_corpus --profile full --out runs/optimize
+    python -m babel_interp.experiments.optimize_corpus --from-experiment runs/demo
+    python -m babel_interp.experiments.optimize_corpus --profile full --out runs/optimize
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def mixtures_from_experiment(exp_dir: str | Path, seed: int | None = None) -> pd
     study = Study(Path(exp_dir))
     if not study.meta.is_file():
         raise FileNotFoundError(
-            f"{study.root} has no {study.meta.name}: run experiments.babel_tower first"
+            f"{study.root} has no {study.meta.name}: run babel_interp.experiments.babel_tower first"
         )
     meta = json.loads(study.meta.read_text(encoding="utf-8"))
     cfg = meta["config"]
@@ -131,7 +131,8 @@ def evaluate(profile: str, out: str, seeds: list[int] | None, corpus: str | None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.optimize_corpus", description=__doc__.split("\n\n")[0]
+        prog="python -m babel_interp.experiments.optimize_corpus",
+        description=__doc__.split("\n\n")[0],
     )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--from-experiment", help="a finished Babel Tower study directory")

@@ -1,15 +1,17 @@
 """Reusable TransformerLens hooks and their registry: the place users extend babel-interp.
 
->>> from hooks import get_hook, list_hooks, register_hook, run_hooks
+>>> from babel_interp.hooks import get_hook, list_hooks, register_hook, run_hooks
 
-Built-in hooks (``hooks.library``): ``residual-recorder``, ``activation-norms``, ``neuron-stats``,
+Built-in hooks (``babel_interp.hooks.library``): ``residual-recorder``, ``activation-norms``,
+``neuron-stats``,
 ``zero-ablation``, ``mean-ablation``, ``activation-patch``, ``steering-vector``.
 A user's hook is a class with ``fwd_hooks(model)`` (see
-:class:`hooks.registry.BabelHook`) or a plain hook function registered with its hook points.
+:class:`babel_interp.hooks.registry.BabelHook`) or a plain hook function registered with its hook
+points.
 """
 
-from hooks import library  # noqa: F401  (importing it registers the built-in hooks)
-from hooks.registry import (
+from babel_interp.hooks import library  # noqa: F401  (importing it registers the built-in hooks)
+from babel_interp.hooks.registry import (
     BabelHook,
     FunctionHook,
     get_hook,

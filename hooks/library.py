@@ -1,9 +1,10 @@
 """Reusable TransformerLens hooks, registered by name.
 
-Every class here follows :class:`hooks.registry.BabelHook`: ``fwd_hooks(model)`` returns the
+Every class here follows :class:`babel_interp.hooks.registry.BabelHook`: ``fwd_hooks(model)``
+returns the
 ``(hook_name, fn)`` pairs for ``run_with_hooks`` / ``model.hooks(...)``. Hooks that record keep
 only bounded state (running sums or one row per sequence), never a full activation cache.
-Importing this module registers its hooks; the ``hooks`` package does so on import.
+Importing this module registers its hooks; the ``babel_interp.hooks`` package does so on import.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from babel_interp.analysis.neurons.neuron_stats import (
     NeuronStatsCollector,
     NeuronStatsConfig,
 )
+from babel_interp.hooks.registry import FwdHooks, register_hook, resolve_hook_points
 from babel_interp.io import atomic_path, write_json_atomic
-from hooks.registry import FwdHooks, register_hook, resolve_hook_points
 
 
 def _layers(model: Any, layers: list[int] | None) -> list[int]:

@@ -5,12 +5,19 @@ or the command line. Imports inside functions count: they hide an arrow, they do
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("babel_interp", "hooks", "experiments")
+# Folder -> the package it is installed as (pyproject.toml's package-dir).
+PACKAGES = {
+    "babel_interp": "babel_interp",
+    "hooks": "babel_interp.hooks",
+    "experiments": "babel_interp.experiments",
+}
 # Rooms that compute: none of them may import the rooms that present.
 LOWER = (
     "babel_interp.analysis",
@@ -25,22 +32,23 @@ LOWER = (
     "babel_interp.devices",
     "babel_interp.languages",
     "babel_interp.mixture",
+    "babel_interp.hooks",
 )
-UPPER = ("babel_interp.report", "babel_interp.cli", "experiments")
+UPPER = ("babel_interp.report", "babel_interp.cli", "babel_interp.experiments")
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(folder: str, path: Path) -> str:
+    parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
-    return ".".join(parts)
+    return ".".join([PACKAGES[folder], *parts])
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for pkg in PACKAGES:
-        for path in (ROOT / pkg).rglob("*.py"):
-            out[_module_name(path)] = path
+    for folder in PACKAGES:
+        for path in (ROOT / folder).rglob("*.py"):
+            out[_module_name(folder, path)] = path
     return out
 
 
@@ -140,3 +148,19 @@ def test_the_checker_sees_a_cycle_and_an_upward_import():
     assert _cycles(graph) == [["a", "b"]]
     graph = import_graph()
     assert "babel_interp.runs" in graph["babel_interp.analysis.protocol"]
+    assert "babel_interp.hooks.registry" in graph["babel_interp.hooks.library"]
+
+
+def test_generic_top_level_packages_are_not_installed(tmp_path):
+    # hooks/ and experiments/ install as babel_interp.hooks / babel_interp.experiments only:
+    # outside the checkout, the generic names are not importable.
+    code = (
+        "import importlib.util, babel_interp.hooks, babel_interp.experiments;"
+        "print(importlib.util.find_spec('hooks'), importlib.util.find_spec('experiments'),"
+        " babel_interp.hooks.__file__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[:2] == ["None", "None"]
+    assert out[2] == str(ROOT / "hooks" / "__init__.py")

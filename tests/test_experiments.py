@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+from babel_interp.experiments import analyze_pretrained, babel_tower, optimize_corpus
 from babel_interp.runs import Study
-from experiments import analyze_pretrained, babel_tower, optimize_corpus
 
 MICRO = dict(
     profile="quick",

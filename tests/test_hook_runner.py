@@ -15,10 +15,10 @@ from babel_interp.analysis.neurons.hook_runner import HookRunResult, analyze_run
 from babel_interp.analysis.neurons.neuron_stats import NeuronStatsCollector, NeuronStatsConfig
 from babel_interp.analysis.protocol import AnalysisResult
 from babel_interp.cli import main
+from babel_interp.hooks import get_hook, run_hooks
 from babel_interp.model import load_model
 from babel_interp.runs import Run, list_checkpoints, validation_windows
 from babel_interp.training import CheckpointConfig, CheckpointSchedule, TrainConfig, train
-from hooks import get_hook, run_hooks
 
 
 @pytest.fixture(scope="module")

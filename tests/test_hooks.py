@@ -7,8 +7,15 @@ import textwrap
 import pytest
 import torch
 
+from babel_interp.hooks import (
+    FunctionHook,
+    get_hook,
+    list_hooks,
+    register_hook,
+    run_hooks,
+    save_hook_results,
+)
 from babel_interp.model import ModelConfig, build_model
-from hooks import FunctionHook, get_hook, list_hooks, register_hook, run_hooks, save_hook_results
 
 CFG = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=32, d_vocab=97)
 

@@ -26,7 +26,7 @@ def test_custom_hook_example_runs():
     model = build_model(cfg)
     tokens = torch.randint(0, 50, (2, 12))
     namespace = {"model": model, "tokens": tokens}
-    from hooks.registry import _REGISTRY
+    from babel_interp.hooks.registry import _REGISTRY
 
     _REGISTRY.pop("max-mlp", None)  # the example registers itself; allow re-running the test
     exec(compile(code, "README.md", "exec"), namespace)

@@ -15,8 +15,8 @@ import pytest
 import torch
 from _real_fixtures import debian_dir, python_tree
 
+from babel_interp.experiments import babel_tower
 from babel_interp.runs import list_checkpoints, read_metrics
-from experiments import babel_tower
 
 TINY = dict(
     targets=["php"],

@@ -1,35 +1,35 @@
 """The ``babel-interp`` command line: a thin layer over the Python API.
 
-Each module of this package that defines ``register(subparsers)`` adds one command group
-(``corpus``, ``train``, ``analyze``, ...); the module's handlers call the library's functions.
+:data:`COMMANDS` lists one module per command group, in the order of a study (``corpus``,
+``train``, ``analyze``, ``evaluate``, ``optimize``, ``report``). Each module's
+``register(subparsers)`` adds its commands; their handlers call the library's functions. Shared
+flags live in :mod:`babel_interp.cli.options` and, derived from config dataclasses, in
+:mod:`babel_interp.cli.args`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 
 from babel_interp import __version__
+from babel_interp.cli import analyze, corpus, evaluate, optimize, report, train
+
+# One module per command group, in the order ``--help`` lists them.
+COMMANDS = (corpus, train, analyze, evaluate, optimize, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every command group found in this package."""
+    """The full argument parser, with every command group of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="babel-interp",
         description="Study how code language models learn new programming languages.",
     )
     parser.add_argument("--version", action="version", version=f"babel-interp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue  # __main__ runs the CLI on import
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(sub)
+    for module in COMMANDS:
+        module.register(sub)
     return parser
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from babel_interp.cli.analyze import parse_steps
+from babel_interp.cli.options import parse_steps
 from babel_interp.evaluation.evaluate import ExecutionConfig, evaluate_run
 from babel_interp.evaluation.runners import EXECUTION_LANGUAGES, toolchain_report
 from babel_interp.report.execution_plots import plot_pass_at_k

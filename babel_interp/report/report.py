@@ -199,7 +199,8 @@ def write_run_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | No
 
 
 def add_optimizer_sections(doc: ReportDocument, optimize: Path) -> None:
-    """Mixtures computed from the study (``experiments.optimize_corpus --from-experiment``) and,
+    """Mixtures computed from the study (``babel_interp.experiments.optimize_corpus
+    --from-experiment``) and,
     when the harness ran there, their comparison at equal token budgets."""
     mixtures = _read_csv(optimize / "mixtures.csv")
     comparison = _read_csv(optimize / "comparison.csv")

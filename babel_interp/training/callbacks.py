@@ -18,12 +18,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
+from babel_interp.hooks import get_hook
+from babel_interp.hooks.registry import run_hooks_by_language
 from babel_interp.io import read_jsonl, write_jsonl_atomic
 from babel_interp.mixture import Mixture
 from babel_interp.runs import analysis_dir, checkpoint_dirname
 from babel_interp.training.result import TrainResult
-from hooks import get_hook
-from hooks.registry import run_hooks_by_language
 
 __all__ = [
     "AnalyzerCallback",

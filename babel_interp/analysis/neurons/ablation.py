@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from babel_interp.config import ConfigBase
 from babel_interp.devices import model_device
+from babel_interp.hooks.library import MeanAblation, ZeroAblation
 from babel_interp.model import HookedModel
-from hooks.library import MeanAblation, ZeroAblation
 
 MODES = ("zero", "mean")
 
@@ -69,8 +69,8 @@ def ablation_hooks(
     """Forward hooks that replace the neurons of ``mask`` by 0 or by ``means``.
 
     ``mask[i]`` (and ``means[i]``) is model layer ``layers[i]``; layers with no neuron get no
-    hook. The hooks are the project's :class:`hooks.library.ZeroAblation` and
-    :class:`hooks.library.MeanAblation`.
+    hook. The hooks are the project's :class:`babel_interp.hooks.library.ZeroAblation` and
+    :class:`babel_interp.hooks.library.MeanAblation`.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

@@ -21,10 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from babel_interp.devices import model_device
+from babel_interp.hooks import get_hook
+from babel_interp.hooks.registry import run_hooks_by_language
 from babel_interp.io import write_bytes_atomic, write_csv_atomic
 from babel_interp.runs import Run, checkpoint_dirname, validation_windows
-from hooks import get_hook
-from hooks.registry import run_hooks_by_language
 
 ANALYZER = "hooks"
 FILES = "files.csv"

@@ -24,7 +24,7 @@ and resamples those.
 Statistics merge by addition (batches, processes, runs): :meth:`NeuronStats.merge`,
 :meth:`NeuronStats.all_reduce` under ``torchrun``, and :meth:`NeuronStats.save`/:meth:`load`.
 The same accumulator (:class:`NeuronStatsCollector`) backs the label-free ``neuron-stats`` hook
-of :mod:`hooks.library`, which counts whatever forward passes it is attached to.
+of :mod:`babel_interp.hooks.library`, which counts whatever forward passes it is attached to.
 """
 
 from __future__ import annotations

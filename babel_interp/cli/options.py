@@ -1,30 +1,8 @@
-"""``babel-interp analyze ...``: the analyzers' command group.
-
-Each ``babel_interp/cli/analyze_*.py`` module defines ``register_analyze(subparsers)`` and adds
-one analyzer (``working-language``, ``neurons``, ``stages``, ...), so analyzers stay independent.
-"""
+"""Options shared by several commands: checkpoint steps and greedy-decoding settings."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
-
-import babel_interp.cli as cli_pkg
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``analyze`` group and every analyzer subcommand found beside this module."""
-    parser = subparsers.add_parser("analyze", help="run an analyzer over a run's checkpoints")
-    sub = parser.add_subparsers(dest="analyzer", metavar="ANALYZER")
-    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
-    for info in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=lambda m: m.name):
-        if not info.name.startswith("analyze_"):
-            continue
-        module = importlib.import_module(f"{cli_pkg.__name__}.{info.name}")
-        register_analyze = getattr(module, "register_analyze", None)
-        if register_analyze is not None:
-            register_analyze(sub)
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:

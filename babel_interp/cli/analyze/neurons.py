@@ -21,7 +21,7 @@ from babel_interp.report.neuron_plots import plot_neuron_analysis
 from babel_interp.runs import Run
 
 
-def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``neurons`` to the ``analyze`` group."""
     p = subparsers.add_parser(
         "neurons",

@@ -7,11 +7,11 @@ import argparse
 
 from babel_interp.analysis.performance import load_completion_items
 from babel_interp.analysis.stages.transfer import ANALYZER, TABLE, analyze_run
-from babel_interp.cli.analyze import add_decoding_arguments, parse_steps
+from babel_interp.cli.options import add_decoding_arguments, parse_steps
 from babel_interp.runs import Run
 
 
-def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``transfer`` to the ``analyze`` group."""
     p = subparsers.add_parser(
         "transfer",

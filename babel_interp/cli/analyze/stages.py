@@ -20,7 +20,7 @@ from babel_interp.report.stage_plots import plot_stage_analysis
 from babel_interp.runs import Run
 
 
-def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stages`` to the ``analyze`` group."""
     p = subparsers.add_parser(
         "stages",

@@ -14,12 +14,12 @@ from babel_interp.analysis.working_language.logit_lens import (
     analyze_run,
 )
 from babel_interp.analysis.working_language.probes import CONTROL_MATCH, load_probes_jsonl
-from babel_interp.cli.analyze import parse_steps
+from babel_interp.cli.options import parse_steps
 from babel_interp.report.working_language_plots import plot_working_language_run
 from babel_interp.runs import Run
 
 
-def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``working-language`` to the ``analyze`` group."""
     p = subparsers.add_parser(
         "working-language",

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 
 from babel_interp.analysis.performance import ANALYZER, analyze_run, load_completion_items
-from babel_interp.cli.analyze import add_decoding_arguments, parse_steps
+from babel_interp.cli.options import add_decoding_arguments, parse_steps
 from babel_interp.runs import Run
 
 
-def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``performance`` to the ``analyze`` group."""
     p = subparsers.add_parser(
         "performance",

@@ -8,7 +8,7 @@ import json
 from babel_interp.analysis.neurons.hook_runner import analyze_run
 
 
-def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``hooks`` to the ``analyze`` group."""
     parser = subparsers.add_parser(
         "hooks", help="run registered or user hooks (hooks/) at every checkpoint of a run"
