@@ -7,9 +7,9 @@ hook function ``fn(activation, hook)`` together with the hook points it attaches
 hook can also be named on the command line by module path (``my_pkg.my_hooks:MyHook``) or file
 path (``./my_hooks.py:MyHook``) without registering it.
 
-This module holds only the mechanics; the built-in hooks live in :mod:`babel_interp.hooks.library`,
-which
-registers them when the ``babel_interp.hooks`` package is imported (as it is before any of its modules).
+This module holds only the mechanics; the built-in hooks live in
+:mod:`babel_interp.hooks.library`, which registers them when the ``babel_interp.hooks`` package
+is imported (as it is before any of its modules).
 """
 
 from __future__ import annotations
