@@ -7,8 +7,8 @@ A config is a ``@dataclass`` that also derives from :class:`ConfigBase`. It gets
   ones, nested configs are rebuilt from their dicts and list values of tuple fields become
   tuples again;
 * ``validate()``: called after construction; subclasses override it to check their fields
-  (with :func:`check_int`, :func:`check_float`, :func:`check_choice`) and keep the error
-  messages of the form ``ClassName.field must ...``.
+  (with :func:`check_int`, :func:`check_float`, :func:`check_choice`, :func:`check_dir_path`)
+  and keep the error messages of the form ``ClassName.field must ...``.
 
 A dataclass that defines ``__post_init__`` itself should call ``super().__post_init__()`` or
 ``self.validate()`` from it.
@@ -89,6 +89,13 @@ def check_choice(owner: str, name: str, value: Any, choices: Collection[Any]) ->
         raise ValueError(
             f"{owner}.{name} must be one of {sorted(map(str, choices))}, got {value!r}"
         )
+
+
+def check_dir_path(owner: str, name: str, value: Any) -> str:
+    """``value`` is a non-empty path (``str`` or ``os.PathLike``); returns it as a ``str``."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ValueError(f"{owner}.{name} must be a directory path, got {value!r}")
+    return str(value)
 
 
 def _plain(v: Any) -> Any:

@@ -105,6 +105,18 @@ def write_table_atomic(path: str | os.PathLike, df: pd.DataFrame, fmt: str = "cs
     return dest
 
 
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The JSON value in the file at ``path``; errors call it the ``what`` file
+    (``FileNotFoundError`` when it is missing, ``ValueError`` when it does not parse)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} file {p} does not exist")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} file {p} is not valid JSON: {exc}") from None
+
+
 def read_jsonl(path: str | os.PathLike, strict: bool = False) -> list[Any]:
     """Every record of a JSON-lines file; ``[]`` when it does not exist.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import PurePath
@@ -37,6 +37,7 @@ __all__ = [
     "builtin_pairs",
     "get_language",
     "language_for_path",
+    "language_index",
     "list_languages",
     "register_language",
     "unregister_language",
@@ -587,6 +588,15 @@ def list_languages() -> list[str]:
     """Canonical names of all registered languages, in registration order."""
     with _lock:
         return list(_by_name)
+
+
+def language_index(languages: Sequence[str], language: str, missing: str) -> int:
+    """Position of ``language`` in ``languages`` (the order of a corpus, statistics or result);
+    a language that is not there is a ``KeyError`` with the message ``missing``."""
+    try:
+        return languages.index(language)
+    except ValueError:
+        raise KeyError(missing) from None
 
 
 def language_for_path(path: str | PathLike[str]) -> Language | None:

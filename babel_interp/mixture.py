@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from babel_interp.config import ConfigBase, check_int, reject_unknown
-from babel_interp.io import write_text_atomic
+from babel_interp.io import read_json, write_text_atomic
 
 __all__ = [
     "DataExhausted",
@@ -349,10 +349,5 @@ def load_mixture(spec: str | os.PathLike | Mapping[str, Any] | Mixture) -> Mixtu
         return Mixture.from_dict(spec)
     path = Path(spec)
     if str(spec).endswith(".json") or (path.suffix and path.is_file()):
-        if not path.is_file():
-            raise FileNotFoundError(f"mixture file {path} does not exist")
-        try:
-            return Mixture.from_json(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"mixture file {path} is not valid JSON: {exc}") from None
+        return Mixture.from_dict(read_json(path, "mixture"))
     return Mixture.parse(str(spec))

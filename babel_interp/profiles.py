@@ -19,6 +19,22 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+# What the real-code profiles (``cpu``, ``gpu``) share: the real corpus, vocabulary, context,
+# learning rate and evaluation settings. Execution is off unless asked for: HumanEval pass@1 of
+# the CPU pilot's 7M model is 0.
+_REAL_CODE: dict[str, Any] = dict(
+    corpus="real",
+    vocab_size=8192,
+    seq_len=256,
+    lr=1e-3,
+    ablation=False,
+    completion_docs=0,
+    completion_tokens=16,
+    execution=False,
+    execution_problems=164,
+    execution_tokens=256,
+)
+
 STUDY_PROFILES: dict[str, dict[str, Any]] = {
     # Sized for the one-command demo on 2 CPU cores (a few minutes in all).
     "quick": dict(
@@ -77,32 +93,22 @@ STUDY_PROFILES: dict[str, dict[str, Any]] = {
     # (preset pilot), 2M + 2M tokens, the scratch baseline over the first half. About 27 minutes
     # on 2 cores (see README).
     "cpu": dict(
-        corpus="real",
+        _REAL_CODE,
         targets=["php"],
         neuron_languages=["go"],
         seeds=[0],
         python_trees=["stdlib"],
-        vocab_size=8192,
         preset="pilot",
-        seq_len=256,
         batch_size=16,
         primary_steps=500,
         continual_steps=500,
         scratch_steps=250,
         n_checkpoints=13,
         eval_windows=32,
-        lr=1e-3,
         neuron_tokens=32768,
         neuron_permutations=20,
-        ablation=False,
         n_per_pair=10,
         random_inits=3,
-        completion_docs=0,
-        completion_tokens=16,
-        # HumanEval pass@1 of a 7M model is 0: execution is off unless asked for.
-        execution=False,
-        execution_problems=164,
-        execution_tokens=256,
     ),
     # Real code at the GPU pilot's scale, sized for one 15-minute lease of one H100/H200:
     # a 34M model (preset medium), ~30M Python tokens (standard library and site-packages; 30.5M
@@ -112,31 +118,22 @@ STUDY_PROFILES: dict[str, dict[str, Any]] = {
     # Seeds run one after another and each writes its results (and the report) as soon as it
     # is done, so a call cut short keeps the finished seeds.
     "gpu": dict(
-        corpus="real",
+        _REAL_CODE,
         targets=["php", "go"],
         seeds=[0, 1, 2],
         python_trees=["stdlib", "site-packages"],
         max_source_mb=120,
-        vocab_size=8192,
         preset="medium",
-        seq_len=256,
         batch_size=64,
         primary_steps=1830,
         continual_steps=1830,
         scratch_steps=610,
         n_checkpoints=12,
         eval_windows=64,
-        lr=1e-3,
         neuron_tokens=65536,
         neuron_permutations=50,
-        ablation=False,
         n_per_pair=20,
         random_inits=3,
-        completion_docs=0,
-        completion_tokens=16,
-        execution=False,
-        execution_problems=164,
-        execution_tokens=256,
         dtype="bfloat16",
         compile=True,
     ),

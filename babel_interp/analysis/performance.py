@@ -62,6 +62,7 @@ __all__ = [
     "performance_series",
     "replace_rows_csv",
     "save_completion_items",
+    "single_target_language",
     "site_completion_items",
     "synthetic_completion_items",
     "synthetic_config_of_run",
@@ -768,6 +769,22 @@ def target_languages(run: Run | str | os.PathLike, primary: str = "python") -> l
     """Languages other than ``primary`` that the run's last checkpoint has trained on."""
     seen = Run.of(run).latest().tokens_seen
     return sorted(lang for lang, n in seen.items() if n > 0 and lang != primary)
+
+
+def single_target_language(run: Run, language: str | None, primary: str = "python") -> str:
+    """``language``, or when None the run's one target language (:func:`target_languages`).
+
+    The per-language analyzers analyze one target at a time: a run trained on several asks
+    the caller to name one.
+    """
+    if language is not None:
+        return language
+    langs = target_languages(run, primary)
+    if len(langs) != 1:
+        raise ValueError(
+            f"run {run.path} trained on target languages {langs}: name one with --language"
+        )
+    return langs[0]
 
 
 @dataclass

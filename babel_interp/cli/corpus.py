@@ -195,14 +195,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(handler=_info)
 
 
-def _tokenizer_cfg(args: argparse.Namespace, default_vocab: int) -> Any:
+def _common_config(args: argparse.Namespace, default_vocab: int) -> dict[str, Any]:
+    """The corpus config fields that the options of :func:`_add_common` set (all but the seed,
+    which the synthetic generator shares)."""
     from babel_interp.corpus.tokenizer import TokenizerConfig
 
-    return TokenizerConfig(
+    tokenizer = TokenizerConfig(
         vocab_size=args.vocab_size if args.vocab_size is not None else default_vocab,
         min_frequency=args.min_frequency,
         sample_bytes=int(args.sample_mb * 1e6),
         language_weights=getattr(args, "tokenizer_weights", None),
+    )
+    return dict(
+        tokenizer=tokenizer,
+        tokenizer_dir=args.tokenizer,
+        val_fraction=args.val_fraction,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
     )
 
 
@@ -220,11 +229,7 @@ def _synth(args: argparse.Namespace) -> int:
         languages=args.languages,
         docs_per_language=args.docs,
         seed=args.seed,
-        tokenizer=_tokenizer_cfg(args, default_vocab=4096),
-        tokenizer_dir=args.tokenizer,
-        val_fraction=args.val_fraction,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
+        **_common_config(args, default_vocab=4096),
     )
     return _report(build_corpus(cfg))
 
@@ -253,13 +258,9 @@ def _build(args: argparse.Namespace) -> int:
         out=args.out,
         sources=sources,
         languages=args.languages,
-        tokenizer=_tokenizer_cfg(args, default_vocab=8192),
-        tokenizer_dir=args.tokenizer,
         filters=FilterConfig(max_bytes=args.max_doc_bytes),
-        val_fraction=args.val_fraction,
         seed=args.seed,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
+        **_common_config(args, default_vocab=8192),
     )
     return _report(build_corpus(cfg))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +25,20 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="torch device (default: auto, CUDA when available)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def decoding_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of the analyzers' ``analyze_run`` that the options of
+    :func:`add_decoding_arguments` set (``--run`` and ``--primary`` aside)."""
+    return dict(
+        steps=parse_steps(args.checkpoints),
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
 
 
 def parse_steps(values: list[str] | None) -> list[int] | None:

@@ -20,12 +20,12 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from babel_interp.cli.args import add_config_arguments, config_from_arguments
+from babel_interp.io import read_json
 from babel_interp.mixture import load_mixture
 from babel_interp.model import PRESETS
 from babel_interp.runs import Run
@@ -147,16 +147,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run_train)
 
 
-def _read_json(path: str, what: str) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} file {p} does not exist")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} file {p} is not valid JSON: {exc}") from None
-
-
 def _base_config(args: argparse.Namespace) -> dict[str, Any]:
     """The saved configuration of the run being resumed, else ``--config``, else nothing."""
     if args.resume:
@@ -165,7 +155,7 @@ def _base_config(args: argparse.Namespace) -> dict[str, Any]:
         except FileNotFoundError:
             pass  # killed before it saved its configuration: start from the options
     if args.config:
-        return _read_json(args.config, "--config")
+        return read_json(args.config, "--config")
     return {}
 
 
@@ -186,7 +176,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.mixture is not None:
         base["mixture"] = load_mixture(args.mixture)
     if args.model is not None:
-        base["model"] = _read_json(args.model, "--model")
+        base["model"] = read_json(args.model, "--model")
     if args.hook:
         base["hooks"] = list(args.hook)
     if not (args.corpus or base.get("corpus")):

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from babel_interp.config import ConfigBase
+from babel_interp.config import ConfigBase, check_dir_path
 from babel_interp.corpus.shards import (
     MANIFEST,
     SPLITS,
@@ -145,9 +145,7 @@ class CorpusConfig(ConfigBase):
 
     def validate(self) -> None:
         """Check every field; sources, tokenizer and filters given as dicts become configs."""
-        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
-            raise ValueError(f"CorpusConfig.out must be a directory path, got {self.out!r}")
-        self.out = str(self.out)
+        self.out = check_dir_path("CorpusConfig", "out", self.out)
         if not isinstance(self.sources, Sequence) or isinstance(self.sources, str):
             raise ValueError("CorpusConfig.sources must be a list of SourceSpec")
         self.sources = [

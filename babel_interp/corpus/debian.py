@@ -43,7 +43,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from babel_interp.config import ConfigBase
+from babel_interp.config import ConfigBase, check_dir_path
 from babel_interp.corpus.build import swap_into_place
 from babel_interp.corpus.sources import resolve_language
 from babel_interp.io import write_json_atomic
@@ -174,9 +174,7 @@ class DebianFetchConfig(ConfigBase):
 
     def validate(self) -> None:
         """Check every field; language names become canonical."""
-        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
-            raise ValueError(f"DebianFetchConfig.out must be a directory path, got {self.out!r}")
-        self.out = str(self.out)
+        self.out = check_dir_path("DebianFetchConfig", "out", self.out)
         if self.cache_dir is not None:
             self.cache_dir = str(self.cache_dir)
         if not isinstance(self.packages, Mapping):

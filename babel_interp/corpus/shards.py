@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from babel_interp.io import write_json_atomic
+from babel_interp.languages import language_index
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
@@ -241,12 +242,8 @@ class CorpusReader:
 
     def lang_id(self, language: str) -> int:
         """The integer label of ``language`` in ``langs.bin``."""
-        try:
-            return self.languages.index(language)
-        except ValueError:
-            raise KeyError(
-                f"language {language!r} is not in corpus {self.dir}; it has {self.languages}"
-            ) from None
+        missing = f"language {language!r} is not in corpus {self.dir}; it has {self.languages}"
+        return language_index(self.languages, language, missing)
 
     def bytes_per_token(self, language: str, split: str = "val") -> float:
         """Source bytes per token of ``language`` in ``split``: converts nats/token to bits/byte."""

@@ -379,6 +379,19 @@ class _Stepper:
             uniforms = torch.tensor(u, dtype=torch.float64, device=logits.device)
         return next_tokens(logits, uniforms, self.config.temperature, self.config.top_p).tolist()
 
+    def take(
+        self, rows: list[_Row], logits: Float[Tensor, "rows vocab"]
+    ) -> tuple[list[int], list[int]]:
+        """Choose each row's next token and record it: the tokens chosen, and the indices of
+        the rows that are still live after it."""
+        chosen = self.choose(rows, logits)
+        live = [
+            j
+            for j, (row, t) in enumerate(zip(rows, chosen, strict=True))
+            if not self.advance(row, t)
+        ]
+        return chosen, live
+
     def advance(self, row: _Row, token: int) -> bool:
         """Record ``token`` for ``row``; True when the row has stopped."""
         self.n_sampled += 1
@@ -452,12 +465,7 @@ def _decode_cached(model: HookedModel, step: _Stepper, rows: list[_Row], pad: in
     cache = select_kv_cache_rows(cache, src)
     live = list(rows)
     while True:
-        chosen = step.choose(live, last)
-        keep = [
-            j
-            for j, (row, t) in enumerate(zip(live, chosen, strict=True))
-            if not step.advance(row, t)
-        ]
+        chosen, keep = step.take(live, last)
         if not keep:
             return
         if len(keep) < len(live):
@@ -484,12 +492,7 @@ def _decode_recomputed(model: HookedModel, step: _Stepper, rows: list[_Row], pad
         logits = model(buf[:, :cur], return_type="logits")
         last = logits[torch.arange(len(live), device=device), lengths - 1]
         del logits
-        chosen = step.choose(live, last)
-        keep = [
-            j
-            for j, (row, t) in enumerate(zip(live, chosen, strict=True))
-            if not step.advance(row, t)
-        ]
+        chosen, keep = step.take(live, last)
         if not keep:
             return
         index = torch.tensor(keep, device=device)

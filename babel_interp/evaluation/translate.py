@@ -722,7 +722,41 @@ class _Backend:
         raise NotImplementedError
 
     def literal(self, v: Any, t: PyType) -> str:
+        """``v`` as a literal of type ``t`` in the tests."""
+        scalar = self.scalar_literal(v, t)
+        return scalar if scalar is not None else self.composite_literal(v, t)
+
+    def composite_literal(self, v: Any, t: PyType) -> str:
+        """A list, tuple, dict or optional ``v`` of type ``t`` (see :meth:`literal`)."""
         raise NotImplementedError
+
+    def int_literal(self, v: int) -> str:
+        """An integer (already checked to fit in 64 bits)."""
+        return str(v)
+
+    def str_literal(self, v: str) -> str:
+        raise NotImplementedError
+
+    def scalar_literal(self, v: Any, t: PyType) -> str | None:
+        """``v`` when ``t`` is a bool, int, float or str (the typed languages spell booleans and
+        floats alike); None for the other kinds, which each language builds itself."""
+        k = t.kind
+        if k == "bool":
+            return "true" if v else "false"
+        if k == "int":
+            _int_check(v)
+            return self.int_literal(v)
+        if k == "float":
+            return _float_text(float(v))
+        if k == "str":
+            return self.str_literal(v)
+        return None
+
+    def brace_entries(self, v: dict, t: PyType, literal: Callable[[Any, PyType], str]) -> str:
+        """A dict's entries as ``{key, value}`` initializers (C++ and C#), each side written by
+        ``literal``."""
+        kt, vt = t.args
+        return ", ".join(f"{{{literal(a, kt)}, {literal(b, vt)}}}" for a, b in v.items())
 
     def doc_literal(self, v: Any, t: PyType) -> str:
         """``v`` as the docstring's examples show it (the tests' literal by default)."""
@@ -965,17 +999,14 @@ class _Go(_Backend):
         # The tests' pointer helper means nothing in a comment: optional values show plainly.
         return self._literal(v, t, doc=True)
 
+    def str_literal(self, v: str) -> str:
+        return _c_escape(v, hex_escape=lambda c: f"\\x{c:02x}")
+
     def _literal(self, v: Any, t: PyType, doc: bool) -> str:
+        scalar = self.scalar_literal(v, t)
+        if scalar is not None:
+            return scalar
         k = t.kind
-        if k == "bool":
-            return "true" if v else "false"
-        if k == "int":
-            _int_check(v)
-            return str(v)
-        if k == "float":
-            return _float_text(float(v))
-        if k == "str":
-            return _c_escape(v, hex_escape=lambda c: f"\\x{c:02x}")
         if k in ("list", "tuple"):
             elem = t.args[0]
             return self.type_name(t) + "{" + ", ".join(self._literal(x, elem, doc) for x in v) + "}"
@@ -1097,17 +1128,14 @@ class _Cpp(_Backend):
     def optional_type(self, t: PyType) -> str:
         return f"std::optional<{self.type_name(t.args[0])}>"
 
-    def literal(self, v: Any, t: PyType) -> str:
+    def int_literal(self, v: int) -> str:
+        return str(v) if -(2**31) <= v < 2**31 else f"{v}L"
+
+    def str_literal(self, v: str) -> str:
+        return f"std::string({_c_escape(v, hex_escape=_octal_escape)})"
+
+    def composite_literal(self, v: Any, t: PyType) -> str:
         k = t.kind
-        if k == "bool":
-            return "true" if v else "false"
-        if k == "int":
-            _int_check(v)
-            return str(v) if -(2**31) <= v < 2**31 else f"{v}L"
-        if k == "float":
-            return _float_text(float(v))
-        if k == "str":
-            return f"std::string({_c_escape(v, hex_escape=_octal_escape)})"
         if k == "list":
             if not v:
                 return f"{self.type_name(t)}()"
@@ -1116,10 +1144,7 @@ class _Cpp(_Backend):
             items = ", ".join(self.literal(x, a) for x, a in zip(v, t.args, strict=True))
             return f"{self.type_name(t)}({items})"
         if k == "dict":
-            kt, vt = t.args
-            items = ", ".join(
-                f"{{{self.literal(a, kt)}, {self.literal(b, vt)}}}" for a, b in v.items()
-            )
+            items = self.brace_entries(v, t, self.literal)
             return f"{self.type_name(t)}({{{items}}})" if v else f"{self.type_name(t)}()"
         if k == "optional":
             if v is None:
@@ -1133,16 +1158,10 @@ class _Cpp(_Backend):
         k = t.kind
         if k == "str":
             return _c_escape(v, hex_escape=_octal_escape)
-        if k in ("list", "dict"):
-            if k == "dict":
-                kt, vt = t.args
-                inner = [
-                    f"{{{self.doc_literal(a, kt)}, {self.doc_literal(b, vt)}}}"
-                    for a, b in v.items()
-                ]
-            else:
-                inner = [self.doc_literal(x, t.args[0]) for x in v]
-            return "{" + ", ".join(inner) + "}"
+        if k == "dict":
+            return "{" + self.brace_entries(v, t, self.doc_literal) + "}"
+        if k == "list":
+            return "{" + ", ".join(self.doc_literal(x, t.args[0]) for x in v) + "}"
         if k == "tuple":
             items = ", ".join(self.doc_literal(x, a) for x, a in zip(v, t.args, strict=True))
             return f"std::make_tuple({items})"
@@ -1208,28 +1227,21 @@ class _CSharp(_Backend):
         # Value types need Nullable<T>; strings, lists, maps and tuples are references.
         return inner + "?" if t.args[0].kind in ("int", "float", "bool") else inner
 
-    def literal(self, v: Any, t: PyType) -> str:
+    def int_literal(self, v: int) -> str:
+        return f"{v}L"
+
+    def str_literal(self, v: str) -> str:
+        return _c_escape(v, hex_escape=lambda c: f"\\u{c:04x}")
+
+    def composite_literal(self, v: Any, t: PyType) -> str:
         k = t.kind
-        if k == "bool":
-            return "true" if v else "false"
-        if k == "int":
-            _int_check(v)
-            return f"{v}L"
-        if k == "float":
-            return _float_text(float(v))
-        if k == "str":
-            return _c_escape(v, hex_escape=lambda c: f"\\u{c:04x}")
         if k == "list":
             return f"new {self.type_name(t)} {{{', '.join(self.literal(x, t.args[0]) for x in v)}}}"
         if k == "tuple":
             args = ", ".join(self.literal(x, a) for x, a in zip(v, t.args, strict=True))
             return f"new {self.type_name(t)}({args})"  # typed: Tuple.Create(null, 1L) is not
         if k == "dict":
-            kt, vt = t.args
-            items = ", ".join(
-                f"{{{self.literal(a, kt)}, {self.literal(b, vt)}}}" for a, b in v.items()
-            )
-            return f"new {self.type_name(t)} {{{items}}}"
+            return f"new {self.type_name(t)} {{{self.brace_entries(v, t, self.literal)}}}"
         if k == "optional":
             return "null" if v is None else self.literal(v, t.args[0])
         raise Untranslatable(f"value {v!r} of type {t} has no C# literal")

@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from jaxtyping import Float
 
-from babel_interp.config import ConfigBase
+from babel_interp.config import ConfigBase, check_choice, check_int
 from babel_interp.optimizer.baselines import Allocation, integer_budgets
 from babel_interp.optimizer.stats import Correlation, pearson, spearman
+from babel_interp.optimizer.summary import first_crossing
 
 SHARE_RULES = ("budget", "system_share")
 
@@ -287,16 +287,9 @@ class BabelTowerAllocationConfig(ConfigBase):
             raise ValueError(f"{name}.target_share must lie in (0, 1], got {self.target_share}")
         if not (math.isfinite(self.token_scale) and self.token_scale > 0):
             raise ValueError(f"{name}.token_scale must be positive, got {self.token_scale}")
-        if self.share_rule not in SHARE_RULES:
-            raise ValueError(
-                f"{name}.share_rule must be one of {SHARE_RULES}, got {self.share_rule!r}"
-            )
-        if self.total_tokens is not None and (
-            not isinstance(self.total_tokens, int) or self.total_tokens <= 0
-        ):
-            raise ValueError(
-                f"{name}.total_tokens must be a positive int or None, got {self.total_tokens!r}"
-            )
+        check_choice(name, "share_rule", self.share_rule, SHARE_RULES)
+        if self.total_tokens is not None:
+            check_int(name, "total_tokens", self.total_tokens, minimum=1)
         if self.head < 1 or self.tail < 1:
             raise ValueError(f"{name}.head and .tail must be >= 1, got {self.head}, {self.tail}")
         if self.control_margin < 0:
@@ -347,21 +340,6 @@ class BabelTowerResult:
         if not self.calibration:
             return pd.DataFrame()
         return pd.concat([c.to_dataframe() for c in self.calibration], ignore_index=True)
-
-
-def _first_crossing(
-    tokens: Float[np.ndarray, " n"], share: Float[np.ndarray, " n"], target: float
-) -> float | None:
-    """Tokens at which ``share`` first reaches ``target``, linearly interpolated."""
-    hits = np.nonzero(share >= target)[0]
-    if hits.size == 0:
-        return None
-    i = int(hits[0])
-    if i == 0:
-        return float(tokens[0])
-    s0, s1 = share[i - 1], share[i]
-    frac = (target - s0) / (s1 - s0) if s1 > s0 else 1.0
-    return float(tokens[i - 1] + frac * (tokens[i] - tokens[i - 1]))
 
 
 def _depends(ev: LanguageEvidence, margin: float) -> tuple[bool | None, str]:
@@ -469,7 +447,7 @@ def babel_tower_allocation(
             source = ev.best_step_source
             best_step: int | None = ev.best_step
         else:
-            crossing = _first_crossing(tokens, share, cfg.target_share)
+            crossing = first_crossing(tokens, share, cfg.target_share)
             if crossing is None:
                 decisions.append(
                     LanguageDecision(

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from babel_interp.config import ConfigBase
+from babel_interp.config import ConfigBase, check_choice, check_int
 from babel_interp.corpus.shards import CorpusReader
 from babel_interp.mixture import Mixture
 
@@ -204,17 +204,9 @@ class BaselineConfig(ConfigBase):
     languages: list[str] | None = None
 
     def validate(self) -> None:
-        if self.method not in BASELINE_METHODS:
-            raise ValueError(
-                f"BaselineConfig.method must be one of {BASELINE_METHODS}, got {self.method!r}"
-            )
-        if self.total_tokens is not None and (
-            not isinstance(self.total_tokens, int) or self.total_tokens <= 0
-        ):
-            raise ValueError(
-                f"BaselineConfig.total_tokens must be a positive int or None, "
-                f"got {self.total_tokens!r}"
-            )
+        check_choice("BaselineConfig", "method", self.method, BASELINE_METHODS)
+        if self.total_tokens is not None:
+            check_int("BaselineConfig", "total_tokens", self.total_tokens, minimum=1)
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
             raise ValueError(
                 f"BaselineConfig.temperature must be positive, got {self.temperature!r}"

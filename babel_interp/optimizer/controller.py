@@ -33,7 +33,7 @@ from typing import Any
 from babel_interp.config import ConfigBase
 from babel_interp.io import append_jsonl, read_jsonl, write_jsonl_atomic
 from babel_interp.mixture import Mixture
-from babel_interp.training.callbacks import Callback
+from babel_interp.training.callbacks import ScheduledCallback
 
 CONTROLLER_LOG = "controller.jsonl"
 TRANSLATION = "translation"
@@ -230,24 +230,33 @@ class StageDecider:
             if not why:
                 return "hold", "still in Translation: no exit signal"
             cond = "; ".join(why)
-            if st.exit_streak < cfg.patience:
-                return "hold", f"{cond}: {st.exit_streak}/{cfg.patience} consecutive checks"
-            if st.dwell < cfg.min_dwell:
-                return "hold", f"{cond}: dwell {st.dwell} < min_dwell {cfg.min_dwell}"
+            wait = self._not_yet(st, st.exit_streak, cond)
+            if wait:
+                return "hold", wait
             st.state, st.exit_streak, st.dwell = RELEASED, 0, 0
             return "release", f"left Translation ({cond}, {cfg.patience} checks): stop up-weighting"
         # Released: only a measured share clearly back on the primary takes it back.
         if share is not None and share >= cfg.share_enter:
             st.enter_streak += 1
             cond = f"primary share {share:.3f} >= {cfg.share_enter}"
-            if st.enter_streak < cfg.patience:
-                return "hold", f"{cond}: {st.enter_streak}/{cfg.patience} consecutive checks"
-            if st.dwell < cfg.min_dwell:
-                return "hold", f"{cond}: dwell {st.dwell} < min_dwell {cfg.min_dwell}"
+            wait = self._not_yet(st, st.enter_streak, cond)
+            if wait:
+                return "hold", wait
             st.state, st.enter_streak, st.dwell = TRANSLATION, 0, 0
             return "re-enter", f"back on the primary system ({cond}): up-weight again"
         st.enter_streak = 0
         return "hold", "released: no sign of renewed dependence on the primary"
+
+    def _not_yet(self, st: _LangState, streak: int, cond: str) -> str:
+        """Why a signal seen on ``streak`` checks in a row does not switch the state yet, or ""
+        when it does. Both switches wait alike: ``patience`` consecutive checks, and at least
+        ``min_dwell`` checks in the current state, so one noisy check cannot flip it."""
+        cfg = self.cfg
+        if streak < cfg.patience:
+            return f"{cond}: {streak}/{cfg.patience} consecutive checks"
+        if st.dwell < cfg.min_dwell:
+            return f"{cond}: dwell {st.dwell} < min_dwell {cfg.min_dwell}"
+        return ""
 
 
 def append_decisions(path: str | os.PathLike, decisions: list[Decision]) -> None:
@@ -268,7 +277,7 @@ def read_decisions(path: str | os.PathLike) -> list[dict[str, Any]]:
     return read_jsonl(path)
 
 
-class StageAwareController(Callback):
+class StageAwareController(ScheduledCallback):
     """The stage-aware controller as a training callback.
 
     At the start of a fresh run it takes the trainer's mixture as the base weights and applies
@@ -370,20 +379,13 @@ class StageAwareController(Callback):
         trainer.set_mixture(self._mixture(boosted), reason="controller", source="stage-aware")
         self.seconds += time.perf_counter() - t0
 
-    def _check(self, trainer: Any, step: int) -> None:
+    def fire(self, trainer: Any, step: int, event: str) -> None:
+        """One check; a new mixture goes to the trainer."""
         t0 = time.perf_counter()
         new = self.decide(trainer, step, dict(trainer.signals))
         if new is not None:
             trainer.set_mixture(new, reason="controller", source="stage-aware")
         self.seconds += time.perf_counter() - t0
-
-    def on_eval(self, trainer: Any, step: int, metrics: dict[str, Any]) -> None:
-        if "eval" in self.when:
-            self._check(trainer, step)
-
-    def on_checkpoint(self, trainer: Any, step: int, ckpt_path: Path) -> None:
-        if "checkpoint" in self.when:
-            self._check(trainer, step)
 
     # ------------------------------------------------------------ resumption
     def state_dict(self) -> dict[str, Any] | None:

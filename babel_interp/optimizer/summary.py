@@ -63,20 +63,35 @@ class RunOutcome:
         return c["tokens"].to_numpy(np.float64), c["val_bpb"].to_numpy(np.float64)
 
 
+def first_crossing(
+    tokens: Float[np.ndarray, " n"],
+    values: Float[np.ndarray, " n"],
+    target: float,
+    rising: bool = True,
+) -> float | None:
+    """Tokens at which a curve first reaches ``target``: from below when ``rising``, from above
+    otherwise. Linearly interpolated between the evaluations on either side (a curve that starts
+    at the target reaches it at ``tokens[0]``); None if it never does."""
+    hit = np.nonzero(values >= target if rising else values <= target)[0]
+    if hit.size == 0:
+        return None
+    i = int(hit[0])
+    if i == 0:
+        return float(tokens[0])
+    v0, v1 = values[i - 1], values[i]
+    gained, needed = (v1 - v0, target - v0) if rising else (v0 - v1, v0 - target)
+    # The step gains unless the value before the hit is NaN; then the hit itself is the crossing.
+    frac = needed / gained if gained > 0 else 1.0
+    return float(tokens[i - 1] + frac * (tokens[i] - tokens[i - 1]))
+
+
 def tokens_to_target(
     tokens: Float[np.ndarray, " n"], values: Float[np.ndarray, " n"], target: float
 ) -> float:
     """Tokens at which a falling curve first reaches ``target`` (linear interpolation); NaN if
     never."""
-    hit = np.nonzero(values <= target)[0]
-    if hit.size == 0:
-        return math.nan
-    i = int(hit[0])
-    if i == 0:
-        return float(tokens[0])
-    v0, v1 = values[i - 1], values[i]
-    frac = (v0 - target) / (v0 - v1) if v0 > v1 else 1.0
-    return float(tokens[i - 1] + frac * (tokens[i] - tokens[i - 1]))
+    crossing = first_crossing(tokens, values, target, rising=False)
+    return math.nan if crossing is None else crossing
 
 
 def per_seed_measures(outcomes: Sequence[RunOutcome], primary: str, reference: str) -> pd.DataFrame:

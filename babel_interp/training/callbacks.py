@@ -32,6 +32,7 @@ __all__ = [
     "HookCallback",
     "LiveTrainer",
     "MixtureController",
+    "ScheduledCallback",
 ]
 
 
@@ -109,7 +110,29 @@ def _check_when(owner: str, when: str | Sequence[str]) -> tuple[str, ...]:
     return out
 
 
-class AnalyzerCallback(Callback):
+class ScheduledCallback(Callback):
+    """A callback that acts at eval and/or checkpoint time, as its ``when`` names.
+
+    A subclass sets ``self.when`` (a tuple of :data:`WHEN` entries) and implements :meth:`fire`;
+    ``on_eval`` and ``on_checkpoint`` call it for the events it was asked for.
+    """
+
+    when: tuple[str, ...] = ()
+
+    def fire(self, trainer: LiveTrainer, step: int, event: str) -> None:
+        """Act at ``step``; ``event`` is ``"eval"`` or ``"checkpoint"``."""
+        raise NotImplementedError
+
+    def on_eval(self, trainer: LiveTrainer, step: int, metrics: dict[str, Any]) -> None:
+        if "eval" in self.when:
+            self.fire(trainer, step, "eval")
+
+    def on_checkpoint(self, trainer: LiveTrainer, step: int, ckpt_path: Path) -> None:
+        if "checkpoint" in self.when:
+            self.fire(trainer, step, "checkpoint")
+
+
+class AnalyzerCallback(ScheduledCallback):
     """Runs ``fn(trainer, step, out_dir) -> dict | None`` on the live model.
 
     ``out_dir`` is ``RUN/analysis/<name>/step_XXXXXXXX/`` (created) for files the analysis
@@ -133,7 +156,8 @@ class AnalyzerCallback(Callback):
         self.fn = fn
         self.when = _check_when("AnalyzerCallback", when)
 
-    def _run(self, trainer: LiveTrainer, step: int, event: str) -> None:
+    def fire(self, trainer: LiveTrainer, step: int, event: str) -> None:
+        """Run the analysis and record its signal."""
         out_dir = analysis_dir(trainer.run_dir, self.name) / checkpoint_dirname(step)
         out_dir.mkdir(parents=True, exist_ok=True)
         with trainer.inference():
@@ -154,16 +178,8 @@ class AnalyzerCallback(Callback):
         ]
         write_jsonl_atomic(path, [*kept, record])
 
-    def on_eval(self, trainer: LiveTrainer, step: int, metrics: dict[str, Any]) -> None:
-        if "eval" in self.when:
-            self._run(trainer, step, "eval")
 
-    def on_checkpoint(self, trainer: LiveTrainer, step: int, ckpt_path: Path) -> None:
-        if "checkpoint" in self.when:
-            self._run(trainer, step, "checkpoint")
-
-
-class HookCallback(Callback):
+class HookCallback(ScheduledCallback):
     """Runs hooks on the live model over fixed validation windows of each language.
 
     ``hooks`` are names or ``module:attr`` paths from the ``hooks/`` registry (instantiated with
@@ -195,23 +211,16 @@ class HookCallback(Callback):
         self.batch_size = batch_size
         self.languages = None if languages is None else list(languages)
 
-    def _run(self, trainer: LiveTrainer, step: int) -> None:
+    def fire(self, trainer: LiveTrainer, step: int, event: str) -> None:
+        """Run the hooks over every language's windows and save what they collected."""
         root = analysis_dir(trainer.run_dir, "hooks") / checkpoint_dirname(step)
         langs = self.languages or trainer.eval_languages()
         with trainer.inference():
             tokens = {lang: trainer.validation_tokens(lang, self.n_windows) for lang in langs}
             run_hooks_by_language(trainer.model, self.hooks, tokens, root, self.batch_size)
 
-    def on_eval(self, trainer: LiveTrainer, step: int, metrics: dict[str, Any]) -> None:
-        if "eval" in self.when:
-            self._run(trainer, step)
 
-    def on_checkpoint(self, trainer: LiveTrainer, step: int, ckpt_path: Path) -> None:
-        if "checkpoint" in self.when:
-            self._run(trainer, step)
-
-
-class ControllerCallback(Callback):
+class ControllerCallback(ScheduledCallback):
     """Asks a :class:`MixtureController` for a new mixture at eval and/or checkpoint time."""
 
     def __init__(
@@ -236,7 +245,8 @@ class ControllerCallback(Callback):
         if callable(fn):
             fn(state)
 
-    def _decide(self, trainer: LiveTrainer, step: int) -> None:
+    def fire(self, trainer: LiveTrainer, step: int, event: str) -> None:
+        """Ask the controller; apply the mixture it returns, if any."""
         new = self.controller.decide(trainer, step, dict(trainer.signals))
         if new is None:
             return
@@ -245,14 +255,6 @@ class ControllerCallback(Callback):
                 f"controller {self.name!r} returned {type(new).__name__}; expected Mixture or None"
             )
         trainer.set_mixture(new, reason="controller", source=self.name)
-
-    def on_eval(self, trainer: LiveTrainer, step: int, metrics: dict[str, Any]) -> None:
-        if "eval" in self.when:
-            self._decide(trainer, step)
-
-    def on_checkpoint(self, trainer: LiveTrainer, step: int, ckpt_path: Path) -> None:
-        if "checkpoint" in self.when:
-            self._decide(trainer, step)
 
 
 def run_callbacks(callbacks: Sequence[Callback], event: str, *args: Any) -> None:

@@ -44,7 +44,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from babel_interp.analysis.neurons.neuron_stats import NeuronStats
-from babel_interp.config import ConfigBase
+from babel_interp.config import ConfigBase, check_choice
 
 STATISTICS = ("cohens_d", "mean_diff", "log_odds")
 FDR_METHODS = ("pooled", "bh")
@@ -75,14 +75,8 @@ class ContrastConfig(ConfigBase):
 
     def validate(self) -> None:
         """Check every field (errors name the field)."""
-        if self.statistic not in STATISTICS:
-            raise ValueError(
-                f"ContrastConfig.statistic must be one of {STATISTICS}, got {self.statistic!r}"
-            )
-        if self.fdr_method not in FDR_METHODS:
-            raise ValueError(
-                f"ContrastConfig.fdr_method must be one of {FDR_METHODS}, got {self.fdr_method!r}"
-            )
+        check_choice("ContrastConfig", "statistic", self.statistic, STATISTICS)
+        check_choice("ContrastConfig", "fdr_method", self.fdr_method, FDR_METHODS)
         for name in ("n_bootstrap", "n_permutations"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from babel_interp.analysis.neurons.neuron_stats import NeuronStats
 from babel_interp.config import ConfigBase
+from babel_interp.languages import language_index
 
 _RATES = ("filter_rate", "top_rate", "activation_bar_ratio")
 
@@ -99,12 +100,8 @@ class LapeResult:
 
     def lang_index(self, language: str) -> int:
         """Position of ``language`` in :attr:`languages`."""
-        try:
-            return self.languages.index(language)
-        except ValueError:
-            raise KeyError(
-                f"language {language!r} is not in LAPE result {self.languages}"
-            ) from None
+        missing = f"language {language!r} is not in LAPE result {self.languages}"
+        return language_index(self.languages, language, missing)
 
     def mask(self, language: str) -> Bool[Tensor, "layer neuron"]:
         """Neurons assigned to ``language`` (possibly also to others)."""

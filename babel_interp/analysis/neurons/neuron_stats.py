@@ -51,6 +51,7 @@ from babel_interp.config import ConfigBase
 from babel_interp.corpus.shards import CorpusReader, SplitShard
 from babel_interp.devices import model_device
 from babel_interp.io import atomic_path
+from babel_interp.languages import language_index
 from babel_interp.model import HookedModel
 
 HOOK_TEMPLATE = "blocks.{layer}.mlp.hook_post"
@@ -219,12 +220,8 @@ class NeuronStats:
 
     def lang_index(self, language: str) -> int:
         """Position of ``language`` in :attr:`languages`."""
-        try:
-            return self.languages.index(language)
-        except ValueError:
-            raise KeyError(
-                f"language {language!r} has no statistics; languages: {self.languages}"
-            ) from None
+        missing = f"language {language!r} has no statistics; languages: {self.languages}"
+        return language_index(self.languages, language, missing)
 
     @property
     def windows_complete(self) -> bool:

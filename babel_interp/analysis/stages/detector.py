@@ -52,9 +52,9 @@ from tqdm.auto import tqdm
 from babel_interp.analysis.performance import (
     performance_series,
     replace_rows_csv,
-    target_languages,
+    single_target_language,
 )
-from babel_interp.config import ConfigBase
+from babel_interp.config import ConfigBase, check_choice
 from babel_interp.io import write_json_atomic
 from babel_interp.runs import Run
 
@@ -193,10 +193,7 @@ class StageConfig(ConfigBase):
         for name, d in self.corroborating.items():
             if d not in (1, -1):
                 raise ValueError(f"StageConfig.corroborating[{name!r}] must be +1 or -1, got {d!r}")
-        if self.smoothing not in SMOOTHING:
-            raise ValueError(
-                f"StageConfig.smoothing must be one of {SMOOTHING}, got {self.smoothing!r}"
-            )
+        check_choice("StageConfig", "smoothing", self.smoothing, SMOOTHING)
         w = self.smoothing_window
         if not isinstance(w, int) or w < 1 or w % 2 == 0:
             raise ValueError(f"StageConfig.smoothing_window must be an odd int >= 1, got {w!r}")
@@ -204,15 +201,8 @@ class StageConfig(ConfigBase):
             raise ValueError(
                 f"StageConfig.min_segment must be an int >= 1, got {self.min_segment!r}"
             )
-        if self.rise_shape not in RISE_SHAPES:
-            raise ValueError(
-                f"StageConfig.rise_shape must be one of {RISE_SHAPES}, got {self.rise_shape!r}"
-            )
-        if self.noise_method not in NOISE_METHODS:
-            raise ValueError(
-                f"StageConfig.noise_method must be one of {NOISE_METHODS}, "
-                f"got {self.noise_method!r}"
-            )
+        check_choice("StageConfig", "rise_shape", self.rise_shape, RISE_SHAPES)
+        check_choice("StageConfig", "noise_method", self.noise_method, NOISE_METHODS)
         if self.noise_sigma is not None and not (
             isinstance(self.noise_sigma, (int, float)) and self.noise_sigma >= 0
         ):
@@ -1364,13 +1354,7 @@ def analyze_run(
     working-language analyzer's.
     """
     run = Run.of(run)
-    if language is None:
-        langs = target_languages(run, primary)
-        if len(langs) != 1:
-            raise ValueError(
-                f"run {run.path} trained on target languages {langs}: name one with --language"
-            )
-        language = langs[0]
+    language = single_target_language(run, language, primary)
     rs = stage_series_from_run(run, language, performance, neuron_definition)
     cfg = cfg or StageConfig()
     threshold = competence_threshold

@@ -38,8 +38,8 @@ from babel_interp.analysis.performance import (
     completion_accuracy,
     evaluate_checkpoints,
     replace_rows_csv,
+    single_target_language,
     synthetic_config_of_run,
-    target_languages,
 )
 from babel_interp.analysis.stats import bootstrap_ci, grouped_bootstrap_ci
 from babel_interp.corpus.synthetic import SyntheticConfig, fact_probe_items
@@ -337,13 +337,7 @@ def analyze_run(
     ``language`` defaults to the run's only target language.
     """
     run = Run.of(run)
-    if language is None:
-        langs = target_languages(run, primary)
-        if len(langs) != 1:
-            raise ValueError(
-                f"run {run.path} trained on target languages {langs}: name one with --language"
-            )
-        language = langs[0]
+    language = single_target_language(run, language, primary)
     if (primary_model is None) != (target_only_model is None):
         raise ValueError("the paper's P needs both a primary-only and a target-only model")
     definition = "given"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from babel_interp.analysis.performance import ANALYZER, analyze_run, load_completion_items
-from babel_interp.cli.options import add_decoding_arguments, parse_steps
+from babel_interp.cli.options import add_decoding_arguments, decoding_kwargs
 from babel_interp.runs import Run
 
 
@@ -41,14 +41,8 @@ def run_performance(args: argparse.Namespace) -> int:
         languages=args.languages,
         primary=args.primary,
         n_documents=args.n_documents,
-        steps=parse_steps(args.checkpoints),
-        device=args.device,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        n_boot=args.n_boot,
-        seed=args.seed,
         completion=not args.no_completion,
-        progress=not args.quiet,
+        **decoding_kwargs(args),
     )
     print(f"tables written to {run.analysis_dir(ANALYZER)}/")
     val = result.val_series

@@ -7,7 +7,7 @@ import argparse
 
 from babel_interp.analysis.performance import load_completion_items
 from babel_interp.analysis.stages.transfer import ANALYZER, TABLE, analyze_run
-from babel_interp.cli.options import add_decoding_arguments, parse_steps
+from babel_interp.cli.options import add_decoding_arguments, decoding_kwargs
 from babel_interp.runs import Run
 
 
@@ -50,14 +50,8 @@ def run_transfer(args: argparse.Namespace) -> int:
         target_only_model=args.target_only_model,
         n_planted=args.n_planted,
         n_shared=args.n_shared,
-        steps=parse_steps(args.checkpoints),
         by=args.solved_by,
-        device=args.device,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        n_boot=args.n_boot,
-        seed=args.seed,
-        progress=not args.quiet,
+        **decoding_kwargs(args),
     ).to_dataframe()
     print(f"transfer ratio written to {run.analysis_dir(ANALYZER) / TABLE}")
     print(f"P: {df['definition'].iloc[0]} ({int(df['n_p'].iloc[0])} of {df['n_items'].iloc[0]})")

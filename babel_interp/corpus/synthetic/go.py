@@ -13,7 +13,6 @@ from babel_interp.corpus.synthetic.ir import (
     LIST,
     STR,
     Const,
-    Decl,
     ForEach,
     ForRange,
     Function,
@@ -58,10 +57,8 @@ class GoDialect(Dialect):
     def empty(self, typ: str) -> str:
         return self.types[typ] + "{}"
 
-    def decl(self, w: Writer, s: Decl, ind: str) -> None:
-        w.write(f"{ind}{s.name} := ")
-        self.expr(w, s.expr)
-        w.write("\n")
+    def decl_head(self, name: str, typ: str) -> str:
+        return f"{name} := "
 
     def if_header(self, w: Writer, cond: Any) -> None:
         w.write("if ")

@@ -9,7 +9,6 @@ from babel_interp.corpus.synthetic.ir import (
     LIST,
     B,
     Const,
-    Decl,
     ForEach,
     ForRange,
     Function,
@@ -51,10 +50,8 @@ class PythonDialect(Dialect):
     def empty(self, typ: str) -> str:
         return "[]" if typ == LIST else "{}"
 
-    def decl(self, w: Writer, s: Decl, ind: str) -> None:
-        w.write(f"{ind}{s.name} = ")
-        self.expr(w, s.expr)
-        w.write("\n")
+    def decl_head(self, name: str, typ: str) -> str:
+        return f"{name} = "
 
     def open_block(self, w: Writer, header: str, depth: int) -> None:
         w.write(":\n")
