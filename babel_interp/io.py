@@ -113,7 +113,7 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise FileNotFoundError(f"{what} file {p} does not exist")
     try:
         return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{what} file {p} is not valid JSON: {exc}") from None
 
 

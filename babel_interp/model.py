@@ -25,6 +25,8 @@ from torch import Tensor
 
 from babel_interp.config import ConfigBase, check_choice, check_int
 from babel_interp.devices import model_device
+from babel_interp.integrity import CHECKPOINT_MANIFEST, verify_manifest
+from babel_interp.io import read_json
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "model_config.json"
@@ -278,6 +280,10 @@ def _dedupe_shared(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def _model_file(rel: str) -> bool:
+    return rel in (MODEL_CONFIG, MODEL_WEIGHTS) or rel.startswith(f"{TOKENIZER_SUBDIR}/")
+
+
 def load_model(
     directory: str | os.PathLike,
     device: str | torch.device | None = None,
@@ -287,11 +293,16 @@ def load_model(
     """Load a model written by :func:`save_model`; the logits match the saved model's exactly.
 
     Weights saved on TL 3.x load on TL 4.x (converted with TL's own checkpoint converter).
+    In a checkpoint directory, the files read are first checked against its manifest
+    (:mod:`babel_interp.integrity`): a truncated or altered file is an error naming it.
     """
     d = Path(directory)
     if not (d / MODEL_CONFIG).is_file() or not (d / MODEL_WEIGHTS).is_file():
         raise FileNotFoundError(f"{d} holds no saved model ({MODEL_CONFIG} + {MODEL_WEIGHTS})")
-    meta = json.loads((d / MODEL_CONFIG).read_text(encoding="utf-8"))
+    if (d / CHECKPOINT_MANIFEST).exists():
+        # A checkpoint: the files this loader reads must match their manifest.
+        verify_manifest(d, CHECKPOINT_MANIFEST, only=_model_file).raise_if_bad("checkpoint")
+    meta = read_json(d / MODEL_CONFIG, "model configuration")
     cfg = ModelConfig.from_dict(meta["model"])
     tok = None
     if with_tokenizer and (d / TOKENIZER_SUBDIR).is_dir():

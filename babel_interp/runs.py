@@ -7,6 +7,7 @@
     RUN/checkpoints/step_00000100/      # one complete checkpoint per directory
         model.safetensors, model_config.json, tokenizer/   (babel_interp.model.save_model)
         trainer_state.json              # step, tokens_seen per language, total_tokens, ...
+        checkpoint_manifest.json        # every file's size and SHA-256, written last
     RUN/analysis/<analyzer>/...         # tables written by analyzers
     RUN/figures/...                     # figures
 
@@ -43,7 +44,7 @@ CHECKPOINTS = "checkpoints"
 RUN_CONFIG = "run_config.json"
 METRICS = "metrics.jsonl"
 TRAINER_STATE = "trainer_state.json"
-_STEP_DIR = re.compile(r"^step_(\d{8})$")
+STEP_DIR = re.compile(r"^step_(\d{8})$")
 
 
 def checkpoint_dirname(step: int) -> str:
@@ -74,11 +75,17 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Checkpoint]:
         raise FileNotFoundError(f"{run_dir} has no {CHECKPOINTS}/ directory: is it a run?")
     out = []
     for d in sorted(root.iterdir()):
-        m = _STEP_DIR.match(d.name)
+        m = STEP_DIR.match(d.name)
         state_path = d / TRAINER_STATE
         if not (m and d.is_dir() and state_path.is_file()):
             continue
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"{state_path} is not valid JSON ({exc}); `babel-interp verify {run_dir}` lists "
+                "every damaged checkpoint, and `train --resume` skips them"
+            ) from None
         out.append(
             Checkpoint(
                 step=int(m.group(1)),

@@ -28,6 +28,7 @@ LOWER = (
     "babel_interp.model",
     "babel_interp.runs",
     "babel_interp.io",
+    "babel_interp.integrity",
     "babel_interp.config",
     "babel_interp.devices",
     "babel_interp.languages",

@@ -311,3 +311,48 @@ def test_replayed_analyzers_replace_their_records(corpus, tmp_path):
     assert [(r["step"], r["event"], r["tokens"]) for r in records] == [
         (s, "checkpoint", s * 4 * 32) for s in (0, 2, 4, 6)
     ]
+
+
+def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one(corpus, tmp_path, reference):
+    # A finished run whose last checkpoint was cut short on disk (a full disk, a copy cut off).
+    run = tmp_path / "run"
+    assert main(_args(corpus, run)) == 0
+    ckpts = list_checkpoints(run)
+    last, previous = ckpts[-1], ckpts[-2]
+    weights = last.path / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    with pytest.warns(UserWarning, match=rf"skipping checkpoint .*{last.name}.*model.safetensors"):
+        assert main([*_args(corpus, run), "--resume"]) == 0
+    # It continued from the newest checkpoint that verifies and logged what the whole run logs.
+    assert _comparable(run) == reference
+    resume = [r for r in read_metrics(run) if r.get("event") == "resume"][-1]
+    assert resume["step"] == previous.step
+    assert resume["skipped_checkpoints"][0]["checkpoint"] == str(last.path)
+    assert "truncated" in resume["skipped_checkpoints"][0]["why"]
+    # The damaged checkpoint was kept aside, not deleted, and rewritten whole.
+    kept = run / "checkpoints" / f"{last.name}.corrupt-0"
+    assert kept.is_dir() and (kept / "model.safetensors").stat().st_size < weights.stat().st_size
+    assert list_checkpoints(run)[-1].step == last.step
+
+
+def test_resume_refuses_a_run_whose_checkpoints_all_fail_verification(corpus, tmp_path):
+    run = tmp_path / "run"
+    cfg = dict(
+        corpus=str(corpus),
+        out=str(run),
+        steps=2,
+        batch_size=4,
+        seq_len=32,
+        eval_every=0,
+        progress=False,
+        checkpoints=CheckpointConfig(fsync=False),
+    )
+    train(TrainConfig(**cfg))
+    ckpts = list_checkpoints(run)
+    for c in ckpts:
+        (c.path / "trainer_state.json").write_text("{not json", encoding="utf-8")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="none of its checkpoints"):
+        Trainer(TrainConfig(**{**cfg, "resume": True}))
+    # Nothing was deleted: every checkpoint is still there, set aside.
+    assert len(list((run / "checkpoints").glob("step_*.corrupt-0"))) == len(ckpts) >= 2

@@ -9,12 +9,21 @@
     trainer_state.json                                 step, tokens seen, data position,
                                                        mixture, lineage, callbacks_done
     run_config.json                                    a copy of the run's configuration
+    checkpoint_manifest.json                           every other file's size and SHA-256
 
 A checkpoint is written into ``step_XXXXXXXX.tmp-<pid>`` and renamed into place with
 ``os.replace`` only when every file is complete (and fsynced), so a process killed at any moment
 never leaves a directory that :func:`babel_interp.runs.list_checkpoints` accepts. Deleting goes
 the other way: the directory is renamed to ``.trash-*`` first. Leftovers of both are removed by
 :func:`clean_stale`.
+
+The manifest is written last; a ``step_*`` directory without a valid one is incomplete.
+:func:`verify_checkpoint` re-reads every file against it (a file truncated by a full disk or a
+copy cut short after the rename), and :func:`latest_verified_checkpoint` is what ``--resume``
+continues from: the newest checkpoint that verifies, with the ones it skipped and why.
+``trainer_state.json`` is rewritten once the checkpoint's callbacks have run, so the manifest
+records it as mutable and :func:`verify_checkpoint` validates its content instead (JSON, the
+directory's step).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +41,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from babel_interp.integrity import (
+    CHECKPOINT_MANIFEST,
+    Verification,
+    verify_manifest,
+    write_manifest,
+)
 from babel_interp.io import write_json_atomic
 from babel_interp.model import save_model
 from babel_interp.runs import (
     CHECKPOINTS,
     RUN_CONFIG,
+    STEP_DIR,
     TRAINER_STATE,
     Checkpoint,
     checkpoint_dirname,
@@ -49,11 +66,15 @@ __all__ = [
     "capture_rng",
     "clean_stale",
     "latest_checkpoint",
+    "latest_verified_checkpoint",
     "prune_checkpoints",
+    "quarantine_unverified",
     "read_trainer_state",
     "resolve_checkpoint",
     "restore_rng",
     "update_trainer_state",
+    "verify_checkpoint",
+    "verify_run_checkpoints",
     "write_checkpoint",
 ]
 
@@ -62,6 +83,7 @@ SCHEDULER = "scheduler.json"
 RNG = "rng.pt"
 TMP_MARK = ".tmp-"
 TRASH_PREFIX = ".trash-"
+CORRUPT_MARK = ".corrupt-"
 
 
 def capture_rng() -> dict[str, Any]:
@@ -149,8 +171,9 @@ def write_checkpoint(
         if payload.rng_state is not None:
             torch.save(payload.rng_state, tmp / RNG)
         _write_json(tmp / RUN_CONFIG, payload.run_config)
-        # trainer_state.json is what marks a directory as a checkpoint: write it last.
         _write_json(tmp / TRAINER_STATE, payload.trainer_state)
+        # The manifest is what makes the files a checkpoint: written last, over all of them.
+        write_manifest(tmp, CHECKPOINT_MANIFEST, mutable=[TRAINER_STATE], extra={"step": step})
         if fsync:
             _fsync_tree(tmp)
         if final.exists():
@@ -203,6 +226,96 @@ def update_trainer_state(ckpt_dir: str | os.PathLike, **changes: Any) -> dict[st
     state.update(changes)
     write_json_atomic(Path(ckpt_dir) / TRAINER_STATE, state)
     return state
+
+
+def verify_checkpoint(ckpt_dir: str | os.PathLike) -> Verification:
+    """Every file of a checkpoint against its manifest, and ``trainer_state.json``'s content.
+
+    Problems (each naming its file) are in the result; nothing is raised for a bad checkpoint.
+    """
+    d = Path(ckpt_dir)
+    result = verify_manifest(d, CHECKPOINT_MANIFEST)
+    state_path = d / TRAINER_STATE
+    if not state_path.is_file():
+        if not any(str(state_path) in p for p in result.problems):
+            result.problems.append(f"{state_path} is missing")
+        return result
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        result.problems.append(f"{state_path} is not valid JSON ({exc})")
+        return result
+    m = STEP_DIR.match(d.name)
+    step = state.get("step") if isinstance(state, dict) else None
+    if not isinstance(state, dict):
+        result.problems.append(f"{state_path} is not a JSON object")
+    elif not isinstance(step, int):
+        result.problems.append(f"{state_path} has no integer 'step' (got {step!r})")
+    elif m and int(m.group(1)) != step:
+        result.problems.append(f"{state_path} says step {step}, its directory {d.name}")
+    manifest_step = (result.manifest or {}).get("step")
+    if isinstance(step, int) and manifest_step is not None and manifest_step != step:
+        result.problems.append(
+            f"{d / CHECKPOINT_MANIFEST} says step {manifest_step}, {TRAINER_STATE} step {step}"
+        )
+    return result
+
+
+def _step_dirs(run_dir: str | os.PathLike) -> list[Path]:
+    # Every step_* directory, complete or not, newest last; reads nothing inside them.
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and STEP_DIR.match(d.name))
+
+
+def verify_run_checkpoints(run_dir: str | os.PathLike) -> list[Verification]:
+    """:func:`verify_checkpoint` for every ``step_*`` directory of a run, in step order."""
+    return [verify_checkpoint(d) for d in _step_dirs(run_dir)]
+
+
+def latest_verified_checkpoint(
+    run_dir: str | os.PathLike,
+) -> tuple[Path | None, list[Verification]]:
+    """The newest checkpoint directory that verifies, and the newer ones skipped (with why).
+
+    A run written before checkpoints had manifests (none of its checkpoints has one) resumes
+    from its newest checkpoint whose ``trainer_state.json`` reads, unverified.
+    """
+    dirs = _step_dirs(run_dir)
+    legacy = bool(dirs) and not any((d / CHECKPOINT_MANIFEST).exists() for d in dirs)
+    skipped: list[Verification] = []
+    for d in reversed(dirs):
+        check = verify_checkpoint(d)
+        if legacy:
+            check.problems = [p for p in check.problems if CHECKPOINT_MANIFEST not in p]
+        if check.ok:
+            return d, skipped
+        skipped.append(check)
+    return None, skipped
+
+
+def quarantine_unverified(run_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """Move aside every checkpoint newer than the newest one that verifies.
+
+    Each is renamed ``step_XXXXXXXX.corrupt-<n>`` (kept for inspection, never deleted, no
+    longer listed), so resuming, pruning and the analyzers see the newest good checkpoint as
+    the last one. A warning names each and why. Returns ``[{"checkpoint", "why"}]``.
+    """
+    _, skipped = latest_verified_checkpoint(run_dir)
+    moved = []
+    for check in skipped:
+        src = check.directory
+        n = 0
+        while (dst := src.with_name(f"{src.name}{CORRUPT_MARK}{n}")).exists():
+            n += 1
+        os.replace(src, dst)
+        why = check.describe()
+        warnings.warn(
+            f"skipping checkpoint {src}: {why}; moved to {dst.name}", UserWarning, stacklevel=2
+        )
+        moved.append({"checkpoint": str(src), "moved_to": str(dst), "why": why})
+    return moved
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Checkpoint | None:

@@ -61,6 +61,7 @@ from babel_interp.training.checkpoints import (
     clean_stale,
     latest_checkpoint,
     prune_checkpoints,
+    quarantine_unverified,
     read_trainer_state,
     resolve_checkpoint,
     restore_rng,
@@ -183,6 +184,8 @@ class Trainer:
         self._last_train: dict[str, Any] | None = None
         self._last_eval: dict[str, Any] | None = None
         self._pending_mixture_reason: str | None = None
+        # Checkpoints --resume set aside because they did not verify: [{"checkpoint", "why"}].
+        self._skipped: list[dict[str, str]] = []
         self._setup()
 
     # ------------------------------------------------------------------ setup
@@ -206,12 +209,21 @@ class Trainer:
         barrier(self.dist)
         existing = (self.run_dir / RUN_CONFIG).is_file() or (self.run_dir / METRICS).is_file()
         if cfg.resume:
+            if self.dist.is_main:
+                self._skipped = quarantine_unverified(self.run_dir)
+            barrier(self.dist)
             last = latest_checkpoint(self.run_dir)
             resume_from = last.path if last is not None else None
         elif existing or (self.run_dir / CHECKPOINTS).is_dir():
             raise ValueError(
                 f"run directory {self.run_dir} already holds a run; pass resume=True (--resume) "
                 "to continue it, or choose another output directory"
+            )
+        if cfg.resume and resume_from is None and self._skipped:
+            raise ValueError(
+                f"cannot resume {self.run_dir}: none of its checkpoints verifies "
+                f"({'; '.join(s['why'] for s in self._skipped)}); they were moved aside as "
+                "*.corrupt-*; start a new run or restore a copy"
             )
         if cfg.resume and resume_from is None and self.dist.is_main:
             # Killed before its first checkpoint: nothing to continue, start over cleanly.
@@ -425,6 +437,7 @@ class Trainer:
                     "step": self.step,
                     "checkpoint": str(ckpt),
                     "records_dropped": dropped,
+                    "skipped_checkpoints": self._skipped,
                 }
             )
 
