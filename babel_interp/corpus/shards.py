@@ -20,7 +20,6 @@ written last: a directory without ``manifest.json`` is never a readable corpus.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from babel_interp.io import write_json_atomic
+from babel_interp.integrity import Verification
+from babel_interp.io import read_json, write_json_atomic
 from babel_interp.languages import language_index
 
 FORMAT_VERSION = 1
@@ -218,7 +218,9 @@ class CorpusReader:
                 f"{self.dir} is not a corpus directory: {MANIFEST} is missing "
                 "(build one with `babel-interp corpus synth` or `babel-interp corpus build`)"
             )
-        self.manifest: dict = json.loads(path.read_text(encoding="utf-8"))
+        self.manifest: dict = read_json(path, "corpus manifest")
+        if not isinstance(self.manifest, dict):
+            raise CorpusFormatError(f"corpus manifest file {path} is not a JSON object")
         version = self.manifest.get("format_version")
         if version != FORMAT_VERSION:
             raise CorpusFormatError(
@@ -266,6 +268,15 @@ class CorpusReader:
             tokens = np.zeros(0, dtype=self.dtype)
             langs = np.zeros(0, dtype=np.uint8)
         else:
+            for fname, width in (("tokens.bin", self.dtype.itemsize), ("langs.bin", 1)):
+                f = d / fname
+                size = f.stat().st_size if f.is_file() else None
+                if size != n * width:
+                    raise CorpusFormatError(
+                        f"{f} is {'missing' if size is None else f'{size} bytes'}; the manifest "
+                        f"says {n} tokens ({n * width} bytes): the corpus is truncated or damaged, "
+                        "rebuild it"
+                    )
             tokens = np.memmap(d / "tokens.bin", dtype=self.dtype, mode="r")
             langs = np.memmap(d / "langs.bin", dtype=np.uint8, mode="r")
         if tokens.shape[0] != n or langs.shape[0] != n:
@@ -284,6 +295,67 @@ class CorpusReader:
         )
         self._splits[name] = shard
         return shard
+
+
+def max_token_id(tokens: np.ndarray, chunk: int = 1 << 24) -> int:
+    """The largest id in a (memory-mapped) token array, read in chunks; -1 when empty."""
+    top = -1
+    for i in range(0, tokens.shape[0], chunk):
+        top = max(top, int(tokens[i : i + chunk].max()))
+    return top
+
+
+def check_token_ids(reader: CorpusReader, d_vocab: int) -> None:
+    """Raise naming the split and the id when a token id is outside a model's vocabulary."""
+    for name in reader.manifest.get("splits", {}):
+        top = max_token_id(reader.split(name).tokens)
+        if top >= d_vocab:
+            raise CorpusFormatError(
+                f"{reader.dir / name / 'tokens.bin'} holds token id {top}, outside the model's "
+                f"vocabulary of {d_vocab}: the corpus was tokenized with another tokenizer "
+                "(or is damaged)"
+            )
+
+
+def verify_corpus(corpus_dir: str | os.PathLike, d_vocab: int | None = None) -> Verification:
+    """Check a corpus: manifest, every split's file sizes, document offsets, language ranges and
+    labels, and token ids below the tokenizer's (and, given, a model's) vocabulary."""
+    result = Verification(Path(corpus_dir))
+    try:
+        reader = CorpusReader(corpus_dir)
+        limit = reader.vocab_size if d_vocab is None else min(reader.vocab_size, d_vocab)
+        for name in reader.manifest.get("splits", {}):
+            shard = reader.split(name)
+            d = reader.dir / name
+            n = shard.n_tokens
+            starts = shard.doc_starts
+            if starts.ndim != 1 or starts.size == 0 or starts[0] != 0 or starts[-1] != n:
+                result.problems.append(f"{d / 'docs.npy'} does not span [0, {n}]")
+            elif np.any(np.diff(starts) <= 0):
+                result.problems.append(f"{d / 'docs.npy'} has empty or decreasing documents")
+            for lang, (lo, hi) in shard.language_ranges.items():
+                if not 0 <= lo <= hi <= n:
+                    result.problems.append(
+                        f"{d}: range of {lang!r} [{lo}, {hi}) is outside the split"
+                    )
+                    continue
+                bad = np.flatnonzero(np.asarray(shard.lang_ids[lo:hi]) != reader.lang_id(lang))
+                if bad.size:
+                    result.problems.append(
+                        f"{d / 'langs.bin'}: {bad.size} tokens of {lang!r}'s range carry another "
+                        f"language's label (first at {lo + int(bad[0])})"
+                    )
+            top = max_token_id(shard.tokens)
+            if top >= limit:
+                result.problems.append(
+                    f"{d / 'tokens.bin'} holds token id {top}, outside the vocabulary of {limit}"
+                )
+            result.checked_files += 3
+            result.checked_bytes += n * (reader.dtype.itemsize + 1)
+    except (CorpusFormatError, ValueError, KeyError, FileNotFoundError, OSError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        result.problems.append(str(msg))
+    return result
 
 
 def write_manifest(

@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from babel_interp import __version__
-from babel_interp.corpus.shards import CorpusReader
+from babel_interp.corpus.shards import CorpusReader, check_token_ids
 from babel_interp.devices import resolve_device
 from babel_interp.io import write_json_atomic
 from babel_interp.mixture import DataExhausted, Mixture
@@ -260,6 +260,9 @@ class Trainer:
                 f"model vocabulary ({self.model_cfg.d_vocab}) is smaller than the corpus "
                 f"tokenizer's ({self.corpus.vocab_size})"
             )
+        # The ids themselves, not only the manifest's vocabulary: a corpus tokenized with
+        # another tokenizer, or damaged, would otherwise fail deep inside an embedding lookup.
+        check_token_ids(self.corpus, self.model_cfg.d_vocab)
         self.model: HookedModel = model
         self.seq_len = cfg.seq_len or self.model_cfg.n_ctx
         if self.seq_len > self.model_cfg.n_ctx:
