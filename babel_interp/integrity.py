@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _sha256_many(paths: list[Path]) -> list[str]:
+    # hashlib releases the GIL on large updates: files hash in parallel, one per core.
+    if len(paths) < 2:
+        return [sha256_file(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
+        return list(pool.map(sha256_file, paths))
+
+
 def _files(directory: Path, exclude: set[str]) -> list[str]:
     out = []
     for dirpath, _, names in os.walk(directory):
@@ -76,10 +85,12 @@ def build_manifest(
     """
     root = Path(directory)
     mutable = set(mutable)
-    files: dict[str, dict[str, Any]] = {}
-    for rel in _files(root, set(exclude) | mutable):
-        path = root / rel
-        files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    names = _files(root, set(exclude) | mutable)
+    digests = _sha256_many([root / rel for rel in names])
+    files: dict[str, dict[str, Any]] = {
+        rel: {"size": (root / rel).stat().st_size, "sha256": h}
+        for rel, h in zip(names, digests, strict=True)
+    }
     return {
         "format": MANIFEST_FORMAT,
         **dict(extra or {}),
@@ -159,6 +170,7 @@ def verify_manifest(
         result.problems.append(str(exc))
         return result
     result.manifest = manifest
+    to_hash: list[tuple[Path, Any]] = []
     for rel, rec in sorted(manifest["files"].items()):
         if only is not None and not only(rel):
             continue
@@ -175,7 +187,11 @@ def verify_manifest(
             continue
         result.checked_files += 1
         result.checked_bytes += size
-        if sha256_file(path) != rec.get("sha256"):
+        to_hash.append((path, rec.get("sha256")))
+    # Sizes first (cheap, and what a cut-short copy gets wrong), then every digest.
+    digests = _sha256_many([p for p, _ in to_hash])
+    for (path, want), got in zip(to_hash, digests, strict=True):
+        if got != want:
             result.problems.append(f"{path} does not match its SHA-256 in {name}")
     for rel in manifest.get("mutable", []):
         if (only is None or only(rel)) and not (root / rel).is_file():
