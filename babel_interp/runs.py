@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babel_interp.io import read_jsonl
+from babel_interp.io import read_json, read_jsonl
 
 CHECKPOINTS = "checkpoints"
 RUN_CONFIG = "run_config.json"
@@ -118,7 +118,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / RUN_CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: {run_dir} is not a training run")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, "run configuration")
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:

@@ -60,6 +60,8 @@ TRAIN_HELP = {
     "compile": "torch.compile",
     "fast_path": "fused kernels where no hook needs TransformerLens's own ops "
     "(--no-fast-path: TransformerLens's attention even when no hook needs it)",
+    "on_nan": "a step whose loss is NaN/inf: stop (weights kept, last checkpoint named) or "
+    "skip its update and go on",
     "progress": "progress bar",
 }
 LR_HELP = {

@@ -39,6 +39,7 @@ import numpy as np
 from jaxtyping import UInt
 
 from babel_interp.config import ConfigBase
+from babel_interp.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +347,7 @@ def _tokenizer_json(tok_or_dir: Any) -> dict:
             path = path / TOKENIZER_FILE
         if not path.is_file():
             raise TokenizerError(f"{path} is missing: not a tokenizer directory")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path, "tokenizer")
     backend = getattr(tok_or_dir, "backend_tokenizer", tok_or_dir)
     return json.loads(backend.to_str())
 

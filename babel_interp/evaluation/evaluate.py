@@ -45,7 +45,7 @@ from babel_interp.evaluation.synthetic_suite import (
     assert_held_out,
     synthetic_problems,
 )
-from babel_interp.io import write_csv_atomic, write_json_atomic
+from babel_interp.io import read_json, write_csv_atomic, write_json_atomic
 from babel_interp.languages import get_language
 from babel_interp.model import load_model
 from babel_interp.runs import analysis_dir, run_corpus_dir, select_checkpoints
@@ -200,7 +200,7 @@ def load_execution(directory: str | os.PathLike) -> EvaluationResult:
     for name in ("samples.csv", "config.json"):
         if not (d / name).is_file():
             raise FileNotFoundError(f"{d / name} does not exist: no execution results in {d}")
-    meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    meta = read_json(d / "config.json", "execution results configuration")
     samples = pd.read_csv(d / "samples.csv", keep_default_na=False, na_values=[""])
     for col in ("reason", "completion"):
         if col in samples.columns:  # an empty completion is text, not a missing value

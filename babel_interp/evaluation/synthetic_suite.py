@@ -65,7 +65,6 @@ Python the usual top-level starts. The tests begin with that brace, so ``prompt 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -105,6 +104,7 @@ from babel_interp.corpus.synthetic import (
     render_function_cut,
 )
 from babel_interp.evaluation.problems import Problem
+from babel_interp.io import read_json
 from babel_interp.languages import get_language
 
 __all__ = [
@@ -981,7 +981,7 @@ def training_program_ranges(corpus_dir: str | os.PathLike) -> list[tuple[int, in
     path = Path(corpus_dir) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{corpus_dir} is not a corpus directory: {MANIFEST} is missing")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_json(path, "corpus manifest")
     sources = manifest.get("build", {}).get("config", {}).get("sources", [])
     out = []
     for src in sources:

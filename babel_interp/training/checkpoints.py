@@ -47,7 +47,7 @@ from babel_interp.integrity import (
     verify_manifest,
     write_manifest,
 )
-from babel_interp.io import write_json_atomic
+from babel_interp.io import read_json, write_json_atomic
 from babel_interp.model import save_model
 from babel_interp.runs import (
     CHECKPOINTS,
@@ -217,7 +217,7 @@ def read_trainer_state(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{ckpt_dir} is not a complete checkpoint ({TRAINER_STATE} missing)"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, "trainer state")
 
 
 def update_trainer_state(ckpt_dir: str | os.PathLike, **changes: Any) -> dict[str, Any]:

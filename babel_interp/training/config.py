@@ -14,6 +14,7 @@ __all__ = ["CheckpointConfig", "OptimConfig", "TrainConfig"]
 
 SequenceMode = Literal["pure", "mixed"]
 DType = Literal["auto", "float32", "bfloat16"]
+OnNonFinite = Literal["stop", "skip"]
 SEQUENCE_MODES: tuple[str, ...] = get_args(SequenceMode)
 DTYPES: tuple[str, ...] = get_args(DType)
 DEVICES_HINT = "'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -97,6 +98,11 @@ class TrainConfig(ConfigBase):
     ``schedule_steps`` (>= ``steps``) is the length the learning-rate schedule is laid out for,
     so a run can be exactly the first ``steps`` updates of a longer one (a truncated baseline
     with the same schedule); default ``steps``.
+    ``on_nan``: what a step whose loss or gradient norm is not finite does. ``stop`` (default)
+    leaves the weights as they were before the step and raises
+    :class:`~babel_interp.training.loop.NonFiniteLoss` naming the step, the languages in the
+    batch and the last checkpoint; ``skip`` drops that step's update, records it (an
+    ``event: "nonfinite"`` line in ``metrics.jsonl``) and goes on.
     """
 
     @property
@@ -131,6 +137,7 @@ class TrainConfig(ConfigBase):
     deterministic: bool | None = None
     fast_path: bool = True
     hooks: list[str] = field(default_factory=list)
+    on_nan: OnNonFinite = "stop"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -168,6 +175,7 @@ class TrainConfig(ConfigBase):
         check_int("TrainConfig", "log_every", self.log_every, 1)
         check_int("TrainConfig", "seed", self.seed, 0)
         check_choice("TrainConfig", "dtype", self.dtype, DTYPES)
+        check_choice("TrainConfig", "on_nan", self.on_nan, get_args(OnNonFinite))
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         ):

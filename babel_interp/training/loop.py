@@ -81,7 +81,12 @@ from babel_interp.training.metrics_log import MetricsLog
 from babel_interp.training.result import TrainResult
 from babel_interp.training.sampler import BatchPlan, MixtureSampler, eval_windows
 
-__all__ = ["TrainResult", "Trainer", "train", "per_language_loss"]
+__all__ = ["NonFiniteLoss", "TrainResult", "Trainer", "train", "per_language_loss"]
+
+
+class NonFiniteLoss(FloatingPointError, ValueError):
+    """A training step whose loss or gradient norm is NaN or infinite (``on_nan="stop"``)."""
+
 
 LN2 = math.log(2.0)
 
@@ -742,37 +747,88 @@ class Trainer:
             self.model.parameters(),  # type: ignore[attr-defined]
             clip if clip > 0 else float("inf"),
         )
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        # Reduced before the update: a non-finite loss must not reach the weights.
         all_reduce_sum(stats, self.dist)
         sums, counts = stats[:n], stats[n : 2 * n]
         total_count = float(counts.sum())
         loss = float(sums.sum()) / total_count
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss} at step {step}: lower the learning rate "
-                f"(now {lr:.3g}) or check the data"
-            )
+        finite = math.isfinite(loss) and math.isfinite(float(grad_norm))
+        if finite:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if not finite:
+            self._non_finite(step, plan, loss, float(grad_norm), lr, sums, counts)
         for lang, k in plan.tokens.items():
             self.tokens_seen[lang] += k
         self.step = step
         elapsed = time.perf_counter() - t0
-        return {
+        per_lang = {
+            lang: float(sums[i] / counts[i]) for i, lang in enumerate(self.languages) if counts[i]
+        }
+        record = {
             "type": "train",
             "step": step,
-            "loss": loss,
-            "loss_per_language": {
-                lang: float(sums[i] / counts[i])
-                for i, lang in enumerate(self.languages)
-                if counts[i] > 0
-            },
+            # A skipped step (on_nan="skip") logs null, not NaN: metrics.jsonl stays strict JSON.
+            "loss": loss if finite else None,
+            "loss_per_language": {k: v for k, v in per_lang.items() if math.isfinite(v)},
             "tokens": self.total_tokens,
             "tokens_seen": dict(self.tokens_seen),
             "lr": lr,
-            "grad_norm": float(grad_norm),
+            "grad_norm": float(grad_norm) if finite else None,
             "tokens_per_s": n_global / elapsed if elapsed > 0 else None,
             "_stop": bool(stats[2 * n] > 0),
         }
+        if not finite:
+            record["skipped_update"] = True
+        return record
+
+    def _non_finite(
+        self,
+        step: int,
+        plan: BatchPlan,
+        loss: float,
+        grad_norm: float,
+        lr: float,
+        sums: Tensor,
+        counts: Tensor,
+    ) -> None:
+        """Record a step whose loss or gradient norm is not finite; raise unless skipping."""
+        per_lang = {
+            lang: float(sums[i] / counts[i]) for i, lang in enumerate(self.languages) if counts[i]
+        }
+        bad = sorted(lang for lang, v in per_lang.items() if not math.isfinite(v))
+        last = self._last_ckpt_step
+        last_ckpt = (
+            None if last is None else str(self.run_dir / CHECKPOINTS / checkpoint_dirname(last))
+        )
+        in_batch = sorted(lang for lang, k in plan.tokens.items() if k > 0)
+        skip = self.config.on_nan == "skip"
+        if self.dist.is_main:
+            self.metrics.write(
+                {
+                    "type": "event",
+                    "event": "nonfinite",
+                    "step": step,
+                    "loss": repr(loss),
+                    "grad_norm": repr(grad_norm),
+                    "languages_in_batch": in_batch,
+                    "non_finite_languages": bad,
+                    "action": "skipped the update" if skip else "stopped",
+                    "last_checkpoint": last_ckpt,
+                }
+            )
+            self.metrics.sync()
+        if skip:
+            return
+        raise NonFiniteLoss(
+            f"training loss {loss} (gradient norm {grad_norm}) at step {step}, on a batch of "
+            f"{', '.join(in_batch)}"
+            + (f" (not finite for {', '.join(bad)})" if bad else "")
+            + f"; the weights are those before step {step}; last checkpoint: "
+            + (f"{last_ckpt} (resume from it with --resume)" if last_ckpt else "none")
+            + f". Lower the learning rate (now {lr:.3g}), check the data, or pass "
+            "--on-nan skip to drop such steps"
+        )
 
     # ------------------------------------------------------------------ train
     def _due_eval(self, step: int) -> bool:
@@ -863,7 +919,7 @@ class Trainer:
                         run_callbacks(self.callbacks, "on_step", self, self.step, record)
                     bar.update(1)
                     bar.set_postfix(
-                        loss=f"{record['loss']:.3f}",
+                        loss="skipped" if record["loss"] is None else f"{record['loss']:.3f}",
                         tok_s=f"{record['tokens_per_s'] or 0:.0f}",
                         refresh=False,
                     )
