@@ -77,6 +77,7 @@ from babel_interp.training.distributed import (
     init_distributed,
     shutdown,
 )
+from babel_interp.training.lock import RunLock
 from babel_interp.training.metrics_log import MetricsLog
 from babel_interp.training.result import TrainResult
 from babel_interp.training.sampler import BatchPlan, MixtureSampler, eval_windows
@@ -191,7 +192,13 @@ class Trainer:
         self._pending_mixture_reason: str | None = None
         # Checkpoints --resume set aside because they did not verify: [{"checkpoint", "why"}].
         self._skipped: list[dict[str, str]] = []
-        self._setup()
+        # One trainer per run directory (taken before anything there is read or cleaned).
+        self._lock = RunLock(self.run_dir)
+        try:
+            self._setup()
+        except BaseException:
+            self._lock.release()
+            raise
 
     # ------------------------------------------------------------------ setup
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -209,7 +216,7 @@ class Trainer:
         cfg = self.config
         resume_from = None
         if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
             clean_stale(self.run_dir)
         barrier(self.dist)
         existing = (self.run_dir / RUN_CONFIG).is_file() or (self.run_dir / METRICS).is_file()
@@ -951,6 +958,7 @@ class Trainer:
             bar.close()
             self._stop.restore()
             self.metrics.close()
+            self._lock.release()
 
     def _agree_stop(self) -> bool:
         flag = torch.tensor([1.0 if self._stop.signum is not None else 0.0], device=self.device)
