@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from babel_interp.cli import main
+from babel_interp.cli import build_parser, main
 from babel_interp.corpus.debian import (
     MANIFEST_NAME,
     DebianFetchConfig,
@@ -191,3 +191,14 @@ def test_fetch_then_build_a_corpus_from_the_command_line(tmp_path, capsys):
         start, end = train.language_range(lang)
         assert end - start > 10_000, lang
     assert "provenance of the php trees" in printed and str(out) in printed
+
+
+def test_fetching_never_updates_the_package_lists_unless_asked(tmp_path):
+    # `apt-get update` changes the system: only --update-lists (update_lists=True) may run it.
+    assert DebianFetchConfig(languages=["php"], out=str(tmp_path / "o")).update_lists is False
+    args = build_parser().parse_args(["corpus", "fetch-debian", "--language", "php", "--out", "o"])
+    assert args.update_lists is False
+    args = build_parser().parse_args(
+        ["corpus", "fetch-debian", "--language", "php", "--out", "o", "--update-lists"]
+    )
+    assert args.update_lists is True

@@ -186,6 +186,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also build a corpus from the fetched trees plus Python's standard library",
     )
     fetch.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary (--build)")
+    fetch.add_argument(
+        "--update-lists",
+        action="store_true",
+        help="run 'apt-get update' once (root) if the package lists are empty; off by default, "
+        "so a fetch changes nothing on the system unless asked",
+    )
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     fetch.set_defaults(handler=_fetch_debian)
 
@@ -293,6 +299,7 @@ def _fetch_debian(args: argparse.Namespace) -> int:
         packages=packages,
         drop_tests=not args.keep_tests,
         max_file_bytes=args.max_file_bytes,
+        update_lists=args.update_lists,
         progress=not args.quiet,
     )
     summary = fetch_debian(cfg)

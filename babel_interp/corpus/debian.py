@@ -21,7 +21,8 @@ and renamed into place at the end, so a crash never leaves a half tree under a p
 
 ``apt-get download`` needs the package lists: run ``apt-get update`` once on a fresh machine.
 When a download fails with "Unable to locate package" and the lists are empty, ``fetch_debian``
-runs ``apt-get update`` itself once (``update_lists=True``, needs root).
+runs ``apt-get update`` itself once when asked (``update_lists=True``, ``--update-lists``;
+needs root).
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class DebianFetchConfig(ConfigBase):
     fetches. ``drop_tests`` removes test and translation folders (:data:`DEFAULT_DROP_DIRS`,
     plus ``drop_dirs``) and test files; ``max_file_bytes`` removes larger files (the corpus
     builder's own limit is 200 KB too). ``update_lists`` allows one ``apt-get update`` when the
-    package lists are empty.
+    package lists are empty (off by default: fetching never changes the system unless asked).
     """
 
     languages: list[str]
@@ -169,7 +170,7 @@ class DebianFetchConfig(ConfigBase):
     drop_tests: bool = True
     drop_dirs: list[str] = field(default_factory=list)
     max_file_bytes: int = 200_000
-    update_lists: bool = True
+    update_lists: bool = False
     progress: bool = True
 
     def validate(self) -> None:
@@ -472,7 +473,10 @@ class _Downloader:
         if proc.returncode != 0:
             hint = ""
             if "Unable to locate package" in (proc.stderr or "") and _lists_empty():
-                hint = " (the package lists are empty: run 'apt-get update' once)"
+                hint = (
+                    " (the package lists are empty: run 'apt-get update' once as root, or "
+                    "pass --update-lists)"
+                )
             raise RuntimeError(f"apt-get download {name}: {_error_text(proc)}{hint}")
         deb = _cached_deb(self.cache, name)
         if deb is None:
