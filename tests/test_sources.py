@@ -327,3 +327,14 @@ def test_source_specs_and_arguments(tmp_path):
         SourceSpec("local", "x", "klingon")
     with pytest.raises(SourceError, match="unknown option"):
         SourceSpec("hf", "parquet:x?bogus=1")
+
+
+def test_a_hub_dataset_without_network_says_so_and_how_to_pass_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    docs = iter_hf_dataset("bigcode/the-stack-smol:data/php?language=php")
+    with pytest.raises(SourceError) as err:
+        next(iter(docs))
+    msg = str(err.value)
+    assert "cannot reach the Hugging Face hub" in msg and "HF_HUB_OFFLINE=1" in msg
+    assert "--hf 'parquet:DIR/**/*.parquet" in msg and "--source LANG=DIR" in msg

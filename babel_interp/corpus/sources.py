@@ -687,6 +687,25 @@ def format_hf_spec(spec: HFSpec) -> str:
     return out + ("?" + "&".join(opts) if opts else "")
 
 
+def _offline_reason(exc: BaseException) -> str | None:
+    """Why the hub cannot be reached (offline mode, no network), or None for other errors."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var}={os.environ[var]}: this environment is offline"
+    seen: BaseException | None = exc
+    while seen is not None:
+        name = type(seen).__name__
+        if isinstance(seen, ConnectionError | TimeoutError) or name in (
+            "ConnectionError",
+            "ConnectTimeout",
+            "OfflineModeIsEnabled",
+            "LocalEntryNotFoundError",
+        ):
+            return f"no network: {name}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _pick_column(columns: Sequence[str], wanted: str | None, defaults: Sequence[str]) -> str | None:
     if wanted is not None:
         return wanted if wanted in columns else None
@@ -737,9 +756,18 @@ def iter_hf_dataset(
             ds = loader(
                 spec.path, split=spec.split, streaming=spec.streaming, revision=spec.revision, **kw
             )
-        except FileNotFoundError as exc:
-            raise SourceError(f"dataset {source}: no data found ({exc})") from exc
         except Exception as exc:  # datasets raises many types for a bad spec or no network
+            offline = _offline_reason(exc)
+            if offline and not Path(spec.path).exists() and spec.path not in PACKAGED_BUILDERS:
+                raise SourceError(
+                    f"dataset {source}: cannot reach the Hugging Face hub ({offline}). Download "
+                    "it on a machine with network access (e.g. `huggingface-cli download "
+                    f"{spec.path} --repo-type dataset --local-dir DIR`), copy DIR here and pass "
+                    "the local copy: --hf 'parquet:DIR/**/*.parquet?lang=language' (or json:...), "
+                    "or --source LANG=DIR for a tree of source files"
+                ) from exc
+            if isinstance(exc, FileNotFoundError):
+                raise SourceError(f"dataset {source}: no data found ({exc})") from exc
             raise SourceError(f"dataset {source}: cannot load it: {exc}") from exc
         text_col = lang_col = None
         cache: dict[Any, str | None] = {}
