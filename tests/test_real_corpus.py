@@ -134,3 +134,28 @@ def test_interrupted_gather_keeps_the_previous_folder(trees, tmp_path, monkeypat
         gather_sources(_cfg(trees, max_bytes=10_000), tmp_path / "src")
     assert _files(tmp_path / "src") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_binary_and_non_utf8_files_in_a_debian_tree_are_skipped_and_counted(trees, tmp_path):
+    import json
+    import shutil
+
+    from babel_interp.corpus.build import build_corpus
+
+    py, deb = trees
+    deb = shutil.copytree(deb, tmp_path / "debian")
+    pkg = deb / "php" / "pkg-php-0" / "src"
+    (pkg / "blob.php").write_bytes(b"<?php\x00\x01\x02 binary payload")
+    (pkg / "latin.php").write_bytes("<?php echo 'caf\xe9';\n".encode("latin-1"))
+    cfg = RealSourcesConfig(
+        languages=["php", "go"], debian_dir=str(deb), python_trees=[str(py)], progress=False
+    )
+    meta = gather_sources(cfg, tmp_path / "src")
+    # Left out when the sources are gathered, counted per language and reason.
+    assert meta["skipped"]["php"] == {"binary": 1, "non_utf8": 1}, meta["skipped"]
+    assert read_sources(tmp_path / "src")["skipped"] == meta["skipped"]
+    assert not list((tmp_path / "src" / "php").rglob("blob.php"))
+    assert not list((tmp_path / "src" / "php").rglob("latin.php"))
+    build_corpus(real_corpus_config(tmp_path / "src", tmp_path / "corpus", vocab_size=512))
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["per_language"]["php"]["documents"] == meta["per_language"]["php"]["files"]
