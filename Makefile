@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install install-tl4 toolchains lint test test-tl4 demo bench clean
+.PHONY: install install-tl4 toolchains lint test test-tl4 demo demo-check bench clean
 
 # TransformerLens 3.9 (HookedTransformer): the default, pinned environment.
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -57,6 +57,11 @@ demo: install
 	$(VENV)/bin/python -m babel_interp.experiments.babel_tower --profile quick --out $(DEMO)
 	$(VENV)/bin/python -m babel_interp.experiments.optimize_corpus --from-experiment $(DEMO)
 	$(VENV)/bin/babel-interp report --experiment $(DEMO)
+
+# The demo's report, checked: figures are PNGs, intervals parse, the study and mixtures exist.
+demo-check: install
+	$(VENV)/bin/python -m babel_interp.experiments.check_report $(DEMO)
+	$(VENV)/bin/babel-interp verify $(DEMO) --quiet
 
 bench: install
 	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done
