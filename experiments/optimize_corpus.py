@@ -94,6 +94,9 @@ def mixtures_from_experiment(exp_dir: str | Path, seed: int | None = None) -> pd
         for d in results["babel-tower"].provenance.decisions
     ]
     write_csv_atomic(out / "babel_tower_decisions.csv", pd.DataFrame(decisions))
+    sensitivity = results["babel-tower"].provenance.sensitivity
+    if sensitivity:
+        write_csv_atomic(out / "babel_tower_sensitivity.csv", pd.DataFrame(sensitivity))
     calib = results["babel-tower"].provenance.calibration
     if calib:
         calib_rows = [

@@ -96,7 +96,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the stage detector on each run's performance series (default auto)",
     )
     g.add_argument("--primary", default="python")
-    g.add_argument("--target-share", type=float, default=0.5)
+    g.add_argument(
+        "--target-share",
+        type=float,
+        default=0.5,
+        help="proxy value taken as the end of the best stage (a choice; default 0.5, half the "
+        "loss drop from start to plateau); the sensitivity table shows 0.3-0.7",
+    )
+    g.add_argument(
+        "--proxy-fit",
+        choices=("exp", "tail_median"),
+        default="exp",
+        help="plateau of the loss proxy: asymptote of a saturating fit (default) or the median "
+        "of the last evaluations",
+    )
     g.add_argument("--token-scale", type=float, default=1.0)
     g.add_argument("--share-rule", choices=("budget", "system_share"), default="budget")
     r = p.add_argument_group("resampled corpus")
@@ -155,6 +168,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         params.update(
             primary=args.primary,
             target_share=args.target_share,
+            proxy_fit=args.proxy_fit,
             token_scale=args.token_scale,
             share_rule=args.share_rule,
         )
@@ -200,6 +214,19 @@ def run_optimize(args: argparse.Namespace) -> int:
             f"  proxy calibration [{c['label']}]: pearson r={c['pearson']['r']:.3f}, "
             f"rmse={c['rmse']:.3f} (complement {c['rmse_complement']:.3f})"
         )
+    sens = result.provenance.sensitivity
+    if sens:
+        print("  proxy crossing (tokens) by target share and run length:")
+        for r in sens:
+            if r["crossing_tokens"] is None:
+                cell = r["note"] or "n/a"
+            else:
+                cell = f"{r['crossing_tokens']:.0f}"
+                if r["crossing_low"] is not None:
+                    cell += f" [{r['crossing_low']:.0f}, {r['crossing_high']:.0f}]"
+            print(
+                f"    {r['language']} run {r['run_fraction']:.0%} share {r['target_share']}: {cell}"
+            )
     print(f"wrote {mix_path} and {prov_path}")
     if args.resample_out:
         total = args.resample_tokens or alloc.total_tokens

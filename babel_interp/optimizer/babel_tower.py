@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,49 +40,125 @@ import pandas as pd
 
 from babel_interp.config import ConfigBase, check_choice, check_int
 from babel_interp.optimizer.baselines import Allocation, integer_budgets
+from babel_interp.optimizer.proxy_fit import SaturatingFit, fit_saturating
 from babel_interp.optimizer.stats import Correlation, pearson, spearman
 from babel_interp.optimizer.summary import first_crossing
 
 SHARE_RULES = ("budget", "system_share")
+PROXY_FITS = ("exp", "tail_median")
 
 
 @dataclass(frozen=True)
 class LossProxy:
-    """The two constants of the loss proxy, read off one continual-pretraining loss curve."""
+    """The two constants of the loss proxy, read off one continual-pretraining loss curve.
+
+    ``method`` is how: "exp" (the saturating fit of :mod:`babel_interp.optimizer.proxy_fit`, with
+    ``tau`` and the bootstrap intervals of ``beta`` and ``tau`` at ``level``) or "tail_median"
+    (the median of the first ``head`` and last ``tail`` evaluations; no intervals).
+    """
 
     alpha: float
     beta: float
     head: int
     tail: int
     n_points: int
+    method: str = "tail_median"
+    tau: float | None = None
+    t0: float | None = None
+    beta_low: float | None = None
+    beta_high: float | None = None
+    tau_low: float | None = None
+    tau_high: float | None = None
+    level: float | None = None
+    fit: SaturatingFit | None = field(default=None, repr=False, compare=False)
 
     def share(self, loss: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
         """``P(loss)`` for this curve (see :func:`system_share`)."""
         return system_share(loss, self.alpha, self.beta)
 
+    def crossing(
+        self, tokens: Sequence[float], losses: Sequence[float], share: float
+    ) -> tuple[float, float, float] | None:
+        """Tokens at which the proxy first reaches ``share``, with its interval.
+
+        "exp": on the fitted curve, ``t0 + tau ln(1 / (1 - share))``, interval from the bootstrap
+        ``tau``. "tail_median": on the evaluations, linearly interpolated between the two on either
+        side, no interval (NaN). None when the proxy never reaches ``share``.
+        """
+        if self.fit is not None:
+            if share >= 1.0:
+                return None
+            lo, hi = self.fit.crossing_interval(share)
+            return self.fit.crossing(share), lo, hi
+        values = np.asarray(self.share(losses), dtype=np.float64)
+        hit = first_crossing(np.asarray(tokens, dtype=np.float64), values, share)
+        return None if hit is None else (hit, math.nan, math.nan)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("fit")
+        return d
 
 
 def fit_loss_proxy(
-    steps: Sequence[int], losses: Sequence[float], head: int = 1, tail: int = 3
+    tokens: Sequence[float],
+    losses: Sequence[float],
+    head: int = 1,
+    tail: int = 3,
+    method: str = "exp",
+    language: str = "",
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> LossProxy:
-    """Estimate ``alpha`` (start) and ``beta`` (plateau) from a loss curve.
+    """Estimate ``alpha`` (start) and ``beta`` (plateau) from a loss curve over tokens seen.
 
-    ``alpha`` is the median of the ``head`` earliest evaluations, ``beta`` the median of the
-    ``tail`` latest. The curve must fall: a curve whose end is not below its start has no
-    plateau to measure progress against, and is reported as such.
+    ``method="exp"`` (default): the saturating fit ``beta + (alpha - beta) exp(-(t - t0) / tau)``
+    (:func:`babel_interp.optimizer.proxy_fit.fit_saturating`): ``beta`` is the curve's asymptote,
+    so it does not move with how long the run went on once the curve has bent, and comes with a
+    bootstrap interval; a curve that does not identify it raises
+    :class:`~babel_interp.optimizer.proxy_fit.ProxyFitError` naming ``language`` and the numbers.
+    ``method="tail_median"``: ``alpha`` is the median of the ``head`` earliest evaluations,
+    ``beta`` the median of the ``tail`` latest (the earlier estimator; its plateau is wherever the
+    run stopped). Either way the curve must fall.
     """
-    if len(steps) != len(losses):
-        raise ValueError(f"steps ({len(steps)}) and losses ({len(losses)}) differ in length")
+    check_choice("fit_loss_proxy", "method", method, PROXY_FITS)
+    if len(tokens) != len(losses):
+        raise ValueError(f"tokens ({len(tokens)}) and losses ({len(losses)}) differ in length")
     if head < 1 or tail < 1:
         raise ValueError(f"head and tail must be >= 1, got head={head}, tail={tail}")
     pairs = sorted(
-        (int(s), float(v)) for s, v in zip(steps, losses, strict=True) if math.isfinite(v)
+        (float(s), float(v)) for s, v in zip(tokens, losses, strict=True) if math.isfinite(v)
     )
+    if method == "exp":
+        f = fit_saturating(
+            np.array([p[0] for p in pairs]),
+            np.array([p[1] for p in pairs]),
+            language=language,
+            n_boot=n_boot,
+            level=level,
+            seed=seed,
+        )
+        return LossProxy(
+            alpha=f.alpha,
+            beta=f.beta,
+            head=head,
+            tail=tail,
+            n_points=len(pairs),
+            method=method,
+            tau=f.tau,
+            t0=f.t0,
+            beta_low=f.beta_low,
+            beta_high=f.beta_high,
+            tau_low=f.tau_low,
+            tau_high=f.tau_high,
+            level=level,
+            fit=f,
+        )
+    who = f" of {language!r}" if language else ""
     if len(pairs) < head + tail:
         raise ValueError(
-            f"a loss curve needs at least head + tail = {head + tail} finite points, "
+            f"a loss curve{who} needs at least head + tail = {head + tail} finite points, "
             f"got {len(pairs)}"
         )
     values = np.array([v for _, v in pairs])
@@ -90,7 +166,7 @@ def fit_loss_proxy(
     beta = float(np.median(values[-tail:]))
     if not alpha > beta:
         raise ValueError(
-            f"the loss did not fall (start alpha={alpha:.4f}, plateau beta={beta:.4f}): "
+            f"the loss{who} did not fall (start alpha={alpha:.4f}, plateau beta={beta:.4f}): "
             "the loss proxy needs a continual-pretraining curve that decreases"
         )
     return LossProxy(alpha=alpha, beta=beta, head=head, tail=tail, n_points=len(pairs))
@@ -262,7 +338,20 @@ class LanguageEvidence(ConfigBase):
 class BabelTowerAllocationConfig(ConfigBase):
     """Parameters of the allocation.
 
-    ``target_share``: proxy value taken as the end of the best stage when no best step is given.
+    ``target_share``: the proxy value taken as the end of the best stage when no best step is
+    given. The paper's Algorithm 1 gives each language the tokens that keep it at its best stage
+    (the end of Translation, while the new language still runs on the primary's system) and
+    reads that stage off the proxy ``P(l) = (alpha - l) / (alpha - beta)``, 0 at the start of
+    continual pretraining and 1 at the plateau; PAPER.md records no threshold. 0.5 is this
+    project's choice: the point where half of the loss drop from start to plateau is made, the
+    midpoint between running on the primary's system and on its own (under the saturating fit,
+    ``tau ln 2`` tokens, the curve's half-life). It is a choice, not a measured quantity: the
+    crossing scales as ``ln(1 / (1 - s))``, so 0.3 gives about half the tokens of 0.5 and 0.7
+    about 1.7 times as many; :func:`proxy_sensitivity` tabulates the allocation across shares
+    and run lengths. ``proxy_fit``: how alpha and beta are read off the curve, "exp" (default:
+    the asymptote of a saturating fit in tokens seen, with bootstrap intervals from
+    ``proxy_boot`` replicates at ``proxy_level``) or "tail_median" (the median of the first
+    ``head`` and last ``tail`` evaluations: a plateau that moves with the run's length).
     ``token_scale``: multiplies tokens-at-best-stage measured in the analysis run, to carry them
     to a larger training run (1.0: the same scale). ``total_tokens``: rescale the budgets to this
     total (None: their own sum). ``control_margin``: how far above 0 the lower bound of the
@@ -278,6 +367,9 @@ class BabelTowerAllocationConfig(ConfigBase):
     head: int = 1
     tail: int = 3
     control_margin: float = 0.0
+    proxy_fit: str = "exp"
+    proxy_boot: int = 200
+    proxy_level: float = 0.95
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -288,12 +380,30 @@ class BabelTowerAllocationConfig(ConfigBase):
         if not (math.isfinite(self.token_scale) and self.token_scale > 0):
             raise ValueError(f"{name}.token_scale must be positive, got {self.token_scale}")
         check_choice(name, "share_rule", self.share_rule, SHARE_RULES)
+        check_choice(name, "proxy_fit", self.proxy_fit, PROXY_FITS)
+        check_int(name, "proxy_boot", self.proxy_boot, minimum=0)
+        if not 0.0 < self.proxy_level < 1.0:
+            raise ValueError(f"{name}.proxy_level must lie in (0, 1), got {self.proxy_level}")
         if self.total_tokens is not None:
             check_int(name, "total_tokens", self.total_tokens, minimum=1)
         if self.head < 1 or self.tail < 1:
             raise ValueError(f"{name}.head and .tail must be >= 1, got {self.head}, {self.tail}")
         if self.control_margin < 0:
             raise ValueError(f"{name}.control_margin must be >= 0, got {self.control_margin}")
+
+    def fit(self, ev: LanguageEvidence, n: int | None = None) -> LossProxy:
+        """The loss proxy of ``ev``'s curve (its first ``n`` evaluations) under this config."""
+        k = len(ev.steps) if n is None else n
+        return fit_loss_proxy(
+            ev.tokens[:k],
+            ev.losses[:k],
+            self.head,
+            self.tail,
+            method=self.proxy_fit,
+            language=ev.language,
+            n_boot=self.proxy_boot,
+            level=self.proxy_level,
+        )
 
 
 @dataclass
@@ -311,6 +421,12 @@ class LanguageDecision:
     best_step: int | None = None
     best_tokens: float | None = None
     best_source: str | None = None
+    best_tokens_low: float | None = None
+    best_tokens_high: float | None = None
+    beta_low: float | None = None
+    beta_high: float | None = None
+    tau: float | None = None
+    proxy_fit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -318,12 +434,14 @@ class LanguageDecision:
 
 @dataclass
 class BabelTowerResult:
-    """The allocation, each language's decision and the proxy's calibration."""
+    """The allocation, each language's decision, the proxy's calibration and the crossing's
+    sensitivity to ``target_share`` and run length (:func:`proxy_sensitivity`)."""
 
     allocation: Allocation
     decisions: list[LanguageDecision]
     calibration: list[CalibrationReport]
     config: BabelTowerAllocationConfig
+    sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -331,6 +449,7 @@ class BabelTowerResult:
             "decisions": [d.to_dict() for d in self.decisions],
             "calibration": [c.to_dict() for c in self.calibration],
             "config": self.config.to_dict(),
+            "sensitivity": _records(self.sensitivity),
         }
 
     def decisions_frame(self) -> pd.DataFrame:
@@ -428,43 +547,59 @@ def babel_tower_allocation(
                 LanguageDecision(lang, "keep", "no continual-pretraining evidence", n, n, 1.0)
             )
             continue
-        proxy = fit_loss_proxy(ev.steps, ev.losses, cfg.head, cfg.tail)
-        share = np.asarray(proxy.share(ev.losses), dtype=np.float64)
-        if ev.measured_share is not None:
+        depends, why = _depends(ev, cfg.control_margin)
+        needs_proxy = depends is not False
+        try:
+            proxy: LossProxy | None = cfg.fit(ev)
+        except ValueError:
+            if needs_proxy:
+                raise  # the decision rests on the proxy: its failure names the curve and why
+            proxy = None  # a language kept on other grounds needs no proxy
+        share = np.asarray(proxy.share(ev.losses), dtype=np.float64) if proxy is not None else None
+        if share is not None and ev.measured_share is not None:
             try:
                 calibration.append(calibrate_proxy(share, ev.measured_share, label=lang))
             except ValueError:
                 pass  # too few points to calibrate; the decision does not depend on it
-        depends, why = _depends(ev, cfg.control_margin)
-        common = dict(alpha=proxy.alpha, beta=proxy.beta)
-        if depends is False:
+        common = _proxy_fields(proxy)
+        if depends is False or proxy is None or share is None:
             decisions.append(LanguageDecision(lang, "keep", why, n, n, 1.0, **common))
             continue
         tokens = np.asarray(ev.tokens, dtype=np.float64)
+        lo = hi = None
         if ev.best_step is not None:
             i = ev.steps.index(ev.best_step)
             best_tokens, eta = float(tokens[i]), float(share[i])
             source = ev.best_step_source
             best_step: int | None = ev.best_step
         else:
-            crossing = first_crossing(tokens, share, cfg.target_share)
-            if crossing is None:
-                decisions.append(
-                    LanguageDecision(
-                        lang,
-                        "keep",
-                        f"the loss proxy never reached {cfg.target_share} within the run",
-                        n,
-                        n,
-                        float(share.max()),
-                        **common,
-                    )
+            crossing = proxy.crossing(tokens, ev.losses, cfg.target_share)
+            if crossing is not None and crossing[0] > float(np.nanmax(tokens)):
+                reason = (
+                    f"the loss proxy reaches {cfg.target_share} only at {crossing[0]:.0f} tokens, "
+                    f"beyond the run's {float(np.nanmax(tokens)):.0f}"
                 )
+                crossing = None
+            else:
+                reason = f"the loss proxy never reached {cfg.target_share} within the run"
+            if crossing is None:
+                top = float(share.max())
+                decisions.append(LanguageDecision(lang, "keep", reason, n, n, top, **common))
                 continue
-            best_tokens, eta = crossing, cfg.target_share
+            best_tokens, lo, hi = crossing
+            eta = cfg.target_share
             source = f"loss proxy reaches {cfg.target_share}"
+            if lo is not None and math.isfinite(lo):
+                source += f", interval [{lo:.0f}, {hi:.0f}] tokens"
             best_step = None
         scaled = best_tokens * cfg.token_scale
+        best = dict(
+            best_step=best_step,
+            best_tokens=best_tokens,
+            best_source=source,
+            best_tokens_low=lo,
+            best_tokens_high=hi,
+        )
         if scaled >= n:
             decisions.append(
                 LanguageDecision(
@@ -474,33 +609,139 @@ def babel_tower_allocation(
                     n,
                     n,
                     eta,
-                    best_step=best_step,
-                    best_tokens=best_tokens,
-                    best_source=source,
+                    **best,
                     **common,
                 )
             )
             continue
         reason = f"cut to the tokens at its best stage ({source}); {why}"
         decisions.append(
-            LanguageDecision(
-                lang,
-                "cut",
-                reason,
-                n,
-                int(round(scaled)),
-                eta,
-                best_step=best_step,
-                best_tokens=best_tokens,
-                best_source=source,
-                **common,
-            )
+            LanguageDecision(lang, "cut", reason, n, int(round(scaled)), eta, **best, **common)
         )
     pooled = _pooled_calibration(evidence, cfg)
     if pooled is not None and len(calibration) > 1:
         calibration.append(pooled)
     allocation = _to_allocation(sizes, decisions, cfg)
-    return BabelTowerResult(allocation, decisions, calibration, cfg)
+    sensitivity = proxy_sensitivity(
+        {k: v for k, v in evidence.items() if k != cfg.primary}, cfg, sizes=sizes
+    )
+    return BabelTowerResult(allocation, decisions, calibration, cfg, sensitivity)
+
+
+def _proxy_fields(proxy: LossProxy | None) -> dict[str, Any]:
+    """The proxy's numbers a decision records."""
+    if proxy is None:
+        return {}
+    return dict(
+        alpha=proxy.alpha,
+        beta=proxy.beta,
+        beta_low=proxy.beta_low,
+        beta_high=proxy.beta_high,
+        tau=proxy.tau,
+        proxy_fit=proxy.method,
+    )
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as JSON-ready records (NaN as None)."""
+    if df.empty:
+        return []
+    return [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        for r in df.astype(object).to_dict(orient="records")
+    ]
+
+
+SENSITIVITY_SHARES = (0.3, 0.4, 0.5, 0.6, 0.7)
+SENSITIVITY_FRACTIONS = (0.5, 0.75, 1.0)
+SENSITIVITY_COLUMNS = [
+    "language",
+    "run_fraction",
+    "n_points",
+    "run_tokens",
+    "target_share",
+    "proxy_fit",
+    "alpha",
+    "beta",
+    "beta_low",
+    "beta_high",
+    "crossing_tokens",
+    "crossing_low",
+    "crossing_high",
+    "within_run",
+    "budget_tokens",
+    "note",
+]
+
+
+def proxy_sensitivity(
+    evidence: Mapping[str, LanguageEvidence],
+    cfg: BabelTowerAllocationConfig | None = None,
+    shares: Sequence[float] = SENSITIVITY_SHARES,
+    fractions: Sequence[float] = SENSITIVITY_FRACTIONS,
+    sizes: Mapping[str, int] | None = None,
+) -> pd.DataFrame:
+    """How the loss proxy's cut moves with ``target_share`` and with the analysis run's length.
+
+    For each language, the curve truncated to its first ``ceil(fraction * n)`` evaluations
+    (``fractions`` of them, by count) is fitted under ``cfg``, and for each of ``shares`` (plus
+    ``cfg.target_share``) the tokens at which the proxy reaches it, with its interval. One row per
+    (language, run_fraction, target_share), columns :data:`SENSITIVITY_COLUMNS`.
+    ``budget_tokens`` is the crossing times ``token_scale``, capped by the language's natural
+    tokens when ``sizes`` names it (NaN when the crossing lies beyond the truncated run, where
+    the allocation would keep the language's data); a truncation the fit cannot identify gets a
+    row per share with NaN numbers and the reason in ``note``. The allocation's dependence
+    evidence and explicit best steps do not enter: this is the proxy's own sensitivity.
+    """
+    cfg = cfg or BabelTowerAllocationConfig()
+    grid = sorted({round(float(s), 6) for s in (*shares, cfg.target_share)})
+    rows: list[dict[str, Any]] = []
+    for lang, ev in evidence.items():
+        n_all = len(ev.steps)
+        for frac in fractions:
+            k = max(1, math.ceil(frac * n_all - 1e-9))
+            tokens = np.asarray(ev.tokens[:k], dtype=np.float64)
+            base = {
+                "language": lang,
+                "run_fraction": float(frac),
+                "n_points": k,
+                "run_tokens": float(np.nanmax(tokens)),
+                "proxy_fit": cfg.proxy_fit,
+            }
+            try:
+                proxy = cfg.fit(ev, k)
+            except ValueError as exc:
+                rows.extend({**base, "target_share": s, "note": str(exc)} for s in grid)
+                continue
+            for s in grid:
+                hit = proxy.crossing(tokens, ev.losses[:k], s)
+                est, lo, hi = hit if hit is not None else (math.nan, math.nan, math.nan)
+                within = bool(hit is not None and est <= base["run_tokens"])
+                budget = est * cfg.token_scale if within else math.nan
+                if sizes is not None and lang in sizes and within:
+                    budget = min(budget, float(sizes[lang]))
+                rows.append(
+                    {
+                        **base,
+                        "target_share": s,
+                        "alpha": proxy.alpha,
+                        "beta": proxy.beta,
+                        "beta_low": proxy.beta_low,
+                        "beta_high": proxy.beta_high,
+                        "crossing_tokens": est,
+                        "crossing_low": lo,
+                        "crossing_high": hi,
+                        "within_run": within,
+                        "budget_tokens": budget,
+                        "note": "" if within else "the proxy does not reach it within the run",
+                    }
+                )
+    df = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+    num = [c for c in SENSITIVITY_COLUMNS if c not in ("language", "proxy_fit", "note")]
+    df[num] = df[num].apply(pd.to_numeric, errors="coerce")
+    df["within_run"] = df["within_run"].fillna(False).astype(bool)
+    df["note"] = df["note"].fillna("")
+    return df
 
 
 def _pooled_calibration(
@@ -512,7 +753,7 @@ def _pooled_calibration(
         if ev.measured_share is None or ev.language == cfg.primary:
             continue
         try:
-            proxy = fit_loss_proxy(ev.steps, ev.losses, cfg.head, cfg.tail)
+            proxy = cfg.fit(ev)
         except ValueError:
             continue
         xs.extend(np.asarray(proxy.share(ev.losses)).tolist())

@@ -426,6 +426,7 @@ class _Resolved:
     notes: list[str] = field(default_factory=list)
     calibration: list[dict[str, Any]] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve(
@@ -464,6 +465,7 @@ def _resolve(
             notes=result.allocation.notes,
             calibration=result.provenance.calibration,
             evidence=dict(evidence or {}),
+            params=dict(result.provenance.params) if ms.method == "babel-tower" else {},
         )
     return _Resolved(name, load_mixture(spec))
 
@@ -748,7 +750,7 @@ def _calibration_outputs(
 ) -> tuple[str, pd.DataFrame]:
     """The loss proxy's calibration (when measured): the CSV, a Markdown section, and the
     points (``proxy, measured, language``) its figure shows."""
-    from babel_interp.optimizer.babel_tower import fit_loss_proxy
+    from babel_interp.optimizer.babel_tower import BabelTowerAllocationConfig
 
     points = pd.DataFrame(columns=["proxy", "measured", "language"])
     reports = [c for r in resolved.values() for c in r.calibration]
@@ -777,10 +779,14 @@ def _calibration_outputs(
     paths["calibration_csv"] = str(write_csv_atomic(out / "calibration.csv", df))
     xs, ys, labels = [], [], []
     for r in resolved.values():
+        bt_cfg = BabelTowerAllocationConfig.from_dict(r.params)
         for lang, ev in r.evidence.items():
             if ev.measured_share is None:
                 continue
-            proxy = fit_loss_proxy(ev.steps, ev.losses).share(ev.losses)
+            try:
+                proxy = bt_cfg.fit(ev).share(ev.losses)
+            except ValueError:
+                continue  # the allocation recorded why this curve gives no proxy
             xs.extend(list(proxy))
             ys.extend(ev.measured_share)
             labels.extend([lang] * len(ev.steps))

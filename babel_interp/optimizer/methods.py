@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babel_interp.io import write_json_atomic
+import pandas as pd
+
+from babel_interp.io import write_csv_atomic, write_json_atomic
 from babel_interp.mixture import Mixture, load_mixture
 from babel_interp.optimizer.babel_tower import (
     BabelTowerAllocationConfig,
@@ -129,13 +131,23 @@ def provenance_path(mix_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".provenance.json")
 
 
+def sensitivity_path(mix_path: str | os.PathLike) -> Path:
+    """``MIX.sensitivity.csv`` beside ``MIX.json``."""
+    p = Path(mix_path)
+    return p.with_name(p.stem + ".sensitivity.csv")
+
+
 def write_mixture_file(path: str | os.PathLike, result: OptimizeResult) -> tuple[Path, Path]:
     """Write ``MIX.json`` (exactly a Mixture, so ``train --mixture MIX.json`` reads it) and
-    ``MIX.provenance.json`` (allocation and provenance); both atomically."""
+    ``MIX.provenance.json`` (allocation and provenance); both atomically. A babel-tower mixture
+    also gets ``MIX.sensitivity.csv``: its proxy cut across target shares and run lengths
+    (:func:`babel_interp.optimizer.babel_tower.proxy_sensitivity`)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     prov = provenance_path(p)
     write_json_atomic(prov, {"mixture_file": p.name, **result.to_dict()})
+    if result.provenance.sensitivity:
+        write_csv_atomic(sensitivity_path(p), pd.DataFrame(result.provenance.sensitivity))
     write_json_atomic(p, result.mixture.to_dict())
     return p, prov
 
@@ -173,6 +185,7 @@ def allocate(
         alloc = baseline_allocation(cfg, sizes)
         decisions: list[dict[str, Any]] = []
         calibration: list[dict[str, Any]] = []
+        sensitivity: list[dict[str, Any]] = []
         cfg_dict = cfg.to_dict()
         caps = {lang: cfg.max_epochs for lang in alloc.languages} if cfg.method == "unimax" else {}
         mixture = alloc.to_mixture(epoch_caps=caps)
@@ -192,6 +205,7 @@ def allocate(
         mixture = alloc.to_mixture(budget_languages=cut)
         decisions = [d.to_dict() for d in res.decisions]
         calibration = [c.to_dict() for c in res.calibration]
+        sensitivity = res.to_dict()["sensitivity"]
         prov_signals["evidence"] = {k: v.to_dict() for k, v in evidence.items()}
         if evidence_path is not None:
             prov_signals["evidence_file"] = str(Path(evidence_path).resolve())
@@ -204,6 +218,7 @@ def allocate(
         signals=prov_signals,
         decisions=decisions,
         calibration=calibration,
+        sensitivity=sensitivity,
         notes=list(alloc.notes),
     )
     return OptimizeResult(mixture, alloc, prov)

@@ -62,6 +62,7 @@ class Provenance(ConfigBase):
     signals: dict[str, Any] = field(default_factory=dict)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     calibration: list[dict[str, Any]] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     created: str = ""
     package_version: str = __version__

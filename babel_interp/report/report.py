@@ -213,6 +213,15 @@ def add_optimizer_sections(doc: ReportDocument, optimize: Path) -> None:
         decisions = _read_csv(optimize / "babel_tower_decisions.csv")
         if not decisions.empty:
             doc.table(decisions, "The babel-tower allocation's decisions and their reasons")
+        sensitivity = _read_csv(optimize / "babel_tower_sensitivity.csv")
+        if not sensitivity.empty:
+            doc.table(
+                sensitivity_table(sensitivity),
+                "Tokens at which the loss proxy reaches each target share (columns), with the "
+                "analysis run truncated to a fraction of its evaluations (rows): estimate "
+                "[95% interval]. 0.5 is the allocation's default; the spread across columns and "
+                "rows is how much the cut rests on that choice and on the run's length",
+            )
         calib = _read_csv(optimize / "proxy_calibration.csv")
         if not calib.empty:
             doc.table(
@@ -224,6 +233,30 @@ def add_optimizer_sections(doc: ReportDocument, optimize: Path) -> None:
         doc.table(comparison, "Validation bits per byte by mixture (mean and 95% CI over seeds)")
         for png in sorted(optimize.glob("*.png")):
             doc.figure(png, png.stem.replace("_", " "))
+
+
+def sensitivity_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The tidy sensitivity frame as a display table: one row per (language, run fraction), one
+    column per target share, cells "crossing [low, high]" in tokens (or why there is none)."""
+
+    def cell(r: pd.Series) -> str:
+        if not np.isfinite(r.get("crossing_tokens", np.nan)):
+            return "not identified" if str(r.get("note", "") or "") else "n/a"
+        text = f"{r['crossing_tokens']:.4g}"
+        if np.isfinite(r.get("crossing_low", np.nan)):
+            text += f" [{r['crossing_low']:.4g}, {r['crossing_high']:.4g}]"
+        if not bool(r.get("within_run", True)):
+            text += " (beyond run)"
+        return text
+
+    d = df.assign(cell=df.apply(cell, axis=1))
+    pairs = zip(d["run_fraction"], d["n_points"], strict=True)
+    d["run"] = [f"{f:.0%} ({int(n)} evals)" for f, n in pairs]
+    wide = d.pivot_table(
+        index=["language", "run"], columns="target_share", values="cell", aggfunc="first"
+    )
+    wide.columns = [f"share {c:g}" for c in wide.columns]
+    return wide.reset_index()
 
 
 def experiment_summary(root: Path, meta: dict) -> list[str]:
