@@ -739,7 +739,7 @@ def proxy_sensitivity(
     df = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
     num = [c for c in SENSITIVITY_COLUMNS if c not in ("language", "proxy_fit", "note")]
     df[num] = df[num].apply(pd.to_numeric, errors="coerce")
-    df["within_run"] = df["within_run"].fillna(False).astype(bool)
+    df["within_run"] = df["within_run"].eq(1)
     df["note"] = df["note"].fillna("")
     return df
 

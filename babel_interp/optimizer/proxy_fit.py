@@ -27,7 +27,8 @@ The fit is a robust least squares written with numpy: for each ``tau`` on a log 
 parameters have a closed form, the best ``tau`` is refined by a parabola through its neighbours
 (in ``log tau``), and Huber reweighting (scale from the median absolute deviation) keeps one
 spiking evaluation from pulling the curve. The uncertainty is a residual bootstrap: the fitted
-curve plus resampled residuals (centred, inflated for the three fitted parameters), refit, with
+curve plus resampled residuals (centred on their median, so one spike does not shift
+them all; inflated for the three fitted parameters), refit, with
 percentile intervals for ``beta``, ``tau`` and so for the crossing's token count. Evaluations
 stay where they were (a fixed design); resampling the evaluation points themselves would drop
 the early points that pin ``alpha`` and ``tau`` in many replicates.
@@ -247,7 +248,7 @@ def fit_saturating(
     betas = np.array([])
     if n_boot > 0:
         rng = np.random.default_rng(seed)
-        centred = (resid - resid.mean()) * math.sqrt(n / (n - 3))
+        centred = (resid - np.median(resid)) * math.sqrt(n / (n - 3))
         Y = fitted[None, :] + rng.choice(centred, size=(n_boot, n), replace=True)
         bamp, bbeta, btau, _ = _fit_batch(x, Y, log_taus)
         good = bamp > 0

@@ -250,13 +250,21 @@ def sensitivity_table(df: pd.DataFrame) -> pd.DataFrame:
         return text
 
     d = df.assign(cell=df.apply(cell, axis=1))
-    pairs = zip(d["run_fraction"], d["n_points"], strict=True)
-    d["run"] = [f"{f:.0%} ({int(n)} evals)" for f, n in pairs]
     wide = d.pivot_table(
-        index=["language", "run"], columns="target_share", values="cell", aggfunc="first"
-    )
-    wide.columns = [f"share {c:g}" for c in wide.columns]
-    return wide.reset_index()
+        index=["language", "run_fraction", "n_points"],
+        columns="target_share",
+        values="cell",
+        aggfunc="first",
+    ).reset_index()
+    run = [
+        f"{f:.0%} ({int(n)} evals)"
+        for f, n in zip(wide["run_fraction"], wide["n_points"], strict=True)
+    ]
+    shares = [c for c in wide.columns if c not in ("language", "run_fraction", "n_points")]
+    out = pd.DataFrame({"language": wide["language"], "run": run})
+    for c in shares:
+        out[f"share {c:g}"] = wide[c].to_numpy()
+    return out
 
 
 def experiment_summary(root: Path, meta: dict) -> list[str]:
