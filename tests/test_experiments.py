@@ -137,10 +137,15 @@ def test_optimizer_mixtures_from_the_study(study):
         mix = json.loads((out / "optimize" / f"{name}.json").read_text())
         assert set(mix["weights"]) <= {"python", "php"}
     assert (out / "optimize" / "babel_tower_decisions.csv").is_file()
+    sens = pd.read_csv(out / "optimize" / "babel_tower_sensitivity.csv")
+    assert set(sens["target_share"]) == {0.3, 0.4, 0.5, 0.6, 0.7}
+    assert set(sens["run_fraction"]) == {0.5, 0.75, 1.0}
     from babel_interp.report.report import write_experiment_report
 
     md, _ = write_experiment_report(out)
-    assert "Corpus optimizer" in md.read_text()
+    text = md.read_text()
+    assert "Corpus optimizer" in text
+    assert "Tokens at which the loss proxy reaches each target share" in text
 
 
 def test_analyze_pretrained_on_a_saved_model(study, tmp_path, capsys):
