@@ -29,6 +29,7 @@ LOWER = (
     "babel_interp.runs",
     "babel_interp.io",
     "babel_interp.integrity",
+    "babel_interp.faults",
     "babel_interp.config",
     "babel_interp.devices",
     "babel_interp.languages",

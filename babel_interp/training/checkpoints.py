@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from babel_interp.faults import fault_point
 from babel_interp.integrity import (
     CHECKPOINT_MANIFEST,
     Verification,
@@ -161,24 +162,30 @@ def write_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
+        fault_point("checkpoint.start")
         save_model(model, tmp, cfg=model_cfg)
+        fault_point("checkpoint.after_model")
         if payload.tokenizer_dir is not None:
             shutil.copytree(payload.tokenizer_dir, tmp / "tokenizer")
         if payload.optimizer_state is not None:
             torch.save(payload.optimizer_state, tmp / OPTIMIZER)
+        fault_point("checkpoint.after_optimizer")
         if payload.scheduler_state is not None:
             _write_json(tmp / SCHEDULER, payload.scheduler_state)
         if payload.rng_state is not None:
             torch.save(payload.rng_state, tmp / RNG)
         _write_json(tmp / RUN_CONFIG, payload.run_config)
         _write_json(tmp / TRAINER_STATE, payload.trainer_state)
+        fault_point("checkpoint.before_manifest")
         # The manifest is what makes the files a checkpoint: written last, over all of them.
         write_manifest(tmp, CHECKPOINT_MANIFEST, mutable=[TRAINER_STATE], extra={"step": step})
         if fsync:
             _fsync_tree(tmp)
+        fault_point("checkpoint.before_rename")
         if final.exists():
             _discard(final)
         os.replace(tmp, final)
+        fault_point("checkpoint.after_rename")
         if fsync:
             _fsync_path(root)
     except BaseException:
@@ -194,6 +201,7 @@ def _discard(path: Path) -> None:
     if trash.exists():
         shutil.rmtree(trash)
     os.replace(path, trash)
+    fault_point("checkpoint.discard")
     shutil.rmtree(trash, ignore_errors=True)
 
 

@@ -17,11 +17,13 @@ the log of an uninterrupted one (plus its ``resume`` event).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 from typing import IO, Any
 
+from babel_interp.faults import fault_due, kill_now
 from babel_interp.io import append_jsonl, read_jsonl, write_jsonl_atomic
 from babel_interp.runs import METRICS
 
@@ -57,6 +59,13 @@ class MetricsLog:
         """Append one record (one line, flushed so a reader or a crash sees whole lines)."""
         if not self.enabled:
             return
+        if fault_due("metrics.torn_write"):
+            # Killed half-way through a line, as a power cut can leave the file.
+            f = self._file()
+            text = json.dumps(_clean(record))
+            f.write(text[: len(text) // 2])
+            f.flush()
+            kill_now()
         append_jsonl(self._file(), _clean(record))
 
     def sync(self) -> None:
