@@ -286,13 +286,138 @@ def run_campaign(out: str | os.PathLike, trials: int, seed: int = 0, progress: b
     return table, summary
 
 
+# --------------------------------------------------------------------------- the study
+# A micro study (one seed, PHP, seconds per phase); what the tests of the study use.
+MICRO_STUDY = {
+    "profile": "quick", "targets": ["php"], "seeds": [0], "docs_per_language": 120,
+    "vocab_size": 512, "preset": "tiny", "seq_len": 64, "batch_size": 8, "primary_steps": 24,
+    "continual_steps": 12, "scratch_steps": 6, "n_checkpoints": 3, "eval_windows": 4,
+    "neuron_tokens": 1024, "neuron_permutations": 3, "n_per_pair": 2, "completion_docs": 3,
+    "completion_tokens": 8, "execution_problems": 3, "execution_tokens": 24, "progress": False,
+}  # fmt: skip
+# Where a study is killed: the first log line of each phase (training, then every analyzer).
+STUDY_PHASES = (
+    "train: seed_0/php/continual",
+    "analyze: performance",
+    "analyze: working language",
+    "analyze: neurons",
+    "evaluate: pass@1 by execution",
+    "analyze: transfer ratio",
+    "evaluate: problem-route transfer ratio",
+)
+# Columns that legitimately differ between two runs of one study: wall-clock seconds, and
+# sandbox error text that names the temporary directory a program ran in.
+VOLATILE_COLUMNS = ("compile_s", "run_s", "reason", "seconds")
+
+
+def _study_cmd(config: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "babel_interp.experiments.babel_tower", "--config",
+            str(config), "--out", str(out), "--no-progress"]  # fmt: skip
+
+
+def study_tables(study: Path) -> dict[str, pd.DataFrame]:
+    """Every CSV table of a study, keyed by its path, without the volatile columns."""
+    out = {}
+    for path in sorted(study.rglob("*.csv")):
+        rel = path.relative_to(study).as_posix()
+        if rel.startswith("corpus/"):
+            continue
+        try:
+            df = pd.read_csv(path, keep_default_na=False)
+        except pd.errors.EmptyDataError:  # a table with no rows and no header
+            df = pd.DataFrame()
+        out[rel] = df.drop(columns=[c for c in VOLATILE_COLUMNS if c in df.columns])
+    return out
+
+
+def _diff(ref: dict[str, pd.DataFrame], got: dict[str, pd.DataFrame]) -> list[str]:
+    diffs = [f"{k}: missing" for k in sorted(set(ref) - set(got))]
+    diffs += [f"{k}: not in the reference" for k in sorted(set(got) - set(ref))]
+    for k in sorted(set(ref) & set(got)):
+        if not ref[k].equals(got[k]):
+            diffs.append(f"{k}: differs")
+    return diffs
+
+
+def run_study_campaign(
+    out: str | os.PathLike, seed: int = 0, phases: tuple[str, ...] = STUDY_PHASES
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Kill ``experiments.babel_tower`` once in each phase (a random moment up to 2 s after the
+    phase's first log line), rerun the same command to the end, and compare every table with
+    an uninterrupted study's. Returns (one row per kill, summary)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "micro_study.json"
+    write_json_atomic(config, MICRO_STUDY)
+    env = _env(None) | {"OMP_NUM_THREADS": "1"}
+    ref_dir = out / "study_reference"
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    subprocess.run(_study_cmd(config, ref_dir), env=env, check=True, capture_output=True)
+    reference = study_tables(ref_dir)
+    rng = random.Random(seed)
+    rows = []
+    for phase in tqdm(phases, desc="kill the study", unit="phase"):
+        study = out / f"study_{phase.split(':')[0]}_{len(rows)}"
+        shutil.rmtree(study, ignore_errors=True)
+        proc = subprocess.Popen(
+            _study_cmd(config, study), env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        reached = False
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if phase in line:
+                reached = True
+                time.sleep(rng.uniform(0.0, 2.0))
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.kill()
+        proc.wait()
+        killed = proc.returncode == -signal.SIGKILL and reached
+        rerun = subprocess.run(_study_cmd(config, study), env=env, capture_output=True, text=True)
+        diffs = _diff(reference, study_tables(study)) if rerun.returncode == 0 else []
+        rows.append(
+            {
+                "phase": phase,
+                "killed": killed,
+                "rerun_ok": rerun.returncode == 0,
+                "tables": len(reference),
+                "tables_equal": rerun.returncode == 0 and not diffs,
+                "differences": "; ".join(diffs) or rerun.stderr[-300:].replace("\n", " | "),
+            }
+        )
+        if rows[-1]["tables_equal"]:
+            shutil.rmtree(study, ignore_errors=True)
+    table = pd.DataFrame(rows)
+    summary = {
+        "study_kills": int(table["killed"].sum()),
+        "study_reruns_ok": int(table["rerun_ok"].sum()),
+        "study_runs_with_equal_tables": int(table["tables_equal"].sum()),
+        "tables_compared": len(reference),
+        "volatile_columns_ignored": list(VOLATILE_COLUMNS),
+    }
+    write_csv_atomic(out / "study_campaign.csv", table)
+    write_json_atomic(out / "study_summary.json", summary)
+    return table, summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="directory for the corpus, runs and tables")
     parser.add_argument("--trials", type=int, default=50, help="kill-and-resume trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments and points")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--study",
+        action="store_true",
+        help="instead: kill a micro study once in each phase (training, every analyzer), "
+        "rerun it and compare every table with an uninterrupted study's",
+    )
     args = parser.parse_args(argv)
+    if args.study:
+        table, summary = run_study_campaign(args.out, args.seed)
+        print(table.to_string(index=False))
+        print(json.dumps(summary, indent=2))
+        return 0 if summary["study_runs_with_equal_tables"] == len(table) else 1
     if args.trials < 1:
         parser.error("--trials must be >= 1")
     _, summary = run_campaign(args.out, args.trials, args.seed, progress=not args.quiet)
