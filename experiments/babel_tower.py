@@ -44,7 +44,7 @@ from babel_interp.corpus.real import (
     unpack_sources,
 )
 from babel_interp.corpus.shards import MANIFEST
-from babel_interp.io import write_csv_atomic, write_json_atomic
+from babel_interp.io import read_json, write_csv_atomic, write_json_atomic
 from babel_interp.languages import get_language
 from babel_interp.profiles import STUDY_PROFILES, study_profile
 from babel_interp.runs import Run, Study, run_corpus_dir
@@ -584,10 +584,8 @@ def run_experiment(cfg: BabelTowerConfig) -> Path:
     }
     # A resumed study keeps the timings of its earlier invocations (this one only times what
     # it did itself, which is little when everything was already done).
-    try:
-        previous = json.loads(layout.meta.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        previous = {}
+    # A damaged experiment.json is an error, not a fresh start: it holds the earlier timings.
+    previous = read_json(layout.meta, "study") if layout.meta.is_file() else {}
     history = list(previous.get("timings_history", []))
     if not history and previous.get("timings"):
         history = [previous["timings"]]

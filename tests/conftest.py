@@ -21,6 +21,30 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
+# What the environment may create in the checkout and the home directory while tests run.
+_EXPECTED = {"__pycache__", ".pytest_cache", ".ruff_cache", ".cache", ".config", ".local"}
+
+
+def _entries(root: str) -> set[str]:
+    try:
+        names = set(os.listdir(root))
+    except OSError:
+        return set()
+    return {n for n in names if n not in _EXPECTED and not n.endswith(".egg-info")}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _writes_stay_in_temporary_directories():
+    """No test leaves files in the checkout or the home directory (outside its tmp_path)."""
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    home = os.path.expanduser("~")
+    before = {root: _entries(root) for root in (checkout, home)}
+    yield
+    for root, names in before.items():
+        new = sorted(_entries(root) - names)
+        assert not new, f"tests left {new} in {root}: write under tmp_path instead"
+
+
 @pytest.fixture(scope="session")
 def small_tokenizer():
     """A byte-level BPE tokenizer trained in memory on a few lines of Python and PHP."""
