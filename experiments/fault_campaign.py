@@ -382,7 +382,9 @@ def run_study_campaign(
                 "rerun_ok": rerun.returncode == 0,
                 "tables": len(reference),
                 "tables_equal": rerun.returncode == 0 and not diffs,
-                "differences": "; ".join(diffs) or rerun.stderr[-300:].replace("\n", " | "),
+                "differences": "; ".join(diffs)
+                if rerun.returncode == 0
+                else rerun.stderr[-300:].replace("\n", " | "),
             }
         )
         if rows[-1]["tables_equal"]:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from babel_interp.experiments.fault_campaign import run_campaign
+from babel_interp.experiments.fault_campaign import run_campaign, run_study_campaign
 from babel_interp.faults import ENV, FAULT_POINTS
 
 
@@ -42,3 +42,10 @@ def test_a_bad_fault_spec_is_an_error(spec):
     res = subprocess.run([sys.executable, "-c", code], env={ENV: spec}, capture_output=True)
     assert res.returncode == 1 and b"is not NAME@N with NAME one of" in res.stderr
     assert "checkpoint.start" in FAULT_POINTS
+
+
+def test_a_study_killed_inside_an_analyzer_reruns_to_the_same_tables(tmp_path):
+    table, summary = run_study_campaign(tmp_path, seed=0, phases=("analyze: neurons",))
+    assert table["killed"].tolist() == [True], table.to_string()
+    assert summary["study_runs_with_equal_tables"] == 1, table.to_string()
+    assert summary["tables_compared"] > 40
