@@ -389,7 +389,7 @@ SAVED_TRAIN_CONFIG = {
     },
     "init_from": "runs/py", "init_optimizer": False, "resume": False, "seed": 3,
     "device": "auto", "dtype": "auto", "compile": False, "deterministic": None,
-    "fast_path": True, "hooks": ["activation-norms"], "progress": False,
+    "fast_path": True, "hooks": ["activation-norms"], "on_nan": "stop", "progress": False,
 }  # fmt: skip
 
 
