@@ -14,6 +14,7 @@ from jaxtyping import Int
 from safetensors.torch import save_file
 from torch import Tensor
 
+from babel_interp.analysis.neurons.neuron_stats import NeuronStats
 from babel_interp.model import MODEL_CONFIG, MODEL_WEIGHTS, HookedModel, load_model
 
 
@@ -129,3 +130,37 @@ def planted_neuron_model(
         (Path(tmp) / MODEL_CONFIG).write_text(json.dumps(meta), encoding="utf-8")
         model, _ = load_model(tmp, device=device, with_tokenizer=False)
     return model
+
+
+def level_shift_stats(gen: torch.Generator, shift: float = 0.5) -> NeuronStats:
+    """Window records of two languages ("python", "php") without a neuron-specific language effect.
+
+    2 layers x 100 neurons, 40 windows of 32 tokens per language; neuron j fires on a token of
+    window w with probability sigmoid(a_j + u_w), base logits a_j ~ N(-1, 1.5) (heterogeneous
+    firing rates), window level u_w ~ N(0, 0.5) plus ``shift`` on "php" windows: the language
+    moves the whole network's firing level and nothing else.
+    """
+    n_win, n_layers, d, n_tok = 40, 2, 100, 32
+    a = torch.randn(n_layers, d, generator=gen, dtype=torch.float64) * 1.5 - 1.0
+    lang = torch.arange(2).repeat_interleave(n_win)
+    u = torch.randn(2 * n_win, generator=gen, dtype=torch.float64) * 0.5 + shift * lang
+    p = torch.sigmoid(a[None] + u[:, None, None])
+    cnt = torch.binomial(torch.full_like(p, n_tok), p, generator=gen).float()
+    count = torch.zeros(2, n_layers, d, dtype=torch.int64)
+    count.index_add_(0, lang, cnt.long())
+    zeros = torch.zeros(2, n_layers, d, dtype=torch.float64)
+    return NeuronStats(
+        languages=["python", "php"],
+        layers=list(range(n_layers)),
+        d_mlp=d,
+        threshold=0.0,
+        tokens=torch.full((2,), n_win * n_tok, dtype=torch.int64),
+        count=count,
+        sum=zeros,
+        sum_sq=zeros.clone(),
+        window_lang=lang,
+        window_tokens=torch.full((2 * n_win,), n_tok, dtype=torch.int64),
+        window_count=cnt,
+        window_sum=cnt.clone(),
+        window_sum_sq=cnt.clone(),
+    )

@@ -44,6 +44,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from babel_interp.analysis.neurons.neuron_stats import NeuronStats
+from babel_interp.analysis.neurons.nulls import DEFAULT_NULL, DEFAULT_STRATUM_WINDOWS, LabelNull
 from babel_interp.config import ConfigBase, check_choice
 
 STATISTICS = ("cohens_d", "mean_diff", "log_odds")
@@ -394,13 +395,17 @@ def contrast_null_counts(
     cfg: ContrastConfig | None = None,
     n_shuffles: int = 10,
     seed: int = 0,
+    kind: str = DEFAULT_NULL,
+    stratum_windows: int = DEFAULT_STRATUM_WINDOWS,
 ) -> dict[str, Int[Tensor, "shuffle layer"]]:
     """Per-layer counts of neurons selected as specific to ``lang_a`` / ``lang_b`` when the window
-    labels of the pair are shuffled (group sizes kept) and the whole selection is rerun.
+    labels of the pair are redrawn under a null and the whole selection is rerun.
 
-    The count a selection reaches when the two languages are indistinguishable: the control that
-    belongs beside every observed count. Keys ``"a"`` and ``"b"``; bootstrap intervals are skipped
-    (they do not enter the selection).
+    ``kind`` (:mod:`~babel_interp.analysis.neurons.nulls`): ``"firing_matched"`` permutes the
+    pair's labels within strata of ``stratum_windows`` windows of matched overall firing rate
+    (the count reached when a window's language says nothing beyond its firing level);
+    ``"label_shuffle"`` over all the pair's windows (the languages made indistinguishable).
+    Keys ``"a"`` and ``"b"``; bootstrap intervals are skipped (they do not enter the selection).
     """
     cfg = cfg or ContrastConfig()
     if n_shuffles < 1:
@@ -409,13 +414,12 @@ def contrast_null_counts(
         raise ValueError("a contrast null count needs ContrastConfig.n_permutations >= 1")
     ka, kb = stats.lang_index(lang_a), stats.lang_index(lang_b)
     pair = ((stats.window_lang == ka) | (stats.window_lang == kb)).nonzero().flatten()
-    gen = torch.Generator().manual_seed(seed)
+    null = LabelNull(stats, kind, stratum_windows, seed, subset=pair)
     run_cfg = dataclasses.replace(cfg, n_bootstrap=0)
     n_layers = len(stats.layers)
     out = {key: torch.zeros(n_shuffles, n_layers, dtype=torch.int64) for key in ("a", "b")}
     for i in range(n_shuffles):
-        labels = stats.window_lang.clone()
-        labels[pair] = stats.window_lang[pair[torch.randperm(pair.numel(), generator=gen)]]
+        labels = null.draw()
         shuffled = dataclasses.replace(stats, window_lang=labels)
         # A different seed per shuffle: the inner permutation null must not repeat itself.
         res = contrast_pair(shuffled, lang_a, lang_b, dataclasses.replace(run_cfg, seed=seed + i))

@@ -13,9 +13,15 @@ For a (primary, target) pair, e.g. (python, php), four neuron sets per checkpoin
 
 Counts per layer and checkpoint; the Jaccard overlap of each set between checkpoints; and, as the
 controls the pilot showed are needed (with two languages LAPE always fills its quota, and early
-counts swing in a from-scratch model too), next to every count: the *permutation null* (window
-language labels shuffled, LAPE rerun: the count expected when the languages are
-indistinguishable) and the count of a *random-init model* of the same shape on the same windows.
+counts swing in a from-scratch model too), next to every count: a *permutation null* and the
+count of a *random-init model* of the same shape on the same windows. The null
+(``NeuronAnalysisConfig.null_kind``, :mod:`~babel_interp.analysis.neurons.nulls`) is by default
+*firing-rate-matched*: window language labels are permuted only among windows of matched overall
+firing rate and LAPE rerun, the count expected when a window's language says nothing about its
+neurons beyond how much the network fires on it. The older *label shuffle* over all windows
+(``null_kind="label_shuffle"``) stays available; it makes the languages indistinguishable, which
+fills LAPE's quota with high-firing neurons assigned to every language, so its shared count is
+an inflated reference, not a chance level of sharing. Every count row names its ``null_kind``.
 
 :func:`analyze_run` ties it together with activation-contrast scores
 (:mod:`~babel_interp.analysis.neurons.contrast`) and the causal check
@@ -61,6 +67,12 @@ from babel_interp.analysis.neurons.neuron_stats import (
     collect_neuron_stats,
     corpus_windows,
 )
+from babel_interp.analysis.neurons.nulls import (
+    DEFAULT_NULL,
+    DEFAULT_STRATUM_WINDOWS,
+    LabelNull,
+    check_null_kind,
+)
 from babel_interp.config import ConfigBase
 from babel_interp.devices import resolve_device
 from babel_interp.io import write_csv_atomic, write_json_atomic
@@ -75,9 +87,8 @@ CONTRAST_DEFINITIONS = ("contrast_primary", "contrast_target")
 FIRING_BINS = 10
 TWO_LANGUAGE_NOTE = (
     "LAPE ran on only two languages: it is semi-degenerate there (the lowest-entropy quota is "
-    "always filled, so a count says little by itself); read counts against the label-shuffled "
-    "null and the random-init model, or add a third language (NeuronAnalysisConfig.languages, "
-    "--languages)"
+    "always filled, so a count says little by itself); read counts against their null and the "
+    "random-init model, or add a third language (NeuronAnalysisConfig.languages, --languages)"
 )
 CONFIG_FILE = "config.json"
 # The tables of a NeuronAnalysisResult: attribute -> file under RUN/analysis/neurons/.
@@ -152,12 +163,18 @@ def permutation_null_counts(
     transfer_cfg: TransferConfig | None = None,
     n_permutations: int = 50,
     seed: int = 0,
+    kind: str = DEFAULT_NULL,
+    stratum_windows: int = DEFAULT_STRATUM_WINDOWS,
 ) -> dict[str, Int[Tensor, "perm layer"]]:
-    """Per-layer counts of each set when window language labels are shuffled.
+    """Per-layer counts of each set when window language labels are redrawn under a null.
 
-    Labels are permuted over all window records (group sizes kept), activation probabilities
-    recomputed from the records, and LAPE rerun: what the counts look like when no neuron can
-    tell the languages apart. Needs window records (see :class:`NeuronStatsConfig`).
+    ``kind`` (:mod:`~babel_interp.analysis.neurons.nulls`): ``"firing_matched"`` permutes labels
+    within strata of ``stratum_windows`` windows of matched overall firing rate (what the counts
+    look like when a window's language says nothing beyond its firing level);
+    ``"label_shuffle"`` permutes them over all windows (the languages made indistinguishable; it
+    fills LAPE's quota with high-firing neurons assigned to every language, so its shared count
+    is not a chance level of sharing). Activation probabilities are recomputed from the records
+    and LAPE rerun. Needs window records (see :class:`NeuronStatsConfig`).
     """
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
@@ -168,13 +185,13 @@ def permutation_null_counts(
             "the permutation null needs window records for every language; got "
             f"{dict(zip(stats.languages, per_lang.tolist(), strict=True))}"
         )
-    gen = torch.Generator().manual_seed(seed)
+    null = LabelNull(stats, kind, stratum_windows, seed)
     counts = stats.window_count.flatten(1).double()
     n_tok = stats.window_tokens.double()
     n_layers, d = len(stats.layers), stats.d_mlp
     out = {name: torch.zeros(n_permutations, n_layers, dtype=torch.int64) for name in DEFINITIONS}
     for p in range(n_permutations):
-        labels = stats.window_lang[torch.randperm(stats.n_windows, generator=gen)]
+        labels = null.draw()
         onehot = torch.zeros(k, stats.n_windows, dtype=torch.float64)
         onehot[labels, torch.arange(stats.n_windows)] = 1.0
         probs = (onehot @ counts) / (onehot @ n_tok)[:, None]
@@ -192,8 +209,13 @@ class NeuronAnalysisConfig(ConfigBase):
     ``languages`` adds languages to LAPE beside the pair (``None``: just primary and target, the
     paper's two-language setting). ``ablation=None`` skips the causal check; ``ablate_sets``
     names the sets it ablates. ``random_init_seed`` seeds the random-init baseline model.
-    ``n_contrast_null`` is the number of label shuffles behind the activation-contrast null
-    counts (each reruns the contrast selection; 0 skips them). ``device``: see
+    ``null_kind`` names the null beside every count (:mod:`~babel_interp.analysis.neurons.nulls`):
+    ``"firing_matched"`` (default; window labels permuted within strata of
+    ``null_stratum_windows`` windows of matched overall firing rate) or ``"label_shuffle"``
+    (labels permuted over all windows: the languages made indistinguishable, which inflates
+    LAPE's shared count). ``n_null_permutations`` draws are behind the LAPE nulls and
+    ``n_contrast_null`` behind the activation-contrast nulls (each reruns the contrast
+    selection; 0 skips them). ``device``: see
     :func:`babel_interp.devices.resolve_device` (``"auto"``: CUDA when available).
     """
 
@@ -207,6 +229,8 @@ class NeuronAnalysisConfig(ConfigBase):
     contrast: ContrastConfig = field(default_factory=ContrastConfig)
     ablation: AblationConfig | None = field(default_factory=AblationConfig)
     ablate_sets: list[str] = field(default_factory=lambda: ["lape_shared", "primary_active"])
+    null_kind: str = DEFAULT_NULL
+    null_stratum_windows: int = DEFAULT_STRATUM_WINDOWS
     n_null_permutations: int = 50
     n_contrast_null: int = 10
     random_init: bool = True
@@ -244,6 +268,12 @@ class NeuronAnalysisConfig(ConfigBase):
             raise ValueError(
                 f"NeuronAnalysisConfig.ablate_sets has unknown set(s) {bad}; known: {DEFINITIONS}"
             )
+        try:
+            check_null_kind(self.null_kind, self.null_stratum_windows)
+        except ValueError as err:
+            raise ValueError(
+                f"NeuronAnalysisConfig.null_kind / .null_stratum_windows: {err}"
+            ) from None
         if not isinstance(self.n_null_permutations, int) or self.n_null_permutations < 0:
             raise ValueError(
                 "NeuronAnalysisConfig.n_null_permutations must be an int >= 0, "
@@ -403,8 +433,10 @@ def _null_summary(null: Tensor, observed: int) -> dict[str, float]:
         "null_mean": float(x.mean()),
         "null_lo": float(torch.quantile(x, 0.025)),
         "null_hi": float(torch.quantile(x, 0.975)),
-        # Share of shuffled-label counts at least as large as the observed one.
+        # Share of null counts at least / at most as large as the observed one (one-sided
+        # permutation p-values without the +1: "more than the null" / "fewer than the null").
         "null_frac_ge": float((x >= observed).double().mean()),
+        "null_frac_le": float((x <= observed).double().mean()),
     }
 
 
@@ -415,6 +447,7 @@ def _count_rows(
     sets: Mapping[str, Tensor],
     null: Mapping[str, Tensor] | None,
     languages: Sequence[str],
+    null_kind: str | None = None,
 ) -> tuple[list[dict], list[dict]]:
     base: dict[str, Any] = {"step": step}
     if ckpt is not None:
@@ -427,11 +460,11 @@ def _count_rows(
         for i, layer in enumerate(layers):
             row = {**base, "definition": name, "layer": layer, "count": int(counts[i])}
             if null is not None:
-                row |= _null_summary(null[name][:, i], int(counts[i]))
+                row |= {"null_kind": null_kind, **_null_summary(null[name][:, i], int(counts[i]))}
             per_layer.append(row)
         row = {**base, "definition": name, "count": int(counts.sum())}
         if null is not None:
-            row |= _null_summary(null[name].sum(1), int(counts.sum()))
+            row |= {"null_kind": null_kind, **_null_summary(null[name].sum(1), int(counts.sum()))}
         total.append(row)
     return per_layer, total
 
@@ -555,8 +588,12 @@ def analyze_run(
                 cfg.transfer,
                 cfg.n_null_permutations,
                 seed=cfg.stats.seed,
+                kind=cfg.null_kind,
+                stratum_windows=cfg.null_stratum_windows,
             )
-        per_layer, total = _count_rows(ckpt.step, ckpt, layers, sets, null, languages)
+        per_layer, total = _count_rows(
+            ckpt.step, ckpt, layers, sets, null, languages, cfg.null_kind
+        )
         for row in total:
             row["lape_filter_value"] = res.filter_value
             row["lape_bar_value"] = res.bar_value
@@ -628,17 +665,24 @@ def _contrast_count_rows(
     ckpt: Checkpoint,
     languages: Sequence[str],
 ) -> tuple[list[dict], list[dict]]:
-    # The contrast selections as counts, each beside its label-shuffled null (as LAPE's are).
+    # The contrast selections as counts, each beside its null (of cfg.null_kind, as LAPE's are).
     if con.specific_a is None or con.specific_b is None:
         return [], []  # no permutation test was run, so nothing was selected
     sets = dict(zip(CONTRAST_DEFINITIONS, (con.specific_a, con.specific_b), strict=True))
     null = None
     if cfg.n_contrast_null:
         raw = contrast_null_counts(
-            stats, cfg.primary, cfg.target, cfg.contrast, cfg.n_contrast_null, cfg.stats.seed
+            stats,
+            cfg.primary,
+            cfg.target,
+            cfg.contrast,
+            cfg.n_contrast_null,
+            cfg.stats.seed,
+            kind=cfg.null_kind,
+            stratum_windows=cfg.null_stratum_windows,
         )
         null = {CONTRAST_DEFINITIONS[0]: raw["a"], CONTRAST_DEFINITIONS[1]: raw["b"]}
-    per_layer, total = _count_rows(step, ckpt, stats.layers, sets, null, languages)
+    per_layer, total = _count_rows(step, ckpt, stats.layers, sets, null, languages, cfg.null_kind)
     for row in total:
         row["expected_false"] = con.expected_false
     return per_layer, total
@@ -753,10 +797,12 @@ def summarize_counts(result: NeuronAnalysisResult) -> pd.DataFrame:
             "step",
             "definition",
             "count",
+            "null_kind",
             "null_mean",
             "null_lo",
             "null_hi",
             "null_frac_ge",
+            "null_frac_le",
             "random_init_count",
         )
         if c in df.columns

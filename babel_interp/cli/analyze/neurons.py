@@ -10,6 +10,7 @@ from babel_interp.analysis.neurons.ablation import AblationConfig
 from babel_interp.analysis.neurons.contrast import STATISTICS, ContrastConfig
 from babel_interp.analysis.neurons.lape import LapeConfig
 from babel_interp.analysis.neurons.neuron_stats import NeuronStatsConfig
+from babel_interp.analysis.neurons.nulls import DEFAULT_NULL, DEFAULT_STRATUM_WINDOWS, NULL_KINDS
 from babel_interp.analysis.neurons.transferring import (
     DEFINITIONS,
     NeuronAnalysisConfig,
@@ -63,6 +64,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--activation-bar", type=float, default=0.95)
     g.add_argument("--active-quantile", type=float, default=0.5)
     g.add_argument("--null-permutations", type=int, default=50)
+    g.add_argument(
+        "--null-kind",
+        default=DEFAULT_NULL,
+        choices=NULL_KINDS,
+        help="null beside every count: window labels permuted among windows of matched overall "
+        "firing rate (firing_matched) or over all windows (label_shuffle, inflates LAPE's "
+        "shared count)",
+    )
+    g.add_argument(
+        "--null-stratum-windows",
+        type=int,
+        default=DEFAULT_STRATUM_WINDOWS,
+        help="windows per firing-rate stratum of the firing_matched null",
+    )
     g.add_argument("--no-random-init", action="store_true")
     g = p.add_argument_group("contrast")
     g.add_argument("--statistic", default="cohens_d", choices=STATISTICS)
@@ -126,6 +141,8 @@ def config_from_args(args: argparse.Namespace) -> NeuronAnalysisConfig:
         ),
         ablation=ablation,
         n_null_permutations=args.null_permutations,
+        null_kind=args.null_kind,
+        null_stratum_windows=args.null_stratum_windows,
         random_init=not args.no_random_init,
         device=args.device,
         reuse_stats=not args.no_reuse,
