@@ -113,14 +113,21 @@ def test_counts_recover_the_planted_sets_next_to_their_nulls(analyzed):
     run, _ = analyzed
     out = run / "analysis" / "neurons"
     total = pd.read_csv(out / "counts_total.csv")
-    assert {"null_mean", "null_lo", "null_hi", "null_frac_ge", "random_init_count"} <= set(
-        total.columns
-    )
+    assert {
+        "null_kind",
+        "null_mean",
+        "null_lo",
+        "null_hi",
+        "null_frac_ge",
+        "null_frac_le",
+        "random_init_count",
+    } <= set(total.columns)
+    assert set(total["null_kind"]) == {"firing_matched"}
     spec = total[total["definition"] == "primary_specific"].set_index("step")
     # 8 planted = 3.125% of 256 neurons: LAPE's quota is exactly the planted neurons.
     assert spec["count"].tolist() == [4, 4]
-    # With labels shuffled, LAPE still fills its quota and still assigns some neurons to one
-    # language only (those straddling the bar): the null is not zero, but lower.
+    # Under the (firing-rate-matched) null LAPE still fills its quota and still assigns some
+    # neurons to one language only (those straddling the bar): the null is not zero, but lower.
     assert (spec["null_mean"] < spec["count"]).all()
     assert ((spec["null_frac_ge"] >= 0) & (spec["null_frac_ge"] < 0.5)).all()
     assert spec["tokens_php"].tolist() == [0, 200]

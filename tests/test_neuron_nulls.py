@@ -3,6 +3,7 @@ label shuffle)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 from _neuron_fixtures import level_shift_stats
 
@@ -45,3 +46,34 @@ def test_null_label_names_tables_from_before_the_null_kind_column_as_label_shuff
     assert null_label(None) == "label-shuffled null"
     assert null_label(float("nan")) == "label-shuffled null"
     assert null_label("firing_matched") == "firing-rate-matched null"
+
+
+def _write_counts(run, rows):
+    d = run / "analysis" / "neurons"
+    d.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(d / "counts_total.csv", index=False)
+
+
+def test_report_names_the_null_and_reads_tables_without_null_kind(tmp_path):
+    from babel_interp.report.report import neuron_sentence, neuron_summary
+
+    base = {"null_lo": 18.0, "null_hi": 25.0, "null_frac_ge": 1.0, "random_init_count": 3}
+    old = [
+        {"step": s, "definition": d, "count": 0, "null_mean": 22.0, **base}
+        for s in (0, 10)
+        for d in ("lape_shared", "primary_active")
+    ]
+    _write_counts(tmp_path / "old", old)
+    summary = neuron_summary(tmp_path / "old")
+    assert len(summary) == 2 and set(summary["null_kind"]) == {"label_shuffle"}
+    text = neuron_sentence(summary)
+    assert "0 vs a label-shuffled null of 22.0 [18, 25]" in text
+    assert "not that neurons are shared less than chance" in text
+
+    new = [
+        {**row, "null_kind": "firing_matched", "null_mean": 1.5, "null_frac_le": 0.4} for row in old
+    ]
+    _write_counts(tmp_path / "new", new)
+    text = neuron_sentence(neuron_summary(tmp_path / "new"))
+    assert "0 vs a firing-rate-matched null of 1.5 [18, 25]; 40% of its draws" in text
+    assert "less than chance" not in text

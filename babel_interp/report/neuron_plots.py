@@ -1,8 +1,9 @@
 """Figures of the language-transferring-neuron analysis.
 
 * counts per layer x checkpoint (a heatmap per neuron set);
-* each set's total count over checkpoints beside its permutation null (mean and 95% band) and
-  the random-init model's count, so a reader sees at a glance whether a count means anything;
+* each set's total count over checkpoints beside its null (mean and 95% band, labelled with the
+  null's kind: firing-rate-matched by default, label-shuffled in older tables) and the
+  random-init model's count, so a reader sees at a glance whether a count means anything;
 * Cohen's d per layer and checkpoint (primary minus target);
 * the ablation loss change against the random same-size control.
 
@@ -22,6 +23,7 @@ import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.figure import Figure
 
+from babel_interp.analysis.neurons.nulls import null_label
 from babel_interp.analysis.neurons.transferring import NeuronAnalysisResult
 from babel_interp.report.figures import save_figure
 
@@ -63,7 +65,8 @@ def plot_counts_heatmap(counts: pd.DataFrame, out_path: str | os.PathLike) -> Pa
 
 
 def plot_counts_vs_null(counts_total: pd.DataFrame, out_path: str | os.PathLike) -> Path:
-    """Total count per set over checkpoints, with the permutation null band and random init."""
+    """Total count per set over checkpoints, with the null's band (named by its kind) and random
+    init."""
     df = _numeric_steps(counts_total)
     if df.empty:
         raise ValueError("no counts to plot")
@@ -75,7 +78,8 @@ def plot_counts_vs_null(counts_total: pd.DataFrame, out_path: str | os.PathLike)
         x = np.arange(len(d))
         ax.plot(x, d["count"], marker="o", color="C0", label="observed")
         if "null_mean" in d.columns and d["null_mean"].notna().any():
-            ax.plot(x, d["null_mean"], color="C1", ls="--", label="labels shuffled")
+            label = null_label(d["null_kind"].iloc[0] if "null_kind" in d.columns else None)
+            ax.plot(x, d["null_mean"], color="C1", ls="--", label=label)
             ax.fill_between(x, d["null_lo"], d["null_hi"], color="C1", alpha=0.25, lw=0)
         if "random_init_count" in d.columns and d["random_init_count"].notna().any():
             ax.axhline(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from babel_interp.analysis.neurons.nulls import null_label
 from babel_interp.analysis.stages.efficiency import efficiency_summary
 from babel_interp.report.document import ReportDocument
 from babel_interp.report.execution import add_execution_section, pass_at_1_sentence
@@ -32,6 +33,7 @@ from babel_interp.report.study import (
     random_init_band,
     random_init_region_band,
     region_excess,
+    with_null_kind,
 )
 from babel_interp.report.training_plots import plot_efficiency, plot_training_curves
 from babel_interp.runs import Run, Study, figures_dir, read_run_config
@@ -102,14 +104,55 @@ def working_language_summary(run: Path) -> dict[str, Any]:
     return out
 
 
+NEURON_COLUMNS = (
+    "step",
+    "count",
+    "null_kind",
+    "null_mean",
+    "null_lo",
+    "null_hi",
+    "null_frac_le",
+    "random_init_count",
+)
+LABEL_SHUFFLE_CAVEAT = (
+    "The label-shuffled null makes the languages indistinguishable: LAPE's quota then fills with "
+    "high-firing neurons assigned to both languages, so a count below it shows that the "
+    "languages differ, not that neurons are shared less than chance."
+)
+
+
 def neuron_summary(run: Path, definition: str = "lape_shared") -> pd.DataFrame:
-    """Transferring-neuron counts per checkpoint beside their nulls (one definition)."""
+    """One definition's count per checkpoint beside its null (``null_kind`` named; tables from
+    before that column were label-shuffled) and the random-init count."""
     df = _read_csv(run / "analysis" / "neurons" / "counts_total.csv")
     if df.empty:
         return df
-    if "set" in df.columns:
-        df = df[df["set"] == definition]
-    return df
+    col = "definition" if "definition" in df.columns else "set"
+    if col in df.columns:
+        df = df[df[col] == definition]
+    df = with_null_kind(df)
+    return df[[c for c in NEURON_COLUMNS if c in df.columns]].reset_index(drop=True)
+
+
+def neuron_sentence(summary: pd.DataFrame, what: str = "LAPE-shared neurons") -> str:
+    """The last checkpoint's count against its null, saying only what that null supports."""
+    if summary.empty:
+        return ""
+    last = summary.iloc[-1]
+    head = f"{what} at step {last['step']}: {last['count']:g}"
+    if "null_mean" not in summary.columns or not np.isfinite(last["null_mean"]):
+        return head + " (no null was drawn)."
+    kind = last.get("null_kind")
+    text = (
+        f"{head} vs a {null_label(kind)} of {last['null_mean']:.1f} "
+        f"[{last['null_lo']:g}, {last['null_hi']:g}]"
+    )
+    if "null_frac_le" in summary.columns and np.isfinite(last["null_frac_le"]):
+        text += f"; {last['null_frac_le']:.0%} of its draws are at or below the count"
+    text += "."
+    if null_label(kind) == null_label("label_shuffle"):
+        text += " " + LABEL_SHUFFLE_CAVEAT
+    return text
 
 
 def _fmt_ci(est: float, lo: float, hi: float) -> str:
@@ -167,8 +210,14 @@ def add_run_sections(doc: ReportDocument, run: Path, title: str, level: int = 2)
             doc.figure(_fig(run, name), cap)
     neurons = neuron_summary(run)
     if not neurons.empty:
-        doc.table(neurons, "Transferring neurons (LAPE, shared) beside their nulls")
-        doc.figure(_fig(run, "neurons_counts_null.png"), "Neuron counts against nulls")
+        doc.text(neuron_sentence(neurons))
+        doc.table(
+            neurons,
+            "LAPE-shared neurons per checkpoint: count, its null (null_kind; mean and 95% band of "
+            "the null's draws; null_frac_le: share of draws at or below the count) and the "
+            "random-init count",
+        )
+        doc.figure(_fig(run, "neurons_counts_null.png"), "Neuron counts against their nulls")
     transfer = _read_csv(run / "analysis" / "transfer" / "transfer.csv")
     if not transfer.empty:
         doc.table(transfer, "Knowledge-transfer ratio |P ∩ C| / |C| per checkpoint")
@@ -344,7 +393,8 @@ def seeds_done(meta: dict) -> list[int]:
 def compact_neuron_table(
     neurons: pd.DataFrame, definitions: tuple[str, ...] = ("lape_shared", "primary_active")
 ) -> pd.DataFrame:
-    """One row per step, one ``count (null; random init)`` column per definition and kind."""
+    """One row per step, one ``count (null mean [lo, hi]; random init)`` column per definition
+    and kind."""
     out = pd.DataFrame({"step": sorted(set(neurons["step"]))})
     for definition in definitions:
         for kind in ("continual", "scratch"):
@@ -352,7 +402,9 @@ def compact_neuron_table(
             if sub.empty:
                 continue
             cells = {
-                int(r.step): f"{r.count:g} ({getattr(r, 'null_mean', float('nan')):g}; "
+                int(r.step): f"{r.count:g} ({getattr(r, 'null_mean', float('nan')):g} "
+                f"[{getattr(r, 'null_lo', float('nan')):g}, "
+                f"{getattr(r, 'null_hi', float('nan')):g}]; "
                 f"{getattr(r, 'random_init_count', float('nan')):g})"
                 for r in sub.itertuples(index=False)
             }
@@ -422,12 +474,18 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
             )
         neurons = neuron_table(root, seeds, lang)
         if not neurons.empty:
-            doc.table(
-                compact_neuron_table(neurons),
-                "Transferring neurons per equal step: count (label-shuffled null mean; "
-                "random-init count), means over seeds. lape_shared: assigned by LAPE to both "
-                "languages; primary_active: primary-specific and active on the target",
+            kinds = sorted(
+                set(neurons.get("null_kind", pd.Series(dtype=object)).dropna()) - {"none"}
             )
+            labels = " and ".join(null_label(k) for k in kinds) or "no null"
+            caption = (
+                f"Transferring neurons per equal step: count ({labels}: mean [2.5%, 97.5%] of its "
+                "draws; random-init count), means over seeds. lape_shared: assigned by LAPE to "
+                "both languages; primary_active: primary-specific and active on the target"
+            )
+            if "label_shuffle" in kinds:
+                caption += ". " + LABEL_SHUFFLE_CAVEAT
+            doc.table(compact_neuron_table(neurons), caption)
         add_execution_section(doc, root, seeds, lang, fig_dir)
         verdicts = {
             f"seed {s} {kind}": meta.get("verdicts", {}).get(Study.key(s, lang, kind), "not run")
@@ -472,7 +530,8 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
         "performance "
         "may dip), then stabilizes. Each signal below is shown beside its controls: matched "
         "control sites for the logit lens, a model trained from scratch on the same target data, "
-        "permutation and random-init nulls for neuron counts, and a competence gate."
+        "a permutation null (named beside each count) and a random-init model for neuron counts, "
+        "and a competence gate."
     )
     doc.bullets(experiment_summary(root, meta))
     doc.heading("Setup")

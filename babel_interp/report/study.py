@@ -299,9 +299,21 @@ def _tokens_per_step(run: Path) -> float:
         return 0.0
 
 
+def with_null_kind(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``null_kind`` on every row that has a null: tables written before the
+    column existed were label-shuffled, so their rows read as ``"label_shuffle"``."""
+    if "null_mean" not in df.columns:
+        return df
+    kind = df["null_kind"] if "null_kind" in df.columns else pd.Series(np.nan, index=df.index)
+    kind = kind.astype(object).where(kind.notna() & (kind != ""), None)
+    has_null = df["null_mean"].notna()
+    return df.assign(null_kind=kind.where(~has_null | kind.notna(), "label_shuffle"))
+
+
 def neuron_table(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
     """LAPE-shared and contrast counts per kind and equal step, mean over seeds, beside the
-    mean of their label-shuffled nulls and the random-init count."""
+    mean of their nulls (mean and band ends; ``null_kind`` names the null) and the random-init
+    count."""
     study = Study(Path(root))
     frames = []
     for seed in seeds:
@@ -315,9 +327,14 @@ def neuron_table(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
-    df = df[df["step"].isin(common_steps(df))]
-    keep = [c for c in ("count", "null_mean", "random_init_count") if c in df.columns]
-    out = df.groupby(["definition", "kind", "step"], as_index=False)[keep].mean()
+    df = with_null_kind(df[df["step"].isin(common_steps(df))])
+    stats = ("count", "null_mean", "null_lo", "null_hi", "random_init_count")
+    keep = [c for c in stats if c in df.columns]
+    by = ["definition", "kind", "step"]
+    if "null_kind" in df.columns:
+        df = df.assign(null_kind=df["null_kind"].fillna("none"))
+        by.append("null_kind")
+    out = df.groupby(by, as_index=False)[keep].mean()
     return out.round(1)
 
 
