@@ -100,8 +100,10 @@ def test_cpu_profile_on_real_sources(cpu_study):
         "Debian packages of the new languages",
         "C# is not in this study",
         "Transfer ratio: not measured",
+        "count (firing-rate-matched null: mean [2.5%, 97.5%] of its draws; random-init count)",
     ):
         assert needle in text, needle
+    assert set(counts["null_kind"].dropna()) == {"firing_matched"}
 
 
 def test_scratch_baseline_is_the_first_part_of_the_continual_schedule(cpu_study):
