@@ -86,7 +86,8 @@ def fact_probe_items(
     ``planted=True`` asks about the planted facts (the transfer probe; in a target language the
     training corpus never showed these values), ``planted=False`` about the shared facts (the
     in-language control). Items cycle through the facts; repeats vary the preceding definitions.
-    ``n`` defaults to one item per fact.
+    ``n`` defaults to one item per fact. Item ``i`` has the same ``item_id`` (fact and repeat) in
+    every language: the renderings of one item are joined by it.
     """
     lang = canonical_language("language", language)
     facts = planted_facts(cfg) if planted else shared_facts(cfg)
@@ -129,6 +130,7 @@ def fact_probe_items(
                 kind=fact.kind,
                 value=fact.value,
                 planted=fact.planted,
+                variant=variant,
             )
         )
     return items

@@ -90,7 +90,11 @@ class PlantedFact:
 
 @dataclass(frozen=True)
 class FactItem:
-    """A completion prompt in one language whose correct continuation is a fact's value."""
+    """A completion prompt in one language whose correct continuation is a fact's value.
+
+    ``variant`` numbers the repeats of one fact (0 for the first); ``item_id`` names the item
+    the same way in every language, so the renderings of one item can be joined across languages.
+    """
 
     prompt: str
     answer: str
@@ -100,6 +104,12 @@ class FactItem:
     kind: str
     value: int
     planted: bool
+    variant: int = 0
+
+    @property
+    def item_id(self) -> str:
+        """``fact_id/variant``: the same in every language."""
+        return f"{self.fact_id}/{self.variant}"
 
 
 class ProbeSite(NamedTuple):
