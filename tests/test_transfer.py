@@ -5,19 +5,25 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from babel_interp.analysis.performance import CompletionItem, save_completion_items
+from babel_interp.analysis.stages import transfer as transfer_module
 from babel_interp.analysis.stages.transfer import (
     TransferResult,
     analyze_run,
+    language_matched_items,
+    primary_only_from_models,
     primary_only_items,
+    synthetic_fact_items,
     synthetic_transfer_items,
     transfer_ratio,
     transfer_series,
 )
+from babel_interp.analysis.stats import bootstrap_ci
 from babel_interp.cli import main
 from babel_interp.corpus.build import build_corpus, synthetic_corpus_config
 from babel_interp.corpus.synthetic import SyntheticConfig, planted_facts
@@ -29,31 +35,81 @@ TEXT = "def count(items):\n    return len(items)\n"
 
 
 def test_ratio_counts_and_interval():
-    r = transfer_ratio(P={1, 2, 3}, C={2, 3, 4, 5})
+    U = range(10)
+    r = transfer_ratio(P={1, 2, 3}, C={2, 3, 4, 5}, universe=U)
     assert (r.ratio, r.n_c, r.n_pc) == (0.5, 4, 2)
     assert 0.0 <= r.ci_low <= 0.5 <= r.ci_high <= 1.0
-    all_p = transfer_ratio(P={1, 2, 3}, C={1, 2})
+    all_p = transfer_ratio(P={1, 2, 3}, C={1, 2}, universe=U)
     assert (all_p.ratio, all_p.ci_low, all_p.ci_high) == (1.0, 1.0, 1.0)
-    none = transfer_ratio(P={1}, C=set())
+    none = transfer_ratio(P={1}, C=set(), universe=U)
     assert none.ratio is None and none.n_c == 0 and none.ci_low is None
-    assert transfer_ratio(P=set(), C={"a", "b"}).ratio == 0.0
+    assert transfer_ratio(P=set(), C={"a", "b"}, universe={"a", "b", "c"}).ratio == 0.0
     # Deterministic whatever the set order, and wider with fewer items.
-    big = transfer_ratio(P=set(range(50)), C=set(range(25, 125)))
-    small = transfer_ratio(P={0, 1}, C={1, 2, 3, 4})
+    big = transfer_ratio(P=set(range(50)), C=set(range(25, 125)), universe=range(200))
+    small = transfer_ratio(P={0, 1}, C={1, 2, 3, 4}, universe=range(8))
     assert big.ci_high - big.ci_low < small.ci_high - small.ci_low
-    assert transfer_ratio(P=set(range(50)), C=set(range(124, 24, -1))) == big
+    assert transfer_ratio(set(range(50)), set(range(124, 24, -1)), range(199, -1, -1)) == big
     assert json.loads(json.dumps(big.to_dict()))["n_c"] == 100
+    with pytest.raises(ValueError, match="C holds items outside the universe"):
+        transfer_ratio(P={1}, C={1, 11}, universe=U)
+    with pytest.raises(ValueError, match="P holds items outside the universe"):
+        transfer_ratio(P={12}, C={1}, universe=U)
 
 
 def test_grouped_interval_needs_every_group():
     P, C = {"a1", "a2"}, {"a1", "a2", "b1", "b2"}
     groups = {"a1": "a", "a2": "a", "b1": "b", "b2": "b"}
-    r = transfer_ratio(P, C, groups=groups)
+    r = transfer_ratio(P, C, C, groups=groups)
     assert r.ratio == 0.5
     # Two groups only: resampling whole groups gives 0, 0.5 or 1.
     assert r.ci_low == 0.0 and r.ci_high == 1.0
     with pytest.raises(ValueError, match="no entry"):
-        transfer_ratio(P, C, groups={"a1": "a"})
+        transfer_ratio(P, C, C, groups={"a1": "a", "a2": "a", "b1": "b"})
+    # Every item asked needs a group, solved or not.
+    with pytest.raises(ValueError, match="no entry"):
+        transfer_ratio(P, C, C | {"c1"}, groups=groups)
+
+
+def test_interval_resamples_which_items_are_in_c():
+    # A small C among many items asked: how many items land in C varies between draws, so the
+    # interval is wider than the one conditional on exactly these solved items.
+    P, C = {0, 1}, {1, 2, 3, 4}
+    fixed = bootstrap_ci([1.0 if c in P else 0.0 for c in sorted(C)], n_boot=2000)
+    r = transfer_ratio(P, C, range(40), n_boot=2000)
+    assert r.ratio == fixed.estimate == 0.25
+    assert r.ci_high - r.ci_low > fixed.high - fixed.low
+    # universe=C is that conditional interval.
+    cond = transfer_ratio(P & C, C, C, n_boot=2000)
+    assert (cond.ratio, cond.ci_low, cond.ci_high) == (fixed.estimate, fixed.low, fixed.high)
+
+
+def test_interval_covers_the_true_ratio_at_the_nominal_rate():
+    # Items drawn at random: each solved with probability 0.1 and needing primary-only
+    # knowledge with probability 0.4 (independently), so the true share of P in C is 0.4.
+    # 300 simulated item sets of 100 items (about 10 in C each).
+    rng = np.random.default_rng(0)
+    n_items, truth = 100, 0.4
+    covered = {"resampled": 0, "fixed": 0}
+    width = {"resampled": 0.0, "fixed": 0.0}
+    n_sets = 0
+    for k in range(300):
+        in_c, in_p = rng.random(n_items) < 0.1, rng.random(n_items) < truth
+        C = {i for i in range(n_items) if in_c[i]}
+        P = {i for i in range(n_items) if in_p[i]}
+        if not C:
+            continue
+        n_sets += 1
+        r = transfer_ratio(P, C, range(n_items), seed=k)
+        old = bootstrap_ci([1.0 if i in P else 0.0 for i in sorted(C)], seed=k)
+        for name, lo, hi in (("resampled", r.ci_low, r.ci_high), ("fixed", old.low, old.high)):
+            covered[name] += lo <= truth <= hi
+            width[name] += hi - lo
+    assert n_sets >= 290
+    coverage = {k: v / n_sets for k, v in covered.items()}
+    # Nominal 0.95: measured 0.947 resampling C, 0.927 with C fixed (and 9% narrower).
+    assert 0.92 <= coverage["resampled"] <= 0.98
+    assert coverage["resampled"] >= coverage["fixed"]
+    assert width["resampled"] > 1.05 * width["fixed"]
 
 
 def test_primary_only_items_follows_the_paper_definition():
@@ -65,6 +121,40 @@ def test_primary_only_items_follows_the_paper_definition():
         primary_only_items(prim, {"q1": False})
     with pytest.raises(ValueError, match="must be a bool"):
         primary_only_items({"q1": 1}, {"q1": False})
+
+
+def test_language_matched_items_join_renderings_by_id():
+    py = [CompletionItem("a = ", "1", item_id="x"), CompletionItem("b = ", "2", item_id="y")]
+    php = [CompletionItem("$b = ", "2", item_id="y"), CompletionItem("$a = ", "1", item_id="x")]
+    prim, targ = language_matched_items({"python": py, "php": php}, "python", "php")
+    # Aligned by id, in the target language's order.
+    assert [i.item_id for i in prim] == [i.item_id for i in targ] == ["y", "x"]
+    assert [i.prompt for i in prim] == ["b = ", "a = "]
+    with pytest.raises(ValueError, match="item 'y' has no rendering in 'python'"):
+        language_matched_items({"python": py[:1], "php": php}, "python", "php")
+    with pytest.raises(ValueError, match="item 'x' has no rendering in 'php'"):
+        language_matched_items({"python": py, "php": php[:1]}, "python", "php")
+    with pytest.raises(ValueError, match="no 'python' renderings"):
+        language_matched_items({"php": php}, "python", "php")
+    with pytest.raises(ValueError, match="'php' item 0 has no item_id"):
+        language_matched_items({"python": py, "php": [CompletionItem("$a", "1")]}, "python", "php")
+    with pytest.raises(ValueError, match="appears twice"):
+        language_matched_items({"python": py + py[:1], "php": php}, "python", "php")
+    wrong = [CompletionItem("$a = ", "1", language="go", item_id="x")]
+    with pytest.raises(ValueError, match="listed under 'php' but is in 'go'"):
+        language_matched_items({"python": py[:1], "php": wrong}, "python", "php")
+
+
+def test_synthetic_fact_items_have_one_id_in_every_language():
+    cfg = SyntheticConfig(languages=("python", "php"), n_planted_facts=3, n_shared_facts=2)
+    py, planted_py = synthetic_fact_items(cfg, "python", n_planted=5)
+    php, planted_php = synthetic_transfer_items(cfg, "php", n_planted=5)
+    assert planted_py == planted_php == set(range(5))
+    assert [i.item_id for i in py] == [i.item_id for i in php]
+    assert len({i.item_id for i in php}) == 7 and php[3].item_id == "p0/1"
+    assert {i.language for i in py} == {"python"} and {i.language for i in php} == {"php"}
+    prim, targ = language_matched_items({"python": py, "php": php}, "python", "php")
+    assert [i.prompt for i in prim] == [i.prompt for i in py]
 
 
 def test_synthetic_items_put_planted_facts_in_p():
@@ -135,6 +225,65 @@ def test_series_over_checkpoints(run_dir):
     assert list(only["step"]) == [100] and only.iloc[0]["ratio"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="outside the 4 items"):
         transfer_series(run_dir, items, {7}, steps=[100], n_boot=50, progress=False)
+
+
+# One item, rendered in Python and in PHP: the model trained on TEXT (Python) solves the first
+# item's Python rendering, not its PHP one; the second item's "PHP" rendering is a prompt it
+# solves, its Python one a prompt it fails.
+MATCHED = {
+    "python": [
+        CompletionItem("def count(items):\n    return", " len", item_id="len"),
+        CompletionItem("def size(values):\n    return", " sum", item_id="sum"),
+    ],
+    "php": [
+        CompletionItem("function count($items) {\n    return", " count", item_id="len"),
+        CompletionItem("def count(", "items", item_id="sum"),
+    ],
+}
+
+
+def test_reference_models_are_asked_in_their_own_language(run_dir, monkeypatch):
+    primary = run_dir / "checkpoints" / checkpoint_dirname(100)  # knows TEXT
+    target_only = run_dir / "checkpoints" / checkpoint_dirname(0)  # knows nothing
+    asked = []
+    real = transfer_module.completion_accuracy
+
+    def recording(model, tokenizer, items, **kw):
+        asked.append([it.prompt for it in items])
+        return real(model, tokenizer, items, **kw)
+
+    monkeypatch.setattr(transfer_module, "completion_accuracy", recording)
+    P = primary_only_from_models(
+        primary, target_only, MATCHED, target="php", primary="python", max_new_tokens=4
+    )
+    # The primary-only model got the Python renderings, the target-only model the PHP ones.
+    assert asked == [
+        [it.prompt for it in MATCHED["python"]],
+        [it.prompt for it in MATCHED["php"]],
+    ]
+    # "len": solved in Python by the primary model, failed in PHP by the target-only model.
+    # "sum": the primary model fails its Python rendering (it would solve the PHP one).
+    assert P == {0}
+    with pytest.raises(ValueError, match="item 'sum' has no rendering in 'python'"):
+        primary_only_from_models(
+            primary, target_only, {"python": MATCHED["python"][:1], "php": MATCHED["php"]}, "php"
+        )
+
+
+def test_analyze_run_with_reference_models_needs_both_renderings(run_dir):
+    primary = run_dir / "checkpoints" / checkpoint_dirname(100)
+    target_only = run_dir / "checkpoints" / checkpoint_dirname(0)
+    kw = dict(primary_model=primary, target_only_model=target_only, n_boot=50, progress=False)
+    result = analyze_run(run_dir, language="php", items=MATCHED, max_new_tokens=4, **kw)
+    df = result.to_dataframe()
+    assert list(df["n_p"]) == [1, 1] and list(df["n_items"]) == [2, 2]
+    assert df["definition"].iloc[0] == (
+        "paper: solved by the primary-only model in python, failed by the target-only model in php"
+    )
+    # Step 100 solves the PHP list's "def count(" (item "sum"), which is not in P.
+    assert (df.iloc[1]["n_c"], df.iloc[1]["n_pc"]) == (1, 0)
+    with pytest.raises(ValueError, match="pass items as a map language"):
+        analyze_run(run_dir, language="php", items=MATCHED["php"], **kw)
 
 
 def test_analyze_run_saves_a_result_that_loads_back(run_dir, tmp_path):
@@ -212,15 +361,18 @@ def test_commands_on_a_synthetic_run(synthetic_run, capsys):
 
     # The probes file path needs the reference models that define P.
     items_path = synthetic_run / "items.jsonl"
-    its, _ = synthetic_transfer_items(
-        {"languages": ["python", "php"], "n_planted_facts": 3, "n_shared_facts": 2}, "php"
-    )
+    cfg = {"languages": ["python", "php"], "n_planted_facts": 3, "n_shared_facts": 2}
+    its, _ = synthetic_transfer_items(cfg, "php")
     save_completion_items(its, items_path)
+    # Only the PHP renderings: the primary-only model has nothing to be asked.
+    ckpt = str(synthetic_run / "checkpoints" / checkpoint_dirname(0))
+    refs = ["--primary-model", ckpt, "--target-only-model", ckpt]
+    assert main(["analyze", "transfer", "--run", run, "--probes", str(items_path), *refs]) == 1
+    assert "no 'python' renderings" in capsys.readouterr().err
+    save_completion_items(synthetic_fact_items(cfg, "python")[0] + its, items_path)
     assert main(["analyze", "transfer", "--run", run, "--probes", str(items_path)]) == 1
     assert "--primary-model" in capsys.readouterr().err
-    ckpt = str(synthetic_run / "checkpoints" / checkpoint_dirname(0))
-    args = ["analyze", "transfer", "--run", run, "--probes", str(items_path)]
-    args += ["--primary-model", ckpt, "--target-only-model", ckpt, *fast]
+    args = ["analyze", "transfer", "--run", run, "--probes", str(items_path), *refs, *fast]
     assert main(args) == 0
     tr = pd.read_csv(synthetic_run / "analysis" / "transfer" / "transfer.csv")
     # The same model on both sides: nothing is primary-only.

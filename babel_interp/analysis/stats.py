@@ -1,10 +1,10 @@
 """The project's confidence intervals: one :class:`CI` type, two ways to get one.
 
 * **Percentile bootstrap** (:func:`bootstrap_ci`, :func:`paired_bootstrap_ci`,
-  :func:`grouped_bootstrap_ci`) over many observations (probes, items, problems): it needs no
-  distributional assumption, and the quantities here (shares, mean log-ratios, mean
-  differences) are bounded or close to symmetric, where it behaves well. NaN entries (a probe
-  without a matched control, a layer an analyzer skipped) are ignored.
+  :func:`grouped_bootstrap_ci`, :func:`ratio_bootstrap_ci`) over many observations (probes,
+  items, problems): it needs no distributional assumption, and the quantities here (shares,
+  mean log-ratios, mean differences) are bounded or close to symmetric, where it behaves well.
+  NaN entries (a probe without a matched control, a layer an analyzer skipped) are ignored.
 * **Student t** (:func:`t_interval`, :func:`t_prediction_interval`) over a few independent
   replicates (model seeds), where the bootstrap has too few units to resample. Non-finite
   entries are ignored.
@@ -181,6 +181,53 @@ def grouped_bootstrap_ci(
             [float(stat(np.concatenate([members[g] for g in row]))) for row in draws],
             dtype=np.float64,
         )
+    return _interval(estimate, boots, ci, n)
+
+
+def ratio_bootstrap_ci(
+    numerator: Sequence[float] | np.ndarray,
+    denominator: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> CI:
+    """Percentile bootstrap of ``sum(numerator) / sum(denominator)``, resampling units.
+
+    Each unit (an observation, or with ``groups`` a whole group) carries its numerator and its
+    denominator, and both sums are recomputed in every draw, so the interval reflects how the
+    denominator varies as well as the numerator given it. For a share of a subset (numerator: in
+    the subset and counted; denominator: in the subset) this resamples which units fall in the
+    subset. Draws whose denominator is 0 have no ratio and are left out (the interval is
+    conditional on a non-empty denominator). ``n`` counts units with a non-zero denominator; the
+    estimate is NaN when there are none.
+    """
+    _check(n_boot, ci)
+    num, den = _as_1d(numerator, "numerator"), _as_1d(denominator, "denominator")
+    if num.shape != den.shape:
+        raise ValueError(
+            f"numerator and denominator must have the same length, got {num.size} and {den.size}"
+        )
+    if not (np.isfinite(num).all() and np.isfinite(den).all()):
+        raise ValueError("numerator and denominator must be finite")
+    n = int(np.count_nonzero(den))
+    if num.size == 0 or den.sum() == 0:
+        return CI(math.nan, math.nan, math.nan, n)
+    estimate = float(num.sum() / den.sum())
+    if groups is not None:
+        grp = np.asarray(groups)
+        if grp.shape != num.shape:
+            raise ValueError(
+                f"groups must be parallel to the values: got {grp.shape} groups for "
+                f"{num.shape} values"
+            )
+        _, inverse = np.unique(grp, return_inverse=True)
+        num = np.bincount(inverse, weights=num)
+        den = np.bincount(inverse, weights=den)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, num.size, size=(n_boot, num.size))
+    top, bottom = num[draws].sum(axis=1), den[draws].sum(axis=1)
+    boots = np.divide(top, bottom, out=np.full(n_boot, np.nan), where=bottom != 0)
     return _interval(estimate, boots, ci, n)
 
 

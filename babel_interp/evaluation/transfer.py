@@ -5,8 +5,10 @@ P = the tasks the primary-only model solves in the primary language and the targ
 target language at a checkpoint. The ratio |P ∩ C| / |C| is the share of what the continued
 model can do in the new language that needed the primary language's knowledge. Tasks are joined
 across languages by ``task_id`` (a suite's task has one id in every language). "Solves" is at
-least one passing sample. The interval is the percentile bootstrap over the solved tasks of
-:func:`babel_interp.analysis.stages.transfer.transfer_ratio`.
+least one passing sample. The interval is the percentile bootstrap of
+:func:`babel_interp.analysis.stages.transfer.transfer_ratio` over every task asked at the
+checkpoint: each draw resamples the tasks and recomputes C and P ∩ C, so it reflects which tasks
+happen to be solved.
 """
 
 from __future__ import annotations
@@ -44,19 +46,20 @@ def problem_transfer_series(
     ``primary``, ``scratch`` and ``continued`` are ``samples.csv`` tables of the primary-only
     run (its last checkpoint is used, in ``primary_language``), the scratch run (its last
     checkpoint, in ``language``) and the continued run (every checkpoint, in ``language``).
-    Tasks missing from one of the first two are left out of P (a task never asked is not
-    "failed").
+    Tasks missing from one of the first two are left out (a task never asked is not "failed");
+    at each checkpoint the universe of the bootstrap is the remaining tasks it was asked.
     """
     prim = solved_tasks(primary, primary_language)
     scr = solved_tasks(scratch, language)
-    common = sorted(set(prim) & set(scr))
+    common = set(prim) & set(scr)
     P = primary_only_items({t: prim[t] for t in common}, {t: scr[t] for t in common})
     rows = []
     cont = continued[continued["language"] == language]
     for step in sorted(cont["step"].unique()):
         solved = solved_tasks(cont, language, int(step))
-        C = {t for t, ok in solved.items() if ok and t in set(common)}
-        r = transfer_ratio(P, C, n_boot=n_boot, seed=seed)
+        asked = common & set(solved)
+        C = {t for t in asked if solved[t]}
+        r = transfer_ratio(P & asked, C, asked, n_boot=n_boot, seed=seed)
         rows.append(
             {
                 "step": int(step),
