@@ -356,9 +356,13 @@ def _fake_run(tmp_path, loss, wl_share=None, neurons=None, ratio=None, competenc
         wl.mkdir(parents=True)
         rows = []
         for step, v in zip(STEPS, wl_share, strict=True):
-            for layer, pos in (("embed", 0.0), ("blocks.1", 0.5), ("final", 1.0)):
+            for layer, pos in (
+                ("blocks.0.hook_resid_pre", 0.0),
+                ("blocks.1.hook_resid_pre", 0.5),
+                ("ln_final.hook_normalized", 1.0),
+            ):
                 # Only the middle layer carries the signal; the others would hide it.
-                share = v if layer == "blocks.1" else 0.9
+                share = v if layer == "blocks.1.hook_resid_pre" else 0.9
                 rows.append(
                     dict(
                         step=int(step),
@@ -427,7 +431,8 @@ def test_stages_command_reads_every_analyzer(tmp_path, capsys):
     assert verdict["config"]["performance_direction"] == -1
     assert verdict["config"]["competence_threshold"] == 0.1  # the analyzer's own gate
     assert verdict["missing_inputs"] == {}
-    assert "intermediate layers" in verdict["sources"]["working_language_share"]
+    assert "mean over resid_pre 1" in verdict["sources"]["working_language_share"]
+    assert verdict["sites"]["working_language_share"] == "mean over resid_pre 1"
     by = {c["series"]: c["verdict"] for c in verdict["corroboration"]}
     assert by == {
         "working_language_share": "agrees",

@@ -23,6 +23,7 @@ import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.figure import Figure
 
+from babel_interp.analysis.layers import mlp_site
 from babel_interp.analysis.neurons.nulls import null_label
 from babel_interp.analysis.neurons.transferring import NeuronAnalysisResult
 from babel_interp.report.figures import save_figure
@@ -56,10 +57,11 @@ def plot_counts_heatmap(counts: pd.DataFrame, out_path: str | os.PathLike) -> Pa
         grid = df[df["definition"] == name].pivot_table(
             index="layer", columns="step", values="count", aggfunc="sum"
         )
+        grid.index = [mlp_site(layer) for layer in grid.index]
         sns.heatmap(grid, annot=grid.size <= 200, fmt="g", cmap="viridis", ax=ax, cbar=True)
         ax.set_title(name)
         ax.set_xlabel("step")
-        ax.set_ylabel("layer")
+        ax.set_ylabel("MLP layer (blocks.L.mlp.hook_post)")
     fig.suptitle("Neurons per layer and checkpoint")
     return save_figure(fig, out_path, dpi=120)
 
@@ -108,7 +110,7 @@ def plot_firing_rates(firing: pd.DataFrame, out_path: str | os.PathLike) -> Path
     for i, (layer, d) in enumerate(df.groupby("layer", sort=True)):
         d = d.sort_values("step")
         x = np.arange(len(d))
-        ax_share.plot(x, d["share_over_half"], marker="o", color=f"C{i}", label=f"layer {layer}")
+        ax_share.plot(x, d["share_over_half"], marker="o", color=f"C{i}", label=mlp_site(layer))
         r = rand[rand["layer"] == layer]
         if not r.empty:
             ax_share.axhline(float(r["share_over_half"].iloc[0]), color=f"C{i}", ls=":")
@@ -137,7 +139,7 @@ def plot_effect_sizes(
     """Distribution of the per-neuron effect size by checkpoint, one box per layer."""
     if effects.empty or statistic not in effects.columns:
         raise ValueError(f"no {statistic} values to plot")
-    df = effects.assign(step=effects["step"].astype(str), layer=effects["layer"].astype(str))
+    df = effects.assign(step=effects["step"].astype(str), layer=effects["layer"].map(mlp_site))
     order = [str(s) for s in sorted(effects["step"].unique())]
     fig = Figure(
         figsize=(max(5.0, 0.8 * len(order) * df["layer"].nunique() ** 0.5), 3.8),
@@ -154,7 +156,7 @@ def plot_effect_sizes(
         )  # fmt: skip
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_ylabel(f"{statistic} ({primary} - {target})")
-    ax.legend(title="layer", fontsize=7, title_fontsize=7)
+    ax.legend(title="MLP layer", fontsize=7, title_fontsize=7)
     fig.suptitle("Activation contrast per neuron")
     return save_figure(fig, out_path, dpi=120)
 

@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from babel_interp.analysis.layers import ALIGNMENT_NOTE
 from babel_interp.analysis.stages.detector import (
     STAGES,
     UNINFORMATIVE,
@@ -130,9 +131,14 @@ def plot_stages(
     result: StageResult,
     out_path: str | os.PathLike,
     title: str | None = None,
+    sites: dict[str, str] | None = None,
 ) -> Path:
     """Draw ``result`` (from :func:`babel_interp.analysis.stages.detector.detect_stages`) to a
     PNG.
+
+    ``sites`` names the layers each series summarizes (``{"working_language_excess": "mean
+    over resid_pre 1-3", "transferring_neurons": "sum over mlp 0-3"}``); the legend shows them,
+    and when both kinds of layer appear a note says how they align.
 
     The file is written through a temporary name and renamed, so a crash never leaves half a
     figure. Returns the path written.
@@ -203,7 +209,7 @@ def plot_stages(
             marker=".",
             color=_SERIES_COLORS[k % len(_SERIES_COLORS)],
             lw=1.2,
-            label=name,
+            label=f"{name} ({sites[name]})" if sites and name in sites else name,
         )
 
     if steps.min() <= 0:
@@ -230,6 +236,9 @@ def plot_stages(
             )
             labels.append(lab)
     ax.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    drawn = [sites[n] for n in others if sites and n in sites]
+    if any("resid" in s for s in drawn) and any("mlp" in s for s in drawn):
+        fig.text(0.01, 0.005, f"layers: {ALIGNMENT_NOTE}", fontsize=7, alpha=0.8)
     ax.text(
         0.01,
         0.01,
@@ -262,4 +271,4 @@ def plot_stage_analysis(
     if not isinstance(analysis, StageAnalysis):
         analysis = StageAnalysis.load(analysis, language)
     out = Path(figures_dir) / stage_figure_name(analysis.language)
-    return plot_stages(analysis.detection, out, title=analysis.language)
+    return plot_stages(analysis.detection, out, title=analysis.language, sites=analysis.sites)

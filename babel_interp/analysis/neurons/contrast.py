@@ -43,6 +43,7 @@ from einops import einsum
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from babel_interp.analysis.layers import mlp_site
 from babel_interp.analysis.neurons.neuron_stats import NeuronStats
 from babel_interp.analysis.neurons.nulls import DEFAULT_NULL, DEFAULT_STRATUM_WINDOWS, LabelNull
 from babel_interp.config import ConfigBase, check_choice
@@ -193,6 +194,7 @@ class ContrastResult:
             "lang_a": self.lang_a,
             "lang_b": self.lang_b,
             "layer": torch.tensor(self.layers).repeat_interleave(n_neurons).numpy(),
+            "site": [mlp_site(layer) for layer in self.layers for _ in range(n_neurons)],
             "neuron": torch.arange(n_neurons).repeat(n_layers).numpy(),
         }
         for name, value in self.scores.items():
@@ -218,6 +220,7 @@ class ContrastResult:
                     "lang_a": self.lang_a,
                     "lang_b": self.lang_b,
                     "layer": layer,
+                    "site": mlp_site(layer),
                     "statistic": self.config.statistic,
                     "median_abs": float(stat.abs().median()),
                     "max_abs": float(stat.abs().max()),

@@ -33,6 +33,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from babel_interp.analysis.layers import mlp_site
 from babel_interp.analysis.neurons.neuron_stats import NeuronStats
 from babel_interp.config import ConfigBase
 from babel_interp.languages import language_index
@@ -134,6 +135,7 @@ class LapeResult:
         for i, j in self.selected.nonzero().tolist():
             row: dict[str, Any] = {
                 "layer": self.layers[i],
+                "site": mlp_site(self.layers[i]),
                 "neuron": j,
                 "entropy": float(self.entropy[i, j]),
             }

@@ -47,6 +47,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from babel_interp.analysis.layers import mlp_site
 from babel_interp.config import ConfigBase
 from babel_interp.corpus.shards import CorpusReader, SplitShard
 from babel_interp.devices import model_device
@@ -299,6 +300,7 @@ class NeuronStats:
                     {
                         "language": lang,
                         "layer": layer,
+                        "site": mlp_site(layer),
                         "tokens": n,
                         "windows": int(n_win[k]),
                         "firing_rate": float(self.count[k, i].sum()) / (n * self.d_mlp)

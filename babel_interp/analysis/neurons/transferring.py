@@ -48,6 +48,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from babel_interp.analysis.layers import mlp_site
 from babel_interp.analysis.neurons.ablation import AblationConfig, causal_check
 from babel_interp.analysis.neurons.contrast import (
     ContrastConfig,
@@ -458,7 +459,13 @@ def _count_rows(
     for name, mask in sets.items():
         counts = counts_per_layer(mask)
         for i, layer in enumerate(layers):
-            row = {**base, "definition": name, "layer": layer, "count": int(counts[i])}
+            row = {
+                **base,
+                "definition": name,
+                "layer": layer,
+                "site": mlp_site(layer),
+                "count": int(counts[i]),
+            }
             if null is not None:
                 row |= {"null_kind": null_kind, **_null_summary(null[name][:, i], int(counts[i]))}
             per_layer.append(row)
@@ -487,6 +494,7 @@ def firing_rate_rows(stats: NeuronStats, step: int | str, bins: int = FIRING_BIN
         row: dict[str, Any] = {
             "step": step,
             "layer": layer,
+            "site": mlp_site(layer),
             "n_neurons": stats.d_mlp,
             "n_over_half": int((pl > 0.5).sum()),
             "share_over_half": float((pl > 0.5).double().mean()),

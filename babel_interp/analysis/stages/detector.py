@@ -49,6 +49,7 @@ from einops import einsum
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from babel_interp.analysis.layers import mlp_span, residual_span
 from babel_interp.analysis.performance import (
     performance_series,
     replace_rows_csv,
@@ -1019,6 +1020,8 @@ class RunSeries:
 
     ``sources`` says where each series came from; ``missing`` lists the series that could not be
     read and why. ``competence_threshold`` is the working-language analyzer's own gate, if any.
+    ``sites`` names the layers a series summarizes (``resid_pre 1-3``, ``mlp 0-3``; see
+    :mod:`babel_interp.analysis.layers`): the two analyzers number layers differently.
     """
 
     language: str
@@ -1028,6 +1031,7 @@ class RunSeries:
     competence_threshold: float | None
     sources: dict[str, str]
     missing: dict[str, str]
+    sites: dict[str, str] = field(default_factory=dict)
 
 
 def _numeric_steps(df: pd.DataFrame) -> pd.DataFrame:
@@ -1079,6 +1083,7 @@ def stage_series_from_run(
     series: dict[str, pd.Series] = {}
     sources: dict[str, str] = {}
     missing: dict[str, str] = {}
+    sites: dict[str, str] = {}
 
     exe_path = root / "execution" / "pass_at_k.csv"
     exe = pd.DataFrame()
@@ -1146,8 +1151,10 @@ def stage_series_from_run(
                 ("working_language_excess", "excess_matched"),
             ):
                 if col in agg.columns and agg[col].notna().any():
+                    span = residual_span(sorted(set(agg["layer"]), key=_block_order))
                     series[name] = agg.groupby("step")[col].mean()
-                    sources[name] = f"{agg_path} ({col}, mean over intermediate layers)"
+                    sources[name] = f"{agg_path} ({col}, mean over {span})"
+                    sites[name] = f"mean over {span}"
                 else:
                     missing[name] = f"{agg_path} has no {col} values"
         else:
@@ -1177,6 +1184,10 @@ def stage_series_from_run(
         if len(n):
             series["transferring_neurons"] = n.groupby("step")["count"].sum()
             sources["transferring_neurons"] = f"{counts} ({neuron_definition})"
+            per_layer = nd / "counts.csv"
+            if per_layer.is_file():
+                layers = sorted(set(pd.read_csv(per_layer, usecols=["layer"])["layer"]))
+                sites["transferring_neurons"] = f"sum over {mlp_span(layers)}"
         else:
             missing["transferring_neurons"] = f"{counts} has no {neuron_definition!r} rows"
     else:
@@ -1193,7 +1204,16 @@ def stage_series_from_run(
             missing["transfer_ratio"] = f"{tr} has no ratio for {language!r}"
     else:
         missing["transfer_ratio"] = f"{tr} does not exist (run `analyze transfer`)"
-    return RunSeries(language, series, perf_name, direction, threshold, sources, missing)
+    return RunSeries(language, series, perf_name, direction, threshold, sources, missing, sites)
+
+
+def _block_order(hook_name: str) -> tuple[int, str]:
+    parts = hook_name.split(".")
+    return (
+        (int(parts[1]), hook_name)
+        if len(parts) > 1 and parts[1].isdigit()
+        else (1 << 30, hook_name)
+    )
 
 
 STAGES_CSV = "stages.csv"
@@ -1215,6 +1235,7 @@ class StageAnalysis:
     detection: StageResult
     sources: dict[str, str]
     missing: dict[str, str]
+    sites: dict[str, str] = field(default_factory=dict)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per checkpoint (see :meth:`StageResult.to_dataframe`), after a ``language``
@@ -1229,6 +1250,7 @@ class StageAnalysis:
         entry = self.detection.to_dict()
         entry["sources"] = dict(self.sources)
         entry["missing_inputs"] = dict(self.missing)
+        entry["sites"] = dict(self.sites)
         return entry
 
     def save(self, directory: str | os.PathLike) -> list[Path]:
@@ -1276,6 +1298,7 @@ class StageAnalysis:
             detection=_result_from_saved(df, entry),
             sources=dict(entry.get("sources", {})),
             missing=dict(entry.get("missing_inputs", {})),
+            sites=dict(entry.get("sites", {})),
         )
 
 
@@ -1371,6 +1394,7 @@ def analyze_run(
         detection=detect_stages(rs.series, cfg, progress=progress),
         sources=rs.sources,
         missing=rs.missing,
+        sites=rs.sites,
     )
     result.save(run.analysis_dir(ANALYZER))
     return result
