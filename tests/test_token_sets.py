@@ -1,4 +1,5 @@
-"""Token sets: prefix-closed, tokenizer-aware, shared tokens removed and reported."""
+"""Token sets: prefix-closed, tokenizer-aware, shared tokens and the other language's identifiers
+removed and reported."""
 
 from __future__ import annotations
 
@@ -7,12 +8,26 @@ import json
 import pytest
 
 from babel_interp.analysis.working_language.token_sets import (
+    DROP_REASONS,
     DroppedPair,
     TokenVocabulary,
     build_token_sets,
 )
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
+from babel_interp.languages import builtin_pairs, get_language
+
+PY_PHP = dict(primary_language="python", target_language="php")
+
+
+def _identifiers(language: str) -> set[str]:
+    """Every built-in spelling and keyword of ``language`` in the registry."""
+    lang = get_language(language)
+    return set(lang.builtins.values()) | set(lang.keywords)
+
+
+def _all_pairs() -> list[tuple[str, str, str]]:
+    return [(b.concept, b.primary, b.target) for b in builtin_pairs("python", "php")]
 
 
 @pytest.fixture(scope="module")
@@ -37,32 +52,118 @@ def _oracle(tokenizer, identifier: str, min_chars: int = 1) -> set[int]:
     return out
 
 
+def _text(tokenizer, i: int) -> str:
+    text = tokenizer.decode([i])
+    return text[1:] if text.startswith(" ") else text
+
+
+@pytest.mark.parametrize("drop", [False, True])
 @pytest.mark.parametrize("min_chars", [1, 3])
-def test_sets_equal_a_brute_force_oracle(code_tokenizer, min_chars):
-    report = build_token_sets(
-        code_tokenizer, [("length", "len", "strlen"), ("upper", "upper", "strtoupper")], min_chars
-    )
+def test_sets_equal_a_brute_force_oracle(code_tokenizer, min_chars, drop):
+    pairs = [("length", "len", "strlen"), ("upper", "upper", "strtoupper")]
+    report = build_token_sets(code_tokenizer, pairs, min_chars, drop_cross_language=drop, **PY_PHP)
     for (primary, target), s in report.pairs.items():
         p_all, t_all = (
             _oracle(code_tokenizer, primary, min_chars),
             _oracle(code_tokenizer, target, min_chars),
         )
-        assert set(s.primary_ids) == p_all - t_all
-        assert set(s.target_ids) == t_all - p_all
+        p_want, t_want = p_all - t_all, t_all - p_all
+        if drop:
+            # One-character pieces and whole identifiers of the other language go.
+            p_bad = _identifiers("php") | {"strlen", "strtoupper"}
+            t_bad = _identifiers("python") | {"len", "upper"}
+            p_want = {i for i in p_want if len(_text(code_tokenizer, i)) > 1}
+            p_want = {i for i in p_want if _text(code_tokenizer, i) not in p_bad}
+            t_want = {i for i in t_want if len(_text(code_tokenizer, i)) > 1}
+            t_want = {i for i in t_want if _text(code_tokenizer, i) not in t_bad}
+        assert set(s.primary_ids) == p_want
+        assert set(s.target_ids) == t_want
         assert set(s.shared_ids) == p_all & t_all
         for i in s.primary_ids + s.target_ids:
-            assert s.token_chars[i] >= min_chars
+            assert s.token_chars[i] >= max(min_chars, 2 if drop else 1)
 
 
 def test_sets_hold_both_spellings_and_the_whole_identifier(code_tokenizer):
-    report = build_token_sets(code_tokenizer, [("length", "len", "strlen")])
+    report = build_token_sets(code_tokenizer, [("length", "len", "strlen")], **PY_PHP)
     s = report.get("len", "strlen")
     texts = {code_tokenizer.decode([i]) for i in s.target_ids}
     # Synthetic PHP writes "= strlen(" (space-prefixed piece) and "(strlen(" (bare piece).
     assert any(t.startswith(" ") for t in texts)
     assert any(not t.startswith(" ") for t in texts)
-    assert "s" in texts or " s" in texts
+    assert " strlen" in texts
     assert not any(t.strip().startswith("l") for t in texts)
+    # The earlier sets kept the one-letter piece and Python's "str".
+    old = build_token_sets(code_tokenizer, [("length", "len", "strlen")], drop_cross_language=False)
+    old_texts = {code_tokenizer.decode([i]) for i in old.get("len", "strlen").target_ids}
+    assert "s" in old_texts or " s" in old_texts
+    assert {"str", " str"} & old_texts and not {"s", " s", "str", " str"} & texts
+
+
+def test_target_sets_hold_no_primary_identifier_and_vice_versa(code_tokenizer):
+    report = build_token_sets(code_tokenizer, _all_pairs(), **PY_PHP)
+    python, php = _identifiers("python"), _identifiers("php")
+    assert "str" in python and "print" in php  # what the checks below are about
+    strlen = report.get("len", "strlen")
+    assert strlen is not None
+    strlen_texts = {_text(code_tokenizer, i) for i in strlen.target_ids}
+    assert strlen_texts and not strlen_texts & python
+    assert not strlen_texts & {"s", "str", "len"}
+    for s in report.pairs.values():
+        target_texts = {_text(code_tokenizer, i) for i in s.target_ids}
+        primary_texts = {_text(code_tokenizer, i) for i in s.primary_ids}
+        assert not target_texts & python, (s.key, target_texts & python)
+        assert not primary_texts & php, (s.key, primary_texts & php)
+        assert all(len(t) >= 2 for t in target_texts | primary_texts)
+
+
+def test_dropped_table_names_each_removal_with_its_reason(code_tokenizer):
+    old = build_token_sets(code_tokenizer, _all_pairs(), drop_cross_language=False)
+    new = build_token_sets(code_tokenizer, _all_pairs(), **PY_PHP)
+    df = new.dropped_tokens_frame()
+    assert set(df["reason"]) <= set(DROP_REASONS) and (df["detail"] != "").all()
+    removed = {(r.primary, r.target, r.side, r.token_id): r for r in df.itertuples()}
+    dropped = {(d.primary, d.target): d.reason for d in new.dropped}
+    for key, s in old.pairs.items():
+        kept = new.get(*key)
+        if kept is None:  # emptied by the rule: the pair is dropped, saying so
+            assert "other-language identifier token(s)" in dropped[key]
+        for side in ("primary", "target"):
+            before = set(getattr(s, f"{side}_ids"))
+            after = set(getattr(kept, f"{side}_ids")) if kept is not None else set()
+            assert after <= before
+            # Every token that left a kept set has a row saying why.
+            for i in before - after if kept is not None else ():
+                row = removed[(*key, side, i)]
+                assert row.text == _text(code_tokenizer, i)
+                assert row.reason in ("single_char", "other_builtin", "other_keyword")
+            assert not after & {k[3] for k in removed if k[:3] == (*key, side)}
+        for i in s.shared_ids:
+            assert removed[(*key, "both", i)].reason == "shared"
+    # Python's str, read at the start of PHP's strlen, and PHP's print in Python's print set.
+    strlen = df[(df["target"] == "strlen") & (df["side"] == "target")]
+    row = strlen[strlen["text"] == "str"].iloc[0]
+    assert row["reason"] == "other_builtin" and "python built-in str" in row["detail"]
+    assert set(strlen.loc[strlen["text"] == "s", "reason"]) == {"single_char"}
+    echo = df[(df["target"] == "echo") & (df["side"] == "primary") & (df["text"] == "print")]
+    assert list(echo["reason"]) == ["other_keyword"]
+    assert echo["detail"].iloc[0] == "php keyword print"
+
+
+def test_a_set_emptied_by_the_rule_drops_its_pair(code_tokenizer):
+    # "in" begins with "i" (one character) and is a Python keyword: nothing is left of it.
+    report = build_token_sets(code_tokenizer, [("x", "upper", "in")], **PY_PHP)
+    assert report.get("upper", "in") is None
+    (d,) = report.dropped
+    assert "target set of 'in' is empty" in d.reason and "other-language identifier" in d.reason
+    df = report.dropped_tokens_frame()
+    reasons = dict(zip(df["text"], df["reason"], strict=False))
+    assert reasons["i"] == "single_char" and reasons["in"] == "other_keyword"
+    # Without languages, the other side's identifiers of the given pairs still count.
+    bare = build_token_sets(code_tokenizer, [("x", "upper", "in"), ("y", "in", "inx")])
+    rows = bare.dropped_tokens_frame()
+    assert "other_pair_identifier" in set(rows.loc[rows["text"] == "in", "reason"])
+    kept = build_token_sets(code_tokenizer, [("x", "upper", "in")], drop_cross_language=False)
+    assert kept.get("upper", "in") is not None
 
 
 def test_shared_tokens_removed_and_collapsed_pair_dropped(code_tokenizer):
@@ -98,7 +199,7 @@ def test_shared_tokens_removed_and_collapsed_pair_dropped(code_tokenizer):
 
 
 def test_min_chars_can_empty_a_set(code_tokenizer):
-    report = build_token_sets(code_tokenizer, [("q", "qz", "zq")], min_chars=2)
+    report = build_token_sets(code_tokenizer, [("q", "qz", "zq")], min_chars=2, **PY_PHP)
     assert not report.pairs  # the vocabulary has no "qz"/"zq" merges
     assert "no vocabulary token begins" in report.dropped[0].reason
 
