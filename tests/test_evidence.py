@@ -18,9 +18,9 @@ import torch
 from babel_interp.analysis.working_language.logit_lens import (
     WorkingLanguageConfig,
     analyze_working_language,
+    token_sets_for,
 )
 from babel_interp.analysis.working_language.probes import build_probes
-from babel_interp.analysis.working_language.token_sets import build_token_sets
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
 from babel_interp.model import ModelConfig, build_model
@@ -64,8 +64,7 @@ def wl_cfg():
 
 @pytest.fixture(scope="module")
 def token_sets(tok, probes, wl_cfg):
-    pairs = [(p.concept, p.primary, p.target) for p in probes]
-    return build_token_sets(tok, pairs, wl_cfg.min_token_chars, vocab_size=VOCAB)
+    return token_sets_for(tok, probes, wl_cfg, vocab_size=VOCAB)
 
 
 def _random_init_aggregate(seed, tok, probes, wl_cfg, token_sets):

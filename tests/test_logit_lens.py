@@ -33,6 +33,7 @@ from babel_interp.analysis.working_language.logit_lens import (
     select_hooks,
     stream_vocab_stats,
     synthetic_world,
+    token_sets_for,
 )
 from babel_interp.analysis.working_language.probes import Probe, build_probes
 from babel_interp.analysis.working_language.token_sets import build_token_sets
@@ -118,10 +119,14 @@ def test_masses_equal_a_full_cache_computation(tiny, tok, probes, include_mid):
     df = res.to_dataframe()
     hooks = select_hooks(TINY.n_layers, cfg)
     assert list(res.layers) == hooks
-    report = build_token_sets(tok, [(p.concept, p.primary, p.target) for p in probes[:8]])
+    report = token_sets_for(tok, probes[:8], cfg)
     n_checked = 0
+    n_kept = 0
     for i, p in enumerate(probes[:8]):
         sets = report.get(p.primary, p.target)
+        if sets is None:  # a pair this small tokenizer cannot probe
+            continue
+        n_kept += 1
         for site, prompt, cont in p.sites():
             ref = _direct(tiny, tok, prompt, hooks, sets, TINY.n_ctx, cont)
             rows = df[(df["probe"] == i) & (df["site"] == site)].set_index("layer")
@@ -134,12 +139,13 @@ def test_masses_equal_a_full_cache_computation(tiny, tok, probes, include_mid):
                 )
                 assert int(got["top1_id"]) == ref[h]["top1_id"]
                 if site == "probe":
-                    assert ref[h]["first"] in sets.target_ids  # the identifier's first token
+                    # The identifier's first token (it may have left the set: "str", "s").
+                    assert p.target.startswith(tok.decode([ref[h]["first"]]).lstrip(" "))
                     assert got["p_first"] == pytest.approx(ref[h]["p_first"], rel=2e-4, abs=1e-7)
                 else:
                     assert math.isnan(got["p_first"])
                 n_checked += 1
-    assert n_checked == 8 * 3 * len(hooks)
+    assert n_kept > 0 and n_checked == n_kept * 3 * len(hooks)
 
 
 def test_batching_and_chunking_do_not_change_results(tiny, tok, probes):
@@ -241,9 +247,9 @@ def _first_ids(tok, probes):
 
 def test_planted_middle_layers_favour_primary_and_output_target(tok, probes):
     sub = [p for p in probes if p.pair in {("len", "strlen"), ("upper", "strtoupper")}]
-    report = build_token_sets(tok, [(p.concept, p.primary, p.target) for p in sub])
-    model = _planted_model(tok, report, first_ids=_first_ids(tok, sub))
     cfg = WorkingLanguageConfig(n_boot=50, competence_metric="top5", competence_threshold=0.5)
+    report = token_sets_for(tok, sub, cfg)
+    model = _planted_model(tok, report, first_ids=_first_ids(tok, sub))
     res = analyze_working_language(model, tok, sub, cfg, progress=False)
     agg = res.aggregate().set_index("layer")
     # Layer 0 reads the embedding alone, which points at neither set.
@@ -254,7 +260,9 @@ def test_planted_middle_layers_favour_primary_and_output_target(tok, probes):
         assert agg.loc[layer, "p_target"] < 1e-3 and agg.loc[layer, "top1_target"] == 0.0
     out = agg.loc["blocks.2.hook_resid_post"]
     assert out["share_primary"] == 0.0 and out["log_ratio_hi"] < -5.0
-    assert out["top1_primary"] == 0.0 and out["top1_target"] > 0.0
+    # The output's top-1 is the identifier's first token: " str" for strlen, which is Python's
+    # str and so in neither set.
+    assert out["top1_primary"] == 0.0
     # The context-free model leans the same way at controls: no excess anywhere.
     assert np.allclose(agg["excess_matched"], 0.0, atol=1e-4)
     comp = res.competence().iloc[0]
@@ -282,7 +290,7 @@ def test_planted_probe_specific_lean_shows_as_excess_over_controls(tok):
     ends = {_split(tok, p.control_prompt, "helper")[0][-1] for p in hand}
     ends |= {_split(tok, p.random_prompt, p.random_next)[0][-1] for p in hand}
     assert not triggers & ends
-    report = build_token_sets(tok, [("length", "len", "strlen")])
+    report = token_sets_for(tok, hand, WorkingLanguageConfig())
     model = _planted_model(tok, report, trigger_ids=triggers)
     res = analyze_working_language(
         model, tok, hand, WorkingLanguageConfig(n_boot=200), progress=False
@@ -291,7 +299,9 @@ def test_planted_probe_specific_lean_shows_as_excess_over_controls(tok):
     for layer in ("blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"):
         assert agg.loc[layer, "excess_matched_lo"] > 1.0
         assert agg.loc[layer, "excess_random_lo"] > 1.0
-        assert agg.loc[layer, "matched_share_primary"] == 0.0
+        # Controls lean as the embedding alone does: the base rate of the two sets' sizes.
+        base = agg.loc["blocks.0.hook_resid_pre", "share_primary"]
+        assert agg.loc[layer, "matched_share_primary"] == base
     assert agg.loc["blocks.0.hook_resid_pre", "excess_matched"] == pytest.approx(0.0, abs=1e-5)
     assert agg.loc["blocks.2.hook_resid_post", "share_primary"] == 0.0
 
@@ -351,7 +361,7 @@ def test_works_on_a_users_hooked_transformer(tmp_path, tok, probes):
     hooks = select_hooks(2, cfg)
     df = res.to_dataframe()
     p = probes[0]
-    sets = build_token_sets(user_tok, [(p.concept, p.primary, p.target)]).get(p.primary, p.target)
+    sets = token_sets_for(user_tok, [p], cfg).get(p.primary, p.target)
     ref = _direct(model, user_tok, p.prompt, hooks, sets, 64)
     rows = df[(df["probe"] == 0) & (df["site"] == "probe")].set_index("layer")
     for h in hooks:
@@ -430,6 +440,44 @@ def test_bad_inputs_are_clear(tiny, tok, probes):
     assert set(df["probe"]) == {1}  # indices refer to the list passed in
 
 
+def _texts(frame, side):
+    return {t[1:] if t.startswith(" ") else t for t in frame.loc[frame["side"] == side, "token"]}
+
+
+def test_default_sets_hold_no_identifier_of_the_other_language(tiny, tok, probes):
+    """With the corpus tokenizer, PHP's strlen set holds no Python built-in (``str``) and no
+    Python set a PHP one; the earlier sets stay one flag away."""
+    from babel_interp.languages import get_language
+
+    python, php = get_language("python"), get_language("php")
+    python_ids = set(python.builtins.values()) | set(python.keywords)
+    php_ids = set(php.builtins.values()) | set(php.keywords)
+    sub = [
+        p
+        for p in probes
+        if p.pair in {("len", "strlen"), ("len", "count"), ("lower", "strtolower")}
+    ]
+    cfg = WorkingLanguageConfig(n_boot=10)
+    res = analyze_working_language(tiny, tok, sub, cfg, progress=False)
+    sets = res.token_sets
+    strlen = sets[sets["target"] == "strlen"]
+    assert _texts(strlen, "target") and not _texts(strlen, "target") & (python_ids | {"s"})
+    for pair, rows in sets.groupby(["primary", "target"]):
+        assert not _texts(rows, "target") & python_ids, pair
+        assert not _texts(rows, "primary") & php_ids, pair
+        assert all(len(t) >= 2 for t in _texts(rows, "target") | _texts(rows, "primary")), pair
+    # The dropped table names each removal with its reason.
+    dropped = res.dropped_tokens
+    row = dropped[(dropped["target"] == "strlen") & (dropped["text"] == "str")].iloc[0]
+    assert (row["side"], row["reason"]) == ("target", "other_builtin")
+    assert "python built-in str" in row["detail"]
+    old = analyze_working_language(
+        tiny, tok, sub, cfg.replace(drop_cross_language_tokens=False), progress=False
+    )
+    assert "str" in _texts(old.token_sets[old.token_sets["target"] == "strlen"], "target")
+    assert set(old.dropped_tokens["reason"]) <= {"shared"}
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_save_and_read_back(tmp_path, tiny, tok, probes, fmt):
     res = analyze_working_language(
@@ -444,8 +492,16 @@ def test_save_and_read_back(tmp_path, tiny, tok, probes, fmt):
     pd.testing.assert_frame_equal(
         back.reset_index(drop=True), res.records, check_dtype=False, check_exact=False, rtol=1e-9
     )
-    for name in ("aggregate.csv", "competence.csv", "token_sets.csv", "dropped_pairs.csv"):
+    names = ("aggregate.csv", "competence.csv", "token_sets.csv", "dropped_pairs.csv")
+    for name in names + ("dropped_tokens.csv",):
         assert tmp_path / name in paths and (tmp_path / name).is_file()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    counts = summary["dropped_tokens"]
+    assert counts["total"] == len(res.dropped_tokens) > 0
+    assert (
+        counts["by_reason"]["other_builtin"] > 0
+        and sum(counts["by_reason"].values()) == (counts["total"])
+    )
     assert tmp_path / f"records.{fmt}" in paths and tmp_path / "summary.json" in paths
     assert all(p.is_file() for p in paths)
     assert not list(tmp_path.glob(".*.tmp"))
@@ -461,6 +517,7 @@ def test_save_and_read_back(tmp_path, tiny, tok, probes, fmt):
     pd.testing.assert_frame_equal(
         loaded.dropped_pairs_frame(), res.dropped_pairs_frame(), check_dtype=False
     )
+    pd.testing.assert_frame_equal(loaded.dropped_tokens, res.dropped_tokens, check_dtype=False)
     for table in ("aggregate", "competence"):
         pd.testing.assert_frame_equal(
             getattr(loaded, table)(), getattr(res, table)(), check_dtype=False, rtol=1e-9
@@ -619,6 +676,15 @@ def test_cli_working_language(tmp_path, capsys):
     # The control rule and the random-init baseline from the command line.
     assert main(argv + ["--control-match", "document", "--random-inits", "2", "--no-resume"]) == 0
     wl = run / "analysis" / "working_language"
+    summary = json.loads((wl / "summary.json").read_text())
+    assert summary["config"]["drop_cross_language_tokens"] is True
+    assert summary["dropped_tokens"]["by_reason"]["other_builtin"] > 0
+    # The earlier token sets, one flag away.
+    keep = ["--keep-cross-language-tokens", "--control-match", "document", "--checkpoints", "3"]
+    assert main(argv + keep) == 0
+    summary = json.loads((wl / "summary.json").read_text())
+    assert summary["config"]["drop_cross_language_tokens"] is False
+    assert set(summary["dropped_tokens"]["by_reason"]) <= {"shared"}
     assert sorted(pd.read_csv(wl / "random_init.csv")["init_seed"].unique()) == [0, 1]
     probes = [json.loads(line) for line in (wl / "probes.jsonl").read_text().splitlines()]
     assert {p["control_match"] for p in probes} == {"document"}

@@ -422,7 +422,8 @@ class WorkingLanguageSignal:
     analyzer does for a saved run) and decoded with the logit lens; the share is averaged over
     the middle layers (see :func:`babel_interp.optimizer.evidence.working_share_series`).
     Returns ``{"primary_share": {lang: x}, "control_share": {lang: x}, "competent": {...}}``.
-    ``seconds`` accumulates the time spent, for the overhead report.
+    ``seconds`` accumulates the time spent, for the overhead report. ``drop_cross_language_tokens``
+    as in :class:`~babel_interp.analysis.working_language.logit_lens.WorkingLanguageConfig`.
     """
 
     def __init__(
@@ -432,6 +433,7 @@ class WorkingLanguageSignal:
         n_per_pair: int = 2,
         batch_size: int = 16,
         seed: int = 0,
+        drop_cross_language_tokens: bool = True,
     ) -> None:
         if not languages:
             raise ValueError("WorkingLanguageSignal needs at least one target language")
@@ -440,6 +442,7 @@ class WorkingLanguageSignal:
         self.n_per_pair = n_per_pair
         self.batch_size = batch_size
         self.seed = seed
+        self.drop_cross_language_tokens = drop_cross_language_tokens
         self.seconds = 0.0
         self._probes: dict[str, Any] = {}
         self._token_sets: dict[str, Any] = {}
@@ -454,14 +457,15 @@ class WorkingLanguageSignal:
             batch_size=self.batch_size,
             n_boot=1,
             seed=self.seed,
+            drop_cross_language_tokens=self.drop_cross_language_tokens,
         )
 
     def __call__(self, trainer: Any, step: int, out_dir: Path) -> dict[str, Any] | None:
         from babel_interp.analysis.working_language.logit_lens import (
             analyze_working_language,
             probes_for_run,
+            token_sets_for,
         )
-        from babel_interp.analysis.working_language.token_sets import build_token_sets
         from babel_interp.optimizer.evidence import working_share_series
 
         t0 = time.perf_counter()
@@ -480,9 +484,8 @@ class WorkingLanguageSignal:
                 continue
             if lang not in self._token_sets:
                 # The sets depend only on the tokenizer: build them once, not at every check.
-                pairs = [(p.concept, p.primary, p.target) for p in probes]
-                self._token_sets[lang] = build_token_sets(
-                    tokenizer, pairs, cfg.min_token_chars, vocab_size=int(trainer.model.cfg.d_vocab)
+                self._token_sets[lang] = token_sets_for(
+                    tokenizer, probes, cfg, vocab_size=int(trainer.model.cfg.d_vocab)
                 )
             res = analyze_working_language(
                 trainer.model,

@@ -62,10 +62,12 @@ from babel_interp.analysis.working_language.probes import (
     save_probes_jsonl,
 )
 from babel_interp.analysis.working_language.token_sets import (
+    DROPPED_TOKEN_COLUMNS,
     DroppedPair,
     TokenSetReport,
     TokenVocabulary,
     build_token_sets,
+    dropped_token_counts,
 )
 from babel_interp.analysis.working_language.tuned_lens import load_or_train_tuned_lens
 from babel_interp.config import ConfigBase, check_int
@@ -96,6 +98,7 @@ AGGREGATE_CSV = "aggregate.csv"
 COMPETENCE_CSV = "competence.csv"
 TOKEN_SETS_CSV = "token_sets.csv"
 DROPPED_PAIRS_CSV = "dropped_pairs.csv"
+DROPPED_TOKENS_CSV = "dropped_tokens.csv"
 LENS_COMPARISON_CSV = "lens_comparison.csv"
 RANDOM_INIT_CSV = "random_init.csv"
 RANDOM_INIT_SUMMARY_CSV = "random_init_summary.csv"
@@ -117,7 +120,11 @@ class WorkingLanguageConfig(ConfigBase):
     plus ``hook_resid_mid`` with ``include_mid``, plus the last block's ``hook_resid_post``, which
     is always added: the competence gate reads the output there). ``vocab_chunk`` bounds the
     [layers, batch, chunk] logits held at once. ``min_token_chars`` drops shorter tokens from the
-    identifier sets; ``short_token_chars`` only sets which tokens count as "short" in the report.
+    identifier sets; ``drop_cross_language_tokens`` (default) also drops one-character tokens and
+    tokens that are complete identifiers of the other language (``str`` from PHP's ``strlen``
+    set: it is Python's ``str``), listing each in the result's ``dropped_tokens``; ``False``
+    gives the sets of earlier versions. ``short_token_chars`` only sets which tokens count as
+    "short" in the report.
     ``prepend`` puts the tokenizer's BOS (or EOS, the document separator of this project's corpora)
     before every prompt; ``auto`` uses BOS when the tokenizer has one, else EOS. Prompts longer
     than ``max_prompt_tokens`` (default: the model's context) keep their last tokens.
@@ -144,6 +151,7 @@ class WorkingLanguageConfig(ConfigBase):
     vocab_chunk: int = 8192
     lens: str = "logit"
     min_token_chars: int = 1
+    drop_cross_language_tokens: bool = True
     short_token_chars: int = 2
     n_per_pair: int = 10
     max_prompt_tokens: int | None = None
@@ -219,6 +227,11 @@ class WorkingLanguageConfig(ConfigBase):
             )
         if not isinstance(self.seed, int):
             raise ValueError(f"WorkingLanguageConfig.seed must be an int, got {self.seed!r}")
+        if not isinstance(self.drop_cross_language_tokens, bool):
+            raise ValueError(
+                "WorkingLanguageConfig.drop_cross_language_tokens must be a bool, "
+                f"got {self.drop_cross_language_tokens!r}"
+            )
         if not isinstance(self.tuned, dict):
             raise ValueError(
                 "WorkingLanguageConfig.tuned must be a dict of TunedLensConfig fields, "
@@ -229,6 +242,25 @@ class WorkingLanguageConfig(ConfigBase):
     def lenses(self) -> list[str]:
         """The lens names this config computes."""
         return ["logit", "tuned"] if self.lens == "both" else [self.lens]
+
+
+def token_sets_for(
+    tokenizer: Any,
+    probes: Sequence[Probe],
+    cfg: WorkingLanguageConfig,
+    vocab_size: int | None = None,
+) -> TokenSetReport:
+    """The token sets of the probes' pairs as ``cfg`` asks for them (minimum length, and the
+    other language's identifiers dropped with ``drop_cross_language_tokens``)."""
+    return build_token_sets(
+        tokenizer,
+        [(p.concept, p.primary, p.target) for p in probes],
+        cfg.min_token_chars,
+        vocab_size=vocab_size,
+        drop_cross_language=cfg.drop_cross_language_tokens,
+        primary_language=cfg.primary,
+        target_language=cfg.target,
+    )
 
 
 def _canon(name: str) -> str:
@@ -495,6 +527,9 @@ class WorkingLanguageResult:
     config: WorkingLanguageConfig
     token_sets: pd.DataFrame = field(default_factory=pd.DataFrame)
     dropped_pairs: list[DroppedPair] = field(default_factory=list)
+    dropped_tokens: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=DROPPED_TOKEN_COLUMNS)
+    )
     skipped: list[dict[str, Any]] = field(default_factory=list)
     coverage_issues: list[str] = field(default_factory=list)
     random_init: RandomInitBaseline | None = None
@@ -546,6 +581,7 @@ class WorkingLanguageResult:
             config=first.config,
             token_sets=first.token_sets,
             dropped_pairs=first.dropped_pairs,
+            dropped_tokens=first.dropped_tokens,
             skipped=skipped,
             coverage_issues=first.coverage_issues,
         )
@@ -553,11 +589,13 @@ class WorkingLanguageResult:
     def save(self, directory: str | os.PathLike, fmt: str = "csv") -> list[Path]:
         """Write every table under ``directory``; returns the paths written.
 
-        ``records`` as CSV or Parquet (``fmt``); ``aggregate``, ``competence``, ``token_sets``
-        and ``dropped_pairs`` as CSV; ``lens_comparison.csv`` with two lenses;
+        ``records`` as CSV or Parquet (``fmt``); ``aggregate``, ``competence``, ``token_sets``,
+        ``dropped_pairs`` and ``dropped_tokens`` (every token removed from a set, with its reason)
+        as CSV; ``lens_comparison.csv`` with two lenses;
         ``random_init.csv`` and ``random_init_summary.csv`` with a random-init baseline; and
         ``summary.json``: the config, skipped probes, coverage issues, the dropped pairs with
-        their shared token ids, and the names of the files this save wrote (so :meth:`load`
+        their shared token ids, the dropped-token counts (in all, per reason, per side), and the
+        names of the files this save wrote (so :meth:`load`
         ignores tables an earlier save with other settings left behind). Every file is written
         atomically.
         """
@@ -567,6 +605,7 @@ class WorkingLanguageResult:
         paths.append(write_csv_atomic(out / COMPETENCE_CSV, self.competence()))
         paths.append(write_csv_atomic(out / TOKEN_SETS_CSV, self.token_sets))
         paths.append(write_csv_atomic(out / DROPPED_PAIRS_CSV, self.dropped_pairs_frame()))
+        paths.append(write_csv_atomic(out / DROPPED_TOKENS_CSV, self.dropped_tokens))
         comparison = self.lens_comparison()
         if not comparison.empty:
             paths.append(write_csv_atomic(out / LENS_COMPARISON_CSV, comparison))
@@ -580,6 +619,7 @@ class WorkingLanguageResult:
             skipped=self.skipped,
             coverage_issues=self.coverage_issues,
             dropped_pairs=[d.to_dict() for d in self.dropped_pairs],
+            dropped_tokens=dropped_token_counts(self.dropped_tokens),
             files=[p.name for p in paths],
         )
         paths.append(write_json_atomic(out / SUMMARY_JSON, meta))
@@ -602,7 +642,10 @@ class WorkingLanguageResult:
         records = [f for f in files if f in (f"{RECORDS}.csv", f"{RECORDS}.parquet")]
         if not records:
             raise FileNotFoundError(f"{d} holds no records.csv or records.parquet")
-        cfg = WorkingLanguageConfig.from_dict(meta["config"])
+        config = dict(meta["config"])
+        # Saved before the flag existed: its sets kept the other language's identifiers.
+        config.setdefault("drop_cross_language_tokens", False)
+        cfg = WorkingLanguageConfig.from_dict(config)
         random_init = None
         if RANDOM_INIT_CSV in files:
             random_init = RandomInitBaseline(_read_csv(d / RANDOM_INIT_CSV), ci=cfg.ci)
@@ -612,6 +655,11 @@ class WorkingLanguageResult:
             # Token texts such as "nan" or "" stay strings.
             token_sets=_read_csv(d / TOKEN_SETS_CSV, keep_default_na=False),
             dropped_pairs=[DroppedPair.from_dict(x) for x in meta.get("dropped_pairs", [])],
+            dropped_tokens=(
+                _read_csv(d / DROPPED_TOKENS_CSV, keep_default_na=False)
+                if DROPPED_TOKENS_CSV in files
+                else pd.DataFrame(columns=DROPPED_TOKEN_COLUMNS)
+            ),
             skipped=list(meta.get("skipped", [])),
             coverage_issues=list(meta.get("coverage_issues", [])),
             random_init=random_init,
@@ -786,8 +834,7 @@ def analyze_working_language(
     hooks = select_hooks(n_layers, cfg)
     d_vocab = int(model.cfg.d_vocab)
     if token_sets is None:
-        pairs = [(p.concept, p.primary, p.target) for p in probes]
-        token_sets = build_token_sets(tokenizer, pairs, cfg.min_token_chars, vocab_size=d_vocab)
+        token_sets = token_sets_for(tokenizer, probes, cfg, vocab_size=d_vocab)
     # Records keep each probe's index in ``probes``, so they map back to the caller's list.
     kept_index = [i for i, p in enumerate(probes) if token_sets.get(p.primary, p.target)]
     kept = [probes[i] for i in kept_index]
@@ -939,6 +986,7 @@ def analyze_working_language(
         config=cfg,
         token_sets=token_sets.to_dataframe(),
         dropped_pairs=list(token_sets.dropped),
+        dropped_tokens=token_sets.dropped_tokens_frame(),
         skipped=skipped,
         coverage_issues=check_coverage(kept, n_per_pair=cfg.n_per_pair),
     )
@@ -1325,9 +1373,8 @@ def random_init_baseline(
         raise ValueError(f"seeds must be distinct, got {seeds!r}")
     run_cfg = replace(cfg, lens="logit") if cfg.lens != "logit" else cfg
     if token_sets is None:
-        pairs = [(p.concept, p.primary, p.target) for p in probes]
         vocab = model_cfg.d_vocab if model_cfg.d_vocab > 0 else None
-        token_sets = build_token_sets(tokenizer, pairs, cfg.min_token_chars, vocab_size=vocab)
+        token_sets = token_sets_for(tokenizer, probes, cfg, vocab_size=vocab)
     dev = resolve_device(device)
     rows = []
     for seed in tqdm(seeds, desc="random inits", unit="init", disable=not progress):
@@ -1411,12 +1458,8 @@ def _token_sets_of_checkpoint(
         raise ValueError(f"checkpoint {ckpt_dir} has no {TOKENIZER_SUBDIR}/ directory")
     meta = json.loads((Path(ckpt_dir) / MODEL_CONFIG).read_text(encoding="utf-8"))
     d_vocab = int(meta["model"]["d_vocab"])
-    pairs = [(p.concept, p.primary, p.target) for p in probes]
-    return build_token_sets(
-        prepare_tokenizer(tok_dir),
-        pairs,
-        cfg.min_token_chars,
-        vocab_size=d_vocab if d_vocab > 0 else None,
+    return token_sets_for(
+        prepare_tokenizer(tok_dir), probes, cfg, vocab_size=d_vocab if d_vocab > 0 else None
     )
 
 
@@ -1490,6 +1533,7 @@ def analyze_run(
                 config=cfg,
                 token_sets=token_sets.to_dataframe(),
                 dropped_pairs=list(token_sets.dropped),
+                dropped_tokens=token_sets.dropped_tokens_frame(),
                 coverage_issues=check_coverage(kept, n_per_pair=cfg.n_per_pair),
             )
         else:

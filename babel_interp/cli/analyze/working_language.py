@@ -14,6 +14,7 @@ from babel_interp.analysis.working_language.logit_lens import (
     analyze_run,
 )
 from babel_interp.analysis.working_language.probes import CONTROL_MATCH, load_probes_jsonl
+from babel_interp.analysis.working_language.token_sets import dropped_token_counts
 from babel_interp.cli.options import parse_steps
 from babel_interp.report.working_language_plots import plot_working_language_run
 from babel_interp.runs import Run
@@ -45,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--include-mid", action="store_true", help="also decode hook_resid_mid")
     p.add_argument("--n-per-pair", type=int, default=10, help="probes per built-in pair")
     p.add_argument("--min-token-chars", type=int, default=1, help="drop shorter set tokens")
+    p.add_argument(
+        "--keep-cross-language-tokens",
+        action="store_true",
+        help="keep one-character tokens and tokens that are identifiers of the other language "
+        "(str in PHP's strlen set) in the token sets, as earlier versions did; by default they "
+        "are dropped and listed in dropped_tokens.csv",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--vocab-chunk", type=int, default=8192)
     p.add_argument("--n-boot", type=int, default=1000)
@@ -90,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         vocab_chunk=args.vocab_chunk,
         lens=args.lens,
         min_token_chars=args.min_token_chars,
+        drop_cross_language_tokens=not args.keep_cross_language_tokens,
         n_per_pair=args.n_per_pair,
         n_boot=args.n_boot,
         ci_unit=args.ci_unit,
@@ -123,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"analysis written to {run_dir.analysis_dir(ANALYZER)}/")
     if result.dropped_pairs:
         print("dropped pairs: " + json.dumps([d.to_dict() for d in result.dropped_pairs])[:2000])
+    counts = dropped_token_counts(result.dropped_tokens)
+    if counts["total"]:
+        print(f"dropped tokens: {counts['total']} {json.dumps(counts['by_reason'])}")
     for issue in result.coverage_issues:
         print(f"coverage: {issue}")
     cols = ["step", "n_probes", "top1_acc", "top5_acc", "p_target", "competent"]
