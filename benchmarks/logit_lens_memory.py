@@ -42,9 +42,9 @@ from babel_interp.analysis.working_language.logit_lens import (
     _prepend_id,
     analyze_working_language,
     select_hooks,
+    token_sets_for,
 )
 from babel_interp.analysis.working_language.probes import build_probes
-from babel_interp.analysis.working_language.token_sets import build_token_sets
 from babel_interp.corpus.synthetic import SyntheticConfig, generate_documents
 from babel_interp.corpus.tokenizer import TokenizerConfig, train_on_texts
 from babel_interp.model import build_model, get_preset, unembed_resid
@@ -144,7 +144,6 @@ def _setup(args):
     model = model.to(getattr(torch, args.dtype)).eval()
     n_per_pair = -(-4 * args.n_probes // 14)
     pool = build_probes("python", "php", n_per_pair=n_per_pair, seed=0)
-    report = build_token_sets(tok, [(p.concept, p.primary, p.target) for p in pool], 1)
     cfg = WorkingLanguageConfig(
         batch_size=args.batch_size,
         vocab_chunk=args.vocab_chunk,
@@ -152,6 +151,7 @@ def _setup(args):
         include_mid=args.include_mid,
         n_boot=10,
     )
+    report = token_sets_for(tok, pool, cfg)
     return device, tok, mcfg, model, pool[: args.n_probes], report, cfg
 
 
