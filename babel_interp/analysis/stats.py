@@ -1,10 +1,15 @@
 """The project's confidence intervals: one :class:`CI` type, two ways to get one.
 
 * **Percentile bootstrap** (:func:`bootstrap_ci`, :func:`paired_bootstrap_ci`,
-  :func:`grouped_bootstrap_ci`, :func:`ratio_bootstrap_ci`) over many observations (probes,
-  items, problems): it needs no distributional assumption, and the quantities here (shares,
-  mean log-ratios, mean differences) are bounded or close to symmetric, where it behaves well.
-  NaN entries (a probe without a matched control, a layer an analyzer skipped) are ignored.
+  :func:`ratio_bootstrap_ci`) over many independent observations (probes, items, problems): it
+  needs no distributional assumption, and the quantities here (shares, mean log-ratios, mean
+  differences) are bounded or close to symmetric, where it behaves well. NaN entries (a probe
+  without a matched control, a layer an analyzer skipped) are ignored.
+* **Cluster bootstrap** when observations come in correlated groups (the prompts of one built-in
+  pair share its token sets): :func:`two_stage_bootstrap_ci` and
+  :func:`paired_two_stage_bootstrap_ci` resample groups, then observations within each drawn
+  group; :func:`grouped_bootstrap_ci` resamples whole groups only. Resampling observations as if
+  they were independent understates the uncertainty of such data.
 * **Student t** (:func:`t_interval`, :func:`t_prediction_interval`) over a few independent
   replicates (model seeds), where the bootstrap has too few units to resample. Non-finite
   entries are ignored.
@@ -17,7 +22,7 @@ from here. Resampling is vectorized for statistics that accept ``axis=`` (``np.m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,8 +82,12 @@ def _apply(stat: Stat, samples: np.ndarray) -> np.ndarray:
     return np.array([float(stat(row)) for row in samples], dtype=np.float64)
 
 
-def _interval(estimate: float, boots: np.ndarray, ci: float, n: int) -> CI:
-    alpha = (1.0 - ci) / 2.0
+def _interval(
+    estimate: float, boots: np.ndarray, ci: float, n: int, alpha: float | None = None
+) -> CI:
+    """The percentile interval of ``boots`` at levels ``alpha`` and ``1 - alpha`` (default:
+    ``(1 - ci) / 2``)."""
+    alpha = (1.0 - ci) / 2.0 if alpha is None else alpha
     boots = boots[np.isfinite(boots)]
     if boots.size == 0:
         return CI(float(estimate), math.nan, math.nan, n)
@@ -150,16 +159,13 @@ def grouped_bootstrap_ci(
 
     Observations inside a group are correlated (ten prompts for one built-in share its token
     set), so resampling observations alone understates the uncertainty; this resamples groups and
-    applies ``stat`` to the pooled values of the drawn groups. ``n`` in the result counts
-    observations; the interval is only as good as the number of groups allows.
+    applies ``stat`` to the pooled values of the drawn groups, keeping each group's observations
+    as they are (:func:`two_stage_bootstrap_ci` also resamples inside the groups). ``n`` in the
+    result counts observations; the interval is only as good as the number of groups allows.
     """
     _check(n_boot, ci)
     arr = _as_1d(values, "values")
-    grp = np.asarray(groups)
-    if grp.shape != arr.shape:
-        raise ValueError(
-            f"groups must be parallel to values: got {grp.shape} groups for {arr.shape} values"
-        )
+    grp = _check_groups(groups, arr.shape)
     keep = ~np.isnan(arr)
     arr, grp = arr[keep], grp[keep]
     n = arr.size
@@ -229,6 +235,144 @@ def ratio_bootstrap_ci(
     top, bottom = num[draws].sum(axis=1), den[draws].sum(axis=1)
     boots = np.divide(top, bottom, out=np.full(n_boot, np.nan), where=bottom != 0)
     return _interval(estimate, boots, ci, n)
+
+
+def expanded_alpha(ci: float, n_units: int) -> float:
+    """The tail level of Hesterberg's *expanded percentile* interval over ``n_units`` resampled
+    units: ``Phi(-sqrt(n / (n - 1)) * t_{(1 + ci) / 2, n - 1})`` instead of ``(1 - ci) / 2``.
+
+    A percentile bootstrap over ``n`` units is too narrow for small ``n``: it estimates the
+    variance with divisor ``n`` rather than ``n - 1`` and uses normal rather than t quantiles
+    (over 12 units a nominal 95% interval covers about 90%). Reading the bootstrap distribution
+    further out corrects both (Hesterberg 2015, "What teachers should know about the bootstrap",
+    The American Statistician 69(4)). With fewer than two units the plain level is returned.
+    """
+    _check(1, ci)
+    if n_units < 2:
+        return (1.0 - ci) / 2.0
+    z = math.sqrt(n_units / (n_units - 1.0)) * t_quantile(0.5 + ci / 2.0, n_units - 1)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def _group_index(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(order, starts, counts)``: ``order`` lists the observations group by group, group ``g``
+    occupying ``order[starts[g]:starts[g] + counts[g]]``."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    inverse = inverse.ravel()
+    counts = np.bincount(inverse)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return order, starts, counts
+
+
+# Resampled index arrays ([chunk, groups, largest group]) are built at most this large at once.
+_MAX_CELLS = 1 << 22
+
+
+def _two_stage_draws(
+    groups: np.ndarray, n_boot: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(idx, valid)`` chunks of two-stage resamples: ``idx`` [chunk, n_groups * m] indexes
+    the observations (``m`` the largest group's size), ``valid`` masks the padding. Each resample
+    draws ``n_groups`` groups with replacement, then, within each drawn group of size ``c``,
+    ``c`` of its observations with replacement."""
+    order, starts, counts = _group_index(groups)
+    n_groups, m = counts.size, int(counts.max())
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _MAX_CELLS // (n_groups * m))
+    for first in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - first)
+        drawn = rng.integers(0, n_groups, size=(b, n_groups))
+        size = counts[drawn][..., None]  # [b, n_groups, 1]
+        pos = rng.integers(0, size, size=(b, n_groups, m))
+        idx = order[starts[drawn][..., None] + pos]
+        valid = np.broadcast_to(np.arange(m) < size, idx.shape)
+        yield idx.reshape(b, -1), valid.reshape(b, -1)
+
+
+def _pooled(stat: Stat, arr: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``stat`` of each resample (row of ``idx``, padding masked by ``valid``)."""
+    if stat is np.mean or stat is np.nanmean:
+        return np.where(valid, arr[idx], 0.0).sum(axis=1) / valid.sum(axis=1)
+    if valid.all():
+        return _apply(stat, arr[idx])
+    return np.array([float(stat(arr[i[v]])) for i, v in zip(idx, valid, strict=True)])
+
+
+def _check_groups(groups: Sequence[Any] | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    grp = np.asarray(groups)
+    if grp.shape != shape:
+        raise ValueError(
+            f"groups must be parallel to values: got {grp.shape} groups for {shape} values"
+        )
+    return grp
+
+
+def two_stage_bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray,
+    stat: Stat = np.mean,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    expand: bool = True,
+) -> CI:
+    """Two-stage cluster bootstrap: resample groups with replacement, then resample observations
+    with replacement within each drawn group, and apply ``stat`` to the pooled resample.
+
+    The interval for the mean of clustered data (probes of one built-in pair share its token
+    sets; the pair's own lean is shared by all of them): the first stage carries the variation
+    between groups, the second the variation inside them. With ``expand`` (default) the
+    percentile levels are those of the expanded percentile interval over the number of groups
+    (:func:`expanded_alpha`): a plain percentile interval over the 12-17 built-in pairs of a
+    probe set covers only about 90% where it claims 95%. With one group it reduces to
+    :func:`bootstrap_ci` inside that group. NaN entries are dropped first; ``n`` in the result
+    counts observations.
+    """
+    _check(n_boot, ci)
+    arr = _as_1d(values, "values")
+    grp = _check_groups(groups, arr.shape)
+    keep = ~np.isnan(arr)
+    arr, grp = arr[keep], grp[keep]
+    if arr.size == 0:
+        return _NAN_CI
+    boots = np.concatenate(
+        [_pooled(stat, arr, idx, valid) for idx, valid in _two_stage_draws(grp, n_boot, seed)]
+    )
+    alpha = expanded_alpha(ci, np.unique(grp).size) if expand else None
+    return _interval(float(stat(arr)), boots, ci, arr.size, alpha)
+
+
+def paired_two_stage_bootstrap_ci(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray,
+    stat: Stat = np.mean,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    expand: bool = True,
+) -> CI:
+    """Interval of ``stat(x) - stat(y)`` by :func:`two_stage_bootstrap_ci`, where ``x[i]`` and
+    ``y[i]`` (a probe and its matched control) are resampled together and ``groups[i]`` is their
+    cluster. Pairs where either side is NaN are dropped."""
+    _check(n_boot, ci)
+    a, b = _as_1d(x, "x"), _as_1d(y, "y")
+    if a.shape != b.shape:
+        raise ValueError(f"x and y must have the same length, got {a.size} and {b.size}")
+    grp = _check_groups(groups, a.shape)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b, grp = a[keep], b[keep], grp[keep]
+    if a.size == 0:
+        return _NAN_CI
+    boots = np.concatenate(
+        [
+            _pooled(stat, a, idx, valid) - _pooled(stat, b, idx, valid)
+            for idx, valid in _two_stage_draws(grp, n_boot, seed)
+        ]
+    )
+    alpha = expanded_alpha(ci, np.unique(grp).size) if expand else None
+    return _interval(float(stat(a)) - float(stat(b)), boots, ci, a.size, alpha)
 
 
 # ------------------------------------------------------------------------------------------------
