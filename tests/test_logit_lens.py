@@ -529,10 +529,10 @@ def test_save_and_read_back(tmp_path, tiny, tok, probes, fmt):
 
 def test_pair_level_intervals_are_wider(tiny, tok, probes):
     res = analyze_working_language(
-        tiny, tok, probes, WorkingLanguageConfig(n_boot=300), progress=False
+        tiny, tok, probes, WorkingLanguageConfig(n_boot=300, ci_unit="probe"), progress=False
     )
     by_probe = res.aggregate()
-    by_pair = aggregate_records(res.records, WorkingLanguageConfig(n_boot=300, ci_unit="pair"))
+    by_pair = aggregate_records(res.records, WorkingLanguageConfig(n_boot=300))
     pd.testing.assert_series_equal(by_probe["log_ratio"], by_pair["log_ratio"])
     wide = (by_pair["log_ratio_hi"] - by_pair["log_ratio_lo"]).mean()
     narrow = (by_probe["log_ratio_hi"] - by_probe["log_ratio_lo"]).mean()

@@ -47,11 +47,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from babel_interp.analysis.stats import (
+    CI,
     bootstrap_ci,
-    grouped_bootstrap_ci,
     paired_bootstrap_ci,
+    paired_two_stage_bootstrap_ci,
     t_interval,
     t_prediction_interval,
+    two_stage_bootstrap_ci,
 )
 from babel_interp.analysis.working_language.probes import (
     CONTROL_MATCH,
@@ -61,6 +63,7 @@ from babel_interp.analysis.working_language.probes import (
     probes_from_corpus,
     save_probes_jsonl,
 )
+from babel_interp.analysis.working_language.regions import REGIONS, decoded_depth, layer_region
 from babel_interp.analysis.working_language.token_sets import (
     DROPPED_TOKEN_COLUMNS,
     DroppedPair,
@@ -88,13 +91,16 @@ from babel_interp.runs import Run
 LENS_KINDS = ("logit", "tuned", "both")
 SITES = ("probe", "matched", "random")
 PREPEND = ("auto", "bos", "eos", "none")
-CI_UNITS = ("probe", "pair")
+# What the bootstrap intervals resample: built-in pairs, then probes within each drawn pair
+# (default), or probes as if independent.
+CI_UNITS = ("pair", "probe")
 COMPETENCE_METRICS = ("top1", "top5")
 TOP_K = 5
 ANALYZER = "working_language"
 # The files of a saved result (RUN/analysis/working_language/): records.csv|parquet and these.
 RECORDS = "records"
 AGGREGATE_CSV = "aggregate.csv"
+REGIONS_CSV = "regions.csv"
 COMPETENCE_CSV = "competence.csv"
 TOKEN_SETS_CSV = "token_sets.csv"
 DROPPED_PAIRS_CSV = "dropped_pairs.csv"
@@ -128,8 +134,11 @@ class WorkingLanguageConfig(ConfigBase):
     ``prepend`` puts the tokenizer's BOS (or EOS, the document separator of this project's corpora)
     before every prompt; ``auto`` uses BOS when the tokenizer has one, else EOS. Prompts longer
     than ``max_prompt_tokens`` (default: the model's context) keep their last tokens.
-    ``ci_unit="pair"`` resamples built-in pairs rather than probes for the confidence intervals
-    (prompts of one pair share a token set, so they are not independent). A checkpoint is
+    ``ci_unit`` is what the confidence intervals resample: ``"pair"`` (default), a two-stage
+    cluster bootstrap that draws built-in pairs with replacement and then probes within each
+    drawn pair (:func:`babel_interp.analysis.stats.two_stage_bootstrap_ci`; the ~10 prompts of
+    one pair share its token sets, so they are not independent), or ``"probe"``, probes as if
+    independent (narrower, and too narrow wherever pairs differ). A checkpoint is
     *competent* when its output ``competence_metric`` accuracy on the probes' first identifier
     token reaches ``competence_threshold``. ``control_match`` is how probes built for a run
     (:func:`probes_for_run`) choose their matched control: ``"last_token"`` (default) takes a
@@ -158,7 +167,7 @@ class WorkingLanguageConfig(ConfigBase):
     prepend: str = "auto"
     n_boot: int = 1000
     ci: float = 0.95
-    ci_unit: str = "probe"
+    ci_unit: str = "pair"
     competence_metric: str = "top1"
     competence_threshold: float = 0.10
     control_match: str = "last_token"
@@ -519,8 +528,8 @@ class WorkingLanguageResult:
     its probe's, under the model's tokenizer.
 
     The records are the main table (:meth:`to_dataframe`): every summary (:meth:`aggregate`,
-    :meth:`competence`, :meth:`lens_comparison`) is computed from them and the config, so a
-    result read back with :meth:`load` gives the same summaries.
+    :meth:`regions`, :meth:`competence`, :meth:`lens_comparison`) is computed from them and the
+    config, so a result read back with :meth:`load` gives the same summaries.
     """
 
     records: pd.DataFrame
@@ -546,6 +555,11 @@ class WorkingLanguageResult:
     def aggregate(self) -> pd.DataFrame:
         """Per (step, lens, layer): shares, masses, excess over controls, with bootstrap CIs."""
         return aggregate_records(self.records, self.config)
+
+    def regions(self) -> pd.DataFrame:
+        """Per (step, lens, region): middle-layer and output excess, with intervals of the region
+        mean (:func:`region_table`)."""
+        return region_table(self.records, self.config)
 
     def competence(self) -> pd.DataFrame:
         """Per step: output-level top-1/top-5 accuracy on the probe identifiers, masses, gate."""
@@ -589,9 +603,9 @@ class WorkingLanguageResult:
     def save(self, directory: str | os.PathLike, fmt: str = "csv") -> list[Path]:
         """Write every table under ``directory``; returns the paths written.
 
-        ``records`` as CSV or Parquet (``fmt``); ``aggregate``, ``competence``, ``token_sets``,
-        ``dropped_pairs`` and ``dropped_tokens`` (every token removed from a set, with its reason)
-        as CSV; ``lens_comparison.csv`` with two lenses;
+        ``records`` as CSV or Parquet (``fmt``); ``aggregate``, ``regions``, ``competence``,
+        ``token_sets``, ``dropped_pairs`` and ``dropped_tokens`` (every token removed from a set,
+        with its reason) as CSV; ``lens_comparison.csv`` with two lenses;
         ``random_init.csv`` and ``random_init_summary.csv`` with a random-init baseline; and
         ``summary.json``: the config, skipped probes, coverage issues, the dropped pairs with
         their shared token ids, the dropped-token counts (in all, per reason, per side), and the
@@ -602,6 +616,7 @@ class WorkingLanguageResult:
         out = Path(directory)
         paths = [write_table_atomic(out / RECORDS, self.records, fmt)]
         paths.append(write_csv_atomic(out / AGGREGATE_CSV, self.aggregate()))
+        paths.append(write_csv_atomic(out / REGIONS_CSV, self.regions()))
         paths.append(write_csv_atomic(out / COMPETENCE_CSV, self.competence()))
         paths.append(write_csv_atomic(out / TOKEN_SETS_CSV, self.token_sets))
         paths.append(write_csv_atomic(out / DROPPED_PAIRS_CSV, self.dropped_pairs_frame()))
@@ -1074,22 +1089,33 @@ def _records(
 # ------------------------------------------------------------------------------------------------
 
 
-def _ci_fn(cfg: WorkingLanguageConfig) -> Callable[..., Any]:
-    def ci(values: np.ndarray, groups: np.ndarray) -> Any:
+def _ci_fn(cfg: WorkingLanguageConfig) -> Callable[[np.ndarray, np.ndarray], CI]:
+    """The interval of a mean over probes, ``ci(values, groups)`` (``groups``: each probe's
+    built-in pair), in ``cfg.ci_unit``."""
+
+    def ci(values: np.ndarray, groups: np.ndarray) -> CI:
         if cfg.ci_unit == "pair":
-            return grouped_bootstrap_ci(values, groups, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
+            return two_stage_bootstrap_ci(
+                values, groups, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed
+            )
         return bootstrap_ci(values, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
 
     return ci
 
 
-def _paired(cfg: WorkingLanguageConfig, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Any:
+def _paired(cfg: WorkingLanguageConfig, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> CI:
+    """The interval of ``mean(x) - mean(y)``, probe ``i`` and its control resampled together,
+    in ``cfg.ci_unit``."""
     if cfg.ci_unit == "pair":
-        keep = ~(np.isnan(x) | np.isnan(y))
-        return grouped_bootstrap_ci(
-            (x - y)[keep], groups[keep], n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed
+        return paired_two_stage_bootstrap_ci(
+            x, y, groups, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed
         )
     return paired_bootstrap_ci(x, y, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
+
+
+def _pair_labels(probe_rows: pd.DataFrame) -> np.ndarray:
+    """Each probe's built-in pair (``primary/target``), the cluster of the pair bootstrap."""
+    return (probe_rows["primary"].astype(str) + "/" + probe_rows["target"].astype(str)).to_numpy()
 
 
 def _step_key(df: pd.DataFrame) -> pd.Series:
@@ -1097,7 +1123,8 @@ def _step_key(df: pd.DataFrame) -> pd.Series:
 
 
 def aggregate_records(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.DataFrame:
-    """Per (step, lens, layer) summaries of a records table, with bootstrap CIs.
+    """Per (step, lens, layer) summaries of a records table, with bootstrap CIs (resampling
+    ``cfg.ci_unit``: built-in pairs then probes within them by default, or probes).
 
     ``share_primary``: share of probes where the primary set's mass exceeds the target's;
     ``mass_diff``: mean ``P_primary - P_target``; ``log_ratio``: mean ``log(P_primary/P_target)``;
@@ -1117,7 +1144,7 @@ def aggregate_records(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.D
         probe = g[g["site"] == "probe"].set_index("probe").sort_index()
         if probe.empty:
             continue
-        groups = (probe["primary"] + "/" + probe["target"]).to_numpy()
+        groups = _pair_labels(probe)
         row: dict[str, Any] = dict(
             step=int(step),
             target_tokens=probe["target_tokens"].iloc[0],
@@ -1188,20 +1215,19 @@ def competence_table(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.Da
     """Per step, at the output (the last block's ``hook_resid_post``, where every lens is the
     identity): top-1 / top-5 accuracy on the first token of the probe identifier, the share of
     probes whose top-1 token begins the target identifier, the absolute masses, and whether the
-    checkpoint passes the gate (``competence_metric >= competence_threshold``)."""
+    checkpoint passes the gate (``competence_metric >= competence_threshold``). The accuracy
+    intervals resample ``cfg.ci_unit`` like :func:`aggregate_records`'s."""
     if records.empty:
         return pd.DataFrame()
     df = records[records["site"] == "probe"].assign(_step=_step_key(records))
     final_pos = df["layer_pos"].max()
     df = df[(df["layer_pos"] == final_pos) & (df["lens"] == df["lens"].iloc[0])]
+    ci = _ci_fn(cfg)
     rows = []
     for step, g in df.groupby("_step", sort=True):
-        r1 = bootstrap_ci(
-            g["top1_hit"].to_numpy(float), n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed
-        )
-        r5 = bootstrap_ci(
-            g["top5_hit"].to_numpy(float), n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed
-        )
+        groups = _pair_labels(g)
+        r1 = ci(g["top1_hit"].to_numpy(float), groups)
+        r5 = ci(g["top5_hit"].to_numpy(float), groups)
         metric = r1.estimate if cfg.competence_metric == "top1" else r5.estimate
         rows.append(
             dict(
@@ -1224,6 +1250,98 @@ def competence_table(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.Da
             )
         )
     out = pd.DataFrame(rows)
+    out["step"] = _nullable_step(out["step"])
+    return out
+
+
+REGION_COLUMNS = [
+    "step",
+    "target_tokens",
+    "lens",
+    "region",
+    "n_layers",
+    "n_probes",
+    "n_pairs",
+    "log_ratio",
+    "log_ratio_lo",
+    "log_ratio_hi",
+    "excess_matched",
+    "excess_matched_lo",
+    "excess_matched_hi",
+    "n_matched",
+    "excess_random",
+    "excess_random_lo",
+    "excess_random_hi",
+    "n_random",
+    "ci_unit",
+]
+
+
+def region_table(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.DataFrame:
+    """Per (step, lens, region): the middle layers' and the output's log-ratio and excess over
+    controls, each with an interval of the region mean itself.
+
+    Regions are :func:`~babel_interp.analysis.working_language.regions.layer_region` of the
+    decoded depth (layer position over the deepest one in ``records``): ``middle`` (strictly
+    between embedding and output) and ``output``. Each probe's region value is its mean over the
+    region's layers (for the excess: of probe minus control log-ratio, layer by layer), and the
+    interval resamples those per-probe region means in ``cfg.ci_unit`` (by default pairs, then
+    probes within pairs). The estimate equals the mean of :func:`aggregate_records`'s per-layer
+    estimates over the region; its interval is not the mean of their bounds, which is no interval
+    of the region mean. ``ci_unit`` records what was resampled.
+    """
+    if records.empty:
+        return pd.DataFrame(columns=REGION_COLUMNS)
+    ci = _ci_fn(cfg)
+    df = records.assign(
+        _step=_step_key(records), region=layer_region(decoded_depth(records["layer_pos"]))
+    )
+    df = df[df["region"].isin(REGIONS)]
+    rows = []
+    keys = ["_step", "lens", "region"]
+    controls = {site: df[df["site"] == site] for site in ("matched", "random")}
+    for (step, lens, region), g in df[df["site"] == "probe"].groupby(keys, sort=True):
+        g = g.assign(_pair=_pair_labels(g))
+        per_probe = g.groupby("probe", sort=True).agg(
+            log_ratio=("log_ratio", "mean"), pair=("_pair", "first")
+        )
+        groups = per_probe["pair"].to_numpy()
+        r = ci(per_probe["log_ratio"].to_numpy(float), groups)
+        row: dict[str, Any] = dict(
+            step=int(step),
+            target_tokens=g["target_tokens"].iloc[0],
+            lens=lens,
+            region=region,
+            n_layers=int(g["layer"].nunique()),
+            n_probes=len(per_probe),
+            n_pairs=int(np.unique(groups).size),
+            log_ratio=r.estimate,
+            log_ratio_lo=r.low,
+            log_ratio_hi=r.high,
+        )
+        for site, ctrl in controls.items():
+            c = ctrl[(ctrl["_step"] == step) & (ctrl["lens"] == lens) & (ctrl["region"] == region)]
+            both = g[["layer", "probe", "log_ratio"]].merge(
+                c[["layer", "probe", "log_ratio"]],
+                on=["layer", "probe"],
+                how="left",
+                suffixes=("", "_ctrl"),
+            )
+            diff = (both["log_ratio"] - both["log_ratio_ctrl"]).groupby(both["probe"]).mean()
+            r = ci(diff.reindex(per_probe.index).to_numpy(float), groups)
+            row.update(
+                {
+                    f"excess_{site}": r.estimate,
+                    f"excess_{site}_lo": r.low,
+                    f"excess_{site}_hi": r.high,
+                    f"n_{site}": r.n,
+                }
+            )
+        row["ci_unit"] = cfg.ci_unit
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=REGION_COLUMNS)
+    out = pd.DataFrame(rows, columns=REGION_COLUMNS)
     out["step"] = _nullable_step(out["step"])
     return out
 

@@ -56,7 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--vocab-chunk", type=int, default=8192)
     p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--ci-unit", choices=CI_UNITS, default="probe")
+    p.add_argument(
+        "--ci-unit",
+        choices=CI_UNITS,
+        default="pair",
+        help="what the bootstrap intervals resample: pair (default; built-in pairs, then probes "
+        "within each drawn pair, since the prompts of one pair share its token sets) or probe "
+        "(probes as if independent: narrower, too narrow when pairs differ)",
+    )
     p.add_argument("--competence-metric", choices=COMPETENCE_METRICS, default="top1")
     p.add_argument("--competence-threshold", type=float, default=0.10)
     p.add_argument("--tuned-steps", type=int, default=None, help="tuned-lens training steps")
