@@ -23,7 +23,6 @@ from babel_interp.report.document import ReportDocument
 from babel_interp.report.execution import add_execution_section, pass_at_1_sentence
 from babel_interp.report.stage_plots import stage_figure_name
 from babel_interp.report.study import (
-    MIDDLE,  # one definition of "middle layers"
     comparison_table,
     equal_step_excess,
     layer_excess,
@@ -33,6 +32,8 @@ from babel_interp.report.study import (
     random_init_band,
     random_init_region_band,
     region_excess,
+    region_records,
+    run_regions,
     with_null_kind,
 )
 from babel_interp.report.training_plots import plot_efficiency, plot_training_curves
@@ -73,34 +74,30 @@ def corpus_table(corpus_dir: str | os.PathLike) -> pd.DataFrame:
 
 def working_language_summary(run: Path) -> dict[str, Any]:
     """Excess (log-ratio against matched controls) at the middle layers and at the output, at
-    the first competent checkpoint and at the last one; empty when not analyzed."""
-    agg = _read_csv(run / "analysis" / "working_language" / "aggregate.csv")
-    comp = _read_csv(run / "analysis" / "working_language" / "competence.csv")
-    if agg.empty:
+    the first competent checkpoint and at the last one, each with the analyzer's interval of the
+    region mean (:func:`babel_interp.report.study.run_regions`); empty when not analyzed."""
+    wl = run / "analysis" / "working_language"
+    reg = run_regions(wl)
+    comp = _read_csv(wl / "competence.csv")
+    if reg.empty:
         return {}
-    agg = agg[agg["lens"] == agg["lens"].iloc[0]].dropna(subset=["step"])
-    out: dict[str, Any] = {"lens": agg["lens"].iloc[0]}
+    lens = sorted(reg["lens"].unique())[0]
+    reg = reg[reg["lens"] == lens].dropna(subset=["step"])
+    out: dict[str, Any] = {"lens": lens}
     competent = comp[comp["competent"].astype(bool)] if not comp.empty else comp
     out["first_competent_step"] = int(competent["step"].min()) if not competent.empty else None
     out["max_top1"] = float(comp["top1_acc"].max()) if not comp.empty else float("nan")
     out["threshold"] = float(comp["threshold"].iloc[0]) if not comp.empty else float("nan")
-    steps = sorted(agg["step"].astype(int).unique())
+    steps = sorted(reg["step"].astype(int).unique())
     probe_steps = [s for s in (out["first_competent_step"], steps[-1]) if s is not None]
-    # layer_pos counts blocks (0 = embedding, n_layers = output); normalize to [0, 1].
-    agg = agg.assign(depth=agg["layer_pos"] / max(float(agg["layer_pos"].max()), 1e-9))
     for label, step in zip(("first_competent", "last"), probe_steps, strict=False):
-        at = agg[agg["step"].astype(int) == step]
-        mid = at[(at["depth"] > MIDDLE[0]) & (at["depth"] < MIDDLE[1])]
-        final = at[at["depth"] == at["depth"].max()]
-        out[label] = {
-            "step": int(step),
-            "middle_excess": float(mid["excess_matched"].mean()) if not mid.empty else np.nan,
-            "middle_excess_lo": float(mid["excess_matched_lo"].mean()) if not mid.empty else np.nan,
-            "middle_excess_hi": float(mid["excess_matched_hi"].mean()) if not mid.empty else np.nan,
-            "output_excess": float(final["excess_matched"].mean()),
-            "output_excess_lo": float(final["excess_matched_lo"].mean()),
-            "output_excess_hi": float(final["excess_matched_hi"].mean()),
-        }
+        at = reg[reg["step"].astype(int) == step]
+        out[label] = {"step": int(step)}
+        for region in ("middle", "output"):
+            r = at[at["region"] == region]
+            for suffix in ("", "_lo", "_hi"):
+                value = float(r[f"excess_matched{suffix}"].iloc[0]) if not r.empty else np.nan
+                out[label][f"{region}_excess{suffix}"] = value
     return out
 
 
@@ -418,6 +415,16 @@ def sources_table(root: Path) -> pd.DataFrame:
     return pd.DataFrame(info.get("debian_packages", []))
 
 
+def _one_seed_interval(reg: pd.DataFrame) -> str:
+    """How a one-seed region table's intervals were made, for a caption."""
+    units = set(reg["interval"]) if "interval" in reg else set()
+    if units == {"pairs"}:
+        return "over built-in pairs and the probes within them (one seed)"
+    if units == {"probes"}:
+        return "over probes (one seed)"
+    return "of one seed (bootstrap; where missing, the result predates region intervals)"
+
+
 def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None:
     """Per new language: the continued model against the scratch baseline at equal steps,
     across seeds (excess by region and layer, losses, probe accuracy, neuron counts beside
@@ -433,11 +440,13 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
     for lang in cfg.get("targets", []):
         doc.heading(f"{lang}: continued vs. from scratch at equal steps ({n} seed{'s' * (n > 1)})")
         per_seed = layer_excess(root, seeds, lang)
-        table = comparison_table(root, seeds, lang, per_seed)
+        regions = region_records(root, seeds, lang)
+        table = comparison_table(root, seeds, lang, per_seed, regions)
         if table.empty:
             doc.text("The working-language analyzer has no results at common steps yet.")
             continue
-        how = "across seeds (Student t)" if n > 1 else "over probes (one seed)"
+        reg = region_excess(per_seed, regions)
+        how = "across seeds (Student t)" if n > 1 else _one_seed_interval(reg)
         doc.table(
             table,
             f"Validation loss (nats/token), probe top-1 accuracy at the output, and the excess "
@@ -446,7 +455,7 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
         )
         doc.figure(
             plot_region_excess(
-                region_excess(per_seed),
+                reg,
                 lang,
                 fig_dir / f"{lang}_region_excess.png",
                 random_band=random_init_region_band(root, seeds, lang),

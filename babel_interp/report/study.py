@@ -7,12 +7,16 @@ controls near or above zero) while the scratch model's already lean to the targe
 These functions only read what the analyzers wrote under each run.
 
 Intervals: with two or more seeds, a Student-t interval over the per-seed estimates (each seed is
-one independent replicate of the whole pipeline); with one seed, that seed's bootstrap interval
-over probes, marked as such (it does not cover seed-to-seed variation).
+one independent replicate of the whole pipeline); with one seed, that seed's own bootstrap
+interval, marked with what it resampled (``interval``: "pairs" for the analyzer's default, built-in
+pairs then probes within them, or "probes"; it does not cover seed-to-seed variation). A region's
+one-seed interval is the analyzer's interval of the region mean (``regions.csv``), never an average
+of per-layer bounds.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -26,22 +30,59 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from babel_interp.analysis.stats import t_interval, t_prediction_interval  # noqa: E402
+from babel_interp.analysis.working_language.logit_lens import (  # noqa: E402
+    REGIONS_CSV,
+    SUMMARY_JSON,
+    WorkingLanguageResult,
+)
+from babel_interp.analysis.working_language.regions import (  # noqa: E402
+    MIDDLE,
+    decoded_depth,
+    layer_region,
+)
 from babel_interp.report.figures import save_figure  # noqa: E402
 from babel_interp.report.training_plots import eval_records  # noqa: E402
 from babel_interp.runs import METRICS, Run, Study  # noqa: E402
 from babel_interp.runs import STUDY_KINDS as KINDS  # noqa: E402
 
-# Decoded depths counted as "middle layers": strictly between the embedding (0) and the output (1).
-MIDDLE = (0.0, 1.0)
+__all__ = ["MIDDLE"]  # re-exported: the one definition of "middle layers" lives in analysis
+
+# What a one-seed interval resampled, by the analyzer's ``ci_unit``.
+_UNIT_LABEL = {"pair": "pairs", "probe": "probes"}
 
 
 def _csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
+def _ci_unit(wl: Path) -> str:
+    """What a saved working-language result's bootstrap resampled ("pairs" or "probes")."""
+    meta = json.loads((wl / SUMMARY_JSON).read_text()) if (wl / SUMMARY_JSON).is_file() else {}
+    return _UNIT_LABEL.get(meta.get("config", {}).get("ci_unit", "probe"), "probes")
+
+
+def run_regions(wl_dir: str | os.PathLike) -> pd.DataFrame:
+    """The region table (per step, lens and region: the middle layers' and the output's excess
+    with an interval of the region mean) of the working-language result saved in ``wl_dir``
+    (``RUN/analysis/working_language``).
+
+    Read from ``regions.csv``; a result saved before that table existed has it recomputed from
+    its records (with the config it was saved with, so its ``ci_unit`` column says what was
+    resampled). Empty when the directory holds no result.
+    """
+    wl = Path(wl_dir)
+    if (wl / REGIONS_CSV).is_file():
+        return pd.read_csv(wl / REGIONS_CSV)
+    try:
+        return WorkingLanguageResult.load(wl).regions()
+    except FileNotFoundError:
+        return pd.DataFrame()
+
+
 def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
     """Per-seed excess over matched controls per kind, step and layer (first lens), with the
-    checkpoint's competence flag; empty when nothing was analyzed."""
+    checkpoint's competence flag and what its interval resampled (``interval``: "pairs" or
+    "probes"); empty when nothing was analyzed."""
     study = Study(Path(root))
     frames = []
     for seed in seeds:
@@ -64,7 +105,7 @@ def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
                 )
             else:
                 flags, top1 = {}, {}
-            depth = agg["layer_pos"] / max(float(agg["layer_pos"].max()), 1e-9)
+            depth = pd.Series(decoded_depth(agg["layer_pos"]), index=agg.index)
             frames.append(
                 pd.DataFrame(
                     {
@@ -78,6 +119,7 @@ def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
                         "hi": agg["excess_matched_hi"].to_numpy(float),
                         "competent": [flags.get(int(s), False) for s in agg["step"]],
                         "top1_acc": [top1.get(int(s), math.nan) for s in agg["step"]],
+                        "interval": _ci_unit(wl),
                     }
                 )
             )
@@ -86,6 +128,37 @@ def layer_excess(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd
             columns=["seed", "kind", "step", "layer", "depth", "excess", "lo", "hi", "competent"]
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def region_records(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
+    """Per seed, kind, step and region (first lens): the analyzer's region mean of the excess
+    over matched controls with its own interval (:func:`run_regions`), and what that interval
+    resampled (``interval``); empty when nothing was analyzed."""
+    study = Study(Path(root))
+    frames = []
+    for seed in seeds:
+        for kind in KINDS:
+            reg = run_regions(study.run_dir(seed, lang, kind) / "analysis" / "working_language")
+            if reg.empty:
+                continue
+            reg = reg[reg["lens"] == sorted(reg["lens"].unique())[0]].dropna(subset=["step"])
+            reg = reg[reg["step"].astype(str).str.isdigit()]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "kind": kind,
+                        "step": reg["step"].astype(int).to_numpy(),
+                        "region": reg["region"].to_numpy(),
+                        "excess": reg["excess_matched"].to_numpy(float),
+                        "lo": reg["excess_matched_lo"].to_numpy(float),
+                        "hi": reg["excess_matched_hi"].to_numpy(float),
+                        "interval": [_UNIT_LABEL.get(u, str(u)) for u in reg["ci_unit"]],
+                    }
+                )
+            )
+    cols = ["seed", "kind", "step", "region", "excess", "lo", "hi", "interval"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
 def random_init_records(root: str | os.PathLike, seeds: Sequence[int], lang: str) -> pd.DataFrame:
@@ -101,7 +174,7 @@ def random_init_records(root: str | os.PathLike, seeds: Sequence[int], lang: str
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
-    df["depth"] = df["layer_pos"] / max(float(df["layer_pos"].max()), 1e-9)
+    df["depth"] = decoded_depth(df["layer_pos"])
     return df
 
 
@@ -139,7 +212,7 @@ def random_init_region_band(
     df = random_init_records(root, seeds, lang)
     if df.empty:
         return {}
-    df["region"] = _region(df["depth"])
+    df["region"] = layer_region(df["depth"])
     per_init = df.groupby(["seed", "init_seed", "region"], as_index=False)["excess_matched"].mean()
     out = {}
     for region in ("middle", "output"):
@@ -148,12 +221,6 @@ def random_init_region_band(
             band = t_prediction_interval(x)
             out[region] = (float(band.low), float(band.high))
     return out
-
-
-def _region(depth: pd.Series) -> pd.Series:
-    return np.where(
-        depth >= 1.0, "output", np.where((depth > MIDDLE[0]) & (depth < MIDDLE[1]), "middle", "emb")
-    )
 
 
 def common_steps(df: pd.DataFrame) -> set[int]:
@@ -165,8 +232,9 @@ def common_steps(df: pd.DataFrame) -> set[int]:
 def equal_step_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Excess per kind, step and layer across seeds, at the steps both kinds reached.
 
-    Columns: kind, step, layer, depth, excess, lo, hi, n_seeds, interval ("seeds" or "probes"),
-    competent_seeds (how many seeds passed the competence gate there).
+    Columns: kind, step, layer, depth, excess, lo, hi, n_seeds, interval ("seeds", or with one
+    seed what its bootstrap resampled: "pairs" or "probes"), competent_seeds (how many seeds
+    passed the competence gate there).
     """
     if per_seed.empty:
         return pd.DataFrame()
@@ -179,7 +247,7 @@ def equal_step_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
             how = "seeds"
         else:
             m, lo, hi = float(g["excess"].iloc[0]), float(g["lo"].iloc[0]), float(g["hi"].iloc[0])
-            how = "probes"
+            how = str(g["interval"].iloc[0]) if "interval" in g else "probes"
         rows.append(
             {
                 "kind": kind,
@@ -197,28 +265,44 @@ def equal_step_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows)
     if not out.empty:
-        out["region"] = _region(out["depth"])
+        out["region"] = layer_region(out["depth"])
     return out
 
 
-def region_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Middle-layer and output excess per kind and equal step, across seeds: each seed's
-    middle value is its mean over the middle layers, then seeds are combined as above."""
+def region_excess(per_seed: pd.DataFrame, regions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Middle-layer and output excess per kind and equal step, across seeds: each seed's region
+    value is its mean over the region's layers.
+
+    With two or more seeds, a Student-t interval over the seeds' region means (``interval``
+    "seeds"). With one seed, the interval of that seed's region mean from ``regions``
+    (:func:`region_records`: the analyzer's bootstrap of per-probe region means; ``interval``
+    "pairs" or "probes"). Without a region row for it (``regions`` not given, or the seed has
+    none) the bounds are NaN and ``interval`` is "none": averaging per-layer bounds would not give
+    an interval of the region mean.
+    """
     if per_seed.empty:
         return pd.DataFrame()
-    df = per_seed.assign(region=_region(per_seed["depth"]))
+    df = per_seed.assign(region=layer_region(per_seed["depth"]))
     df = df[df["region"] != "emb"]
-    per = df.groupby(["kind", "step", "region", "seed"], as_index=False).agg(
-        excess=("excess", "mean"), lo=("lo", "mean"), hi=("hi", "mean"), top1=("top1_acc", "mean")
+    keys = ["kind", "step", "region", "seed"]
+    per = df.groupby(keys, as_index=False).agg(excess=("excess", "mean"), top1=("top1_acc", "mean"))
+    own = (
+        regions.set_index(keys)[["excess", "lo", "hi", "interval"]]
+        if regions is not None and not regions.empty
+        else None
     )
     steps = common_steps(per_seed)
     rows = []
     for (kind, step, region), g in per[per["step"].isin(steps)].groupby(["kind", "step", "region"]):
         if len(g) >= 2:
             ci = t_interval(g["excess"])
-            m, lo, hi = ci.estimate, ci.low, ci.high
+            m, lo, hi, how = ci.estimate, ci.low, ci.high, "seeds"
         else:
-            m, lo, hi = (float(g[c].iloc[0]) for c in ("excess", "lo", "hi"))
+            key = (kind, step, region, g["seed"].iloc[0])
+            m, lo, hi, how = float(g["excess"].iloc[0]), math.nan, math.nan, "none"
+            if own is not None and key in own.index:
+                r = own.loc[key]
+                m, lo, hi, how = float(r["excess"]), float(r["lo"]), float(r["hi"]), r["interval"]
         rows.append(
             {
                 "kind": kind,
@@ -228,6 +312,7 @@ def region_excess(per_seed: pd.DataFrame) -> pd.DataFrame:
                 "lo": lo,
                 "hi": hi,
                 "n_seeds": len(g),
+                "interval": how,
                 "top1_acc": float(g["top1"].mean()),
             }
         )
@@ -255,14 +340,18 @@ def comparison_table(
     seeds: Sequence[int],
     lang: str,
     per_seed: pd.DataFrame | None = None,
+    regions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """At every equal step: target tokens, validation loss (nats), probe top-1 and the
     middle/output excess of the continued and the scratch model, across seeds (``per_seed``:
-    :func:`layer_excess` when the caller already read it)."""
+    :func:`layer_excess`, ``regions``: :func:`region_records`, when the caller already read
+    them)."""
     study = Study(Path(root))
     if per_seed is None:
         per_seed = layer_excess(study.root, seeds, lang)
-    reg = region_excess(per_seed)
+    if regions is None:
+        regions = region_records(study.root, seeds, lang)
+    reg = region_excess(per_seed, regions)
     if reg.empty:
         return pd.DataFrame()
     losses = {
