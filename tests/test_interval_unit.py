@@ -3,14 +3,14 @@ probes as if independent; and a region's interval is an interval of the region m
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from babel_interp.analysis.stats import (
-    bootstrap_ci,
     expanded_alpha,
-    paired_bootstrap_ci,
     paired_two_stage_bootstrap_ci,
     two_stage_bootstrap_ci,
 )
@@ -20,6 +20,8 @@ from babel_interp.analysis.working_language.logit_lens import (
     REGIONS_CSV,
     WorkingLanguageConfig,
     WorkingLanguageResult,
+    _ci_fn,
+    _paired,
     aggregate_records,
     region_table,
 )
@@ -40,13 +42,15 @@ N_PAIRS, N_PER_PAIR = 12, 10
 # ------------------------------------------------------------------------------------------------
 
 
-def test_pair_bootstrap_covers_a_clustered_mean_and_the_probe_bootstrap_does_not():
-    """12 pairs x 10 probes, a random effect per pair (sd 1) plus probe noise (sd 0.5): the probe
-    bootstrap's nominal 95% interval covers the true mean far less often; the two-stage pair
-    bootstrap's within 5 points of 95%, for a mean and for a paired (probe minus control)
-    difference."""
+def test_default_interval_covers_a_clustered_mean_and_the_probe_bootstrap_does_not():
+    """12 pairs x 10 probes, a random effect per pair (sd 1) plus probe noise (sd 0.5), 300
+    simulated data sets: the probe bootstrap's nominal 95% interval covers the true mean far less
+    often; the analyzer's default interval (the two-stage pair bootstrap) within 5 points of 95%,
+    for a mean and for a paired (probe minus control) difference."""
     rng = np.random.default_rng(20240611)
-    n_draws, n_boot, true = 300, 400, 0.5
+    n_draws, true = 300, 0.5
+    default = WorkingLanguageConfig(n_boot=400)
+    by_probe = WorkingLanguageConfig(n_boot=400, ci_unit="probe")
     groups = np.repeat(np.arange(N_PAIRS), N_PER_PAIR)
     hits = dict(probe=0, pair=0, paired_probe=0, paired_pair=0)
     for d in range(n_draws):
@@ -54,22 +58,19 @@ def test_pair_bootstrap_covers_a_clustered_mean_and_the_probe_bootstrap_does_not
         x = true + pair_effect + rng.normal(0.0, 0.5, groups.size)
         # A control sharing part of the pair's lean: the excess keeps a pair effect of its own.
         y = 0.4 * pair_effect + rng.normal(0.0, 0.5, groups.size)
-        true_diff = true
-        for name, ci in (
-            ("probe", bootstrap_ci(x, n_boot=n_boot, seed=d)),
-            ("pair", two_stage_bootstrap_ci(x, groups, n_boot=n_boot, seed=d)),
-        ):
+        for name, cfg in (("probe", by_probe), ("pair", default)):
+            cfg = replace(cfg, seed=d)
+            ci = _ci_fn(cfg)(x, groups)
             hits[name] += ci.low <= true <= ci.high
-        for name, ci in (
-            ("paired_probe", paired_bootstrap_ci(x, y, n_boot=n_boot, seed=d)),
-            ("paired_pair", paired_two_stage_bootstrap_ci(x, y, groups, n_boot=n_boot, seed=d)),
-        ):
-            hits[name] += ci.low <= true_diff <= ci.high
+            ci = _paired(cfg, x, y, groups)
+            hits[f"paired_{name}"] += ci.low <= true <= ci.high
     coverage = {k: v / n_draws for k, v in hits.items()}
     assert coverage["probe"] < 0.75, coverage
     assert coverage["paired_probe"] < 0.80, coverage
     assert abs(coverage["pair"] - 0.95) <= 0.05, coverage
     assert abs(coverage["paired_pair"] - 0.95) <= 0.05, coverage
+    # The default is the two-stage bootstrap itself.
+    assert _ci_fn(default)(x, groups) == two_stage_bootstrap_ci(x, groups, n_boot=400)
 
 
 def test_two_stage_bootstrap_basics():
