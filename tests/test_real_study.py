@@ -96,7 +96,7 @@ def test_cpu_profile_on_real_sources(cpu_study):
     text = report.read_text()
     for needle in (
         "php: continued vs. from scratch at equal steps (1 seed)",
-        "over probes (one seed)",
+        "over built-in pairs and the probes within them (one seed)",
         "Debian packages of the new languages",
         "C# is not in this study",
         "Transfer ratio: not measured",
