@@ -36,7 +36,6 @@ from babel_interp.analysis.working_language.logit_lens import (  # noqa: E402
     WorkingLanguageResult,
 )
 from babel_interp.analysis.working_language.regions import (  # noqa: E402
-    MIDDLE,
     decoded_depth,
     layer_region,
 )
@@ -44,8 +43,6 @@ from babel_interp.report.figures import save_figure  # noqa: E402
 from babel_interp.report.training_plots import eval_records  # noqa: E402
 from babel_interp.runs import METRICS, Run, Study  # noqa: E402
 from babel_interp.runs import STUDY_KINDS as KINDS  # noqa: E402
-
-__all__ = ["MIDDLE"]  # re-exported: the one definition of "middle layers" lives in analysis
 
 # What a one-seed interval resampled, by the analyzer's ``ci_unit``.
 _UNIT_LABEL = {"pair": "pairs", "probe": "probes"}
