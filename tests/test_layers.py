@@ -25,7 +25,7 @@ def test_sites_name_what_the_number_points_to():
 def test_neuron_tables_name_their_layers_mlp():
     stats = level_shift_stats(torch.Generator().manual_seed(0))
     df = lape(stats).to_dataframe()
-    assert len(df) and (df["site"] == df["layer"].map(lambda x: f"mlp {x}")).all()
+    assert len(df) and (df["layer_name"] == df["layer"].map(lambda x: f"mlp {x}")).all()
     rows = firing_rate_rows(stats, step=0)
-    assert [r["site"] for r in rows] == [f"mlp {layer}" for layer in stats.layers]
-    assert stats.to_dataframe()["site"].str.startswith("mlp ").all()
+    assert [r["layer_name"] for r in rows] == [f"mlp {layer}" for layer in stats.layers]
+    assert stats.to_dataframe()["layer_name"].str.startswith("mlp ").all()

@@ -22,6 +22,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from babel_interp.analysis.layers import residual_site
 from babel_interp.analysis.working_language.logit_lens import (
     AGGREGATE_CSV,
     COMPETENCE_CSV,
@@ -39,7 +40,7 @@ def _grid(agg: pd.DataFrame, value: str) -> pd.DataFrame:
     df = agg.assign(_step=agg["step"].fillna(-1).astype(int))
     grid = df.pivot_table(index=["layer_pos", "layer"], columns="_step", values=value)
     grid = grid.sort_index(level="layer_pos", ascending=False)
-    grid.index = [name for _, name in grid.index]
+    grid.index = [residual_site(name) for _, name in grid.index]
     grid.columns = ["model" if s < 0 else str(s) for s in grid.columns]
     return grid
 
@@ -82,7 +83,7 @@ def heatmap(
                 Rectangle((j, 0), 1, grid.shape[0], fill=False, hatch="///", edgecolor="0.4", lw=0)
             )
     ax.set_xlabel("checkpoint step" + (" (hatched: below competence gate)" if bad else ""))
-    ax.set_ylabel("residual stream")
+    ax.set_ylabel("residual stream (resid_pre L: entering block L)")
     ax.set_title(title)
     return save_figure(fig, path, dpi=150)
 

@@ -194,7 +194,7 @@ class ContrastResult:
             "lang_a": self.lang_a,
             "lang_b": self.lang_b,
             "layer": torch.tensor(self.layers).repeat_interleave(n_neurons).numpy(),
-            "site": [mlp_site(layer) for layer in self.layers for _ in range(n_neurons)],
+            "layer_name": [mlp_site(layer) for layer in self.layers for _ in range(n_neurons)],
             "neuron": torch.arange(n_neurons).repeat(n_layers).numpy(),
         }
         for name, value in self.scores.items():
@@ -220,7 +220,7 @@ class ContrastResult:
                     "lang_a": self.lang_a,
                     "lang_b": self.lang_b,
                     "layer": layer,
-                    "site": mlp_site(layer),
+                    "layer_name": mlp_site(layer),
                     "statistic": self.config.statistic,
                     "median_abs": float(stat.abs().median()),
                     "max_abs": float(stat.abs().max()),

@@ -135,7 +135,7 @@ class LapeResult:
         for i, j in self.selected.nonzero().tolist():
             row: dict[str, Any] = {
                 "layer": self.layers[i],
-                "site": mlp_site(self.layers[i]),
+                "layer_name": mlp_site(self.layers[i]),
                 "neuron": j,
                 "entropy": float(self.entropy[i, j]),
             }

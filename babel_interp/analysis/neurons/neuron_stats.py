@@ -300,7 +300,7 @@ class NeuronStats:
                     {
                         "language": lang,
                         "layer": layer,
-                        "site": mlp_site(layer),
+                        "layer_name": mlp_site(layer),
                         "tokens": n,
                         "windows": int(n_win[k]),
                         "firing_rate": float(self.count[k, i].sum()) / (n * self.d_mlp)

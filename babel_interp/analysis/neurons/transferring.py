@@ -463,7 +463,7 @@ def _count_rows(
                 **base,
                 "definition": name,
                 "layer": layer,
-                "site": mlp_site(layer),
+                "layer_name": mlp_site(layer),
                 "count": int(counts[i]),
             }
             if null is not None:
@@ -494,7 +494,7 @@ def firing_rate_rows(stats: NeuronStats, step: int | str, bins: int = FIRING_BIN
         row: dict[str, Any] = {
             "step": step,
             "layer": layer,
-            "site": mlp_site(layer),
+            "layer_name": mlp_site(layer),
             "n_neurons": stats.d_mlp,
             "n_over_half": int((pl > 0.5).sum()),
             "share_over_half": float((pl > 0.5).double().mean()),

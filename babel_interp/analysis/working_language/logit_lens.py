@@ -46,6 +46,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from babel_interp.analysis.layers import residual_site
 from babel_interp.analysis.stats import (
     CI,
     bootstrap_ci,
@@ -1150,6 +1151,7 @@ def aggregate_records(records: pd.DataFrame, cfg: WorkingLanguageConfig) -> pd.D
             target_tokens=probe["target_tokens"].iloc[0],
             lens=lens,
             layer=layer,
+            layer_name=residual_site(layer),
             layer_pos=float(probe["layer_pos"].iloc[0]),
             n_probes=len(probe),
         )
