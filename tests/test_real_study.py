@@ -95,7 +95,8 @@ def test_cpu_profile_on_real_sources(cpu_study):
     assert "tokens_go" in counts.columns  # Go activations joined LAPE's statistics
     text = report.read_text()
     for needle in (
-        "php: continued vs. from scratch at equal steps (1 seed)",
+        "php: continued vs. from scratch (1 seed)",
+            "php: insufficient data",
         "over built-in pairs and the probes within them (one seed)",
         "Debian packages of the new languages",
         "C# is not in this study",

@@ -3,7 +3,6 @@ steps, across seeds, with the problem-route transfer ratio. Reads saved tables o
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +10,7 @@ import pandas as pd
 from babel_interp.analysis.stats import t_interval
 from babel_interp.report.document import ReportDocument
 from babel_interp.report.execution_plots import plot_pass_at_k
+from babel_interp.report.numbers import fmt_interval
 from babel_interp.runs import STUDY_KINDS, Study
 
 __all__ = [
@@ -42,8 +42,8 @@ def pass_at_1_sentence(continued: Path, scratch: Path, language: str) -> str:
     s = s.sort_values("step") if not s.empty else s
     best = c.loc[c["pass_at_k"].idxmax()]
     last = c.iloc[-1]
-    peak = _fmt(best["pass_at_k"], best["ci_low"], best["ci_high"])
-    end = _fmt(last["pass_at_k"], last["ci_low"], last["ci_high"])
+    peak = fmt_interval(best["pass_at_k"], best["ci_low"], best["ci_high"])
+    end = fmt_interval(last["pass_at_k"], last["ci_low"], last["ci_high"])
     text = (
         f"pass@1 by execution ({int(last['n_problems'])} held-out problems): the continued "
         f"model peaks at {peak} at step {int(best['step'])} and ends at {end} at step "
@@ -51,17 +51,37 @@ def pass_at_1_sentence(continued: Path, scratch: Path, language: str) -> str:
     )
     if not s.empty:
         sl = s.iloc[-1]
-        text += (
-            f"; the scratch model reaches {_fmt(sl['pass_at_k'], sl['ci_low'], sl['ci_high'])} "
-            f"at its last step {int(sl['step'])}"
-        )
+        reached = fmt_interval(sl["pass_at_k"], sl["ci_low"], sl["ci_high"])
+        text += f"; the scratch model reaches {reached} at its last step {int(sl['step'])}"
     return text + "."
 
 
-def _fmt(v: float, lo: float, hi: float) -> str:
-    if any(isinstance(x, float) and math.isnan(x) for x in (v, lo, hi)):
-        return f"{v:.2f}" if not math.isnan(v) else "—"
-    return f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+def pass_at_1_curves(root: Path, seeds: list[int], language: str) -> dict[str, pd.DataFrame]:
+    """Per kind (continual, scratch): pass@1 against steps, the mean over seeds with a Student-t
+    interval (two or more seeds) or the one seed's bootstrap interval over problems; columns
+    step, pass_at_k, ci_low, ci_high. Kinds without results are left out."""
+    out = {}
+    for kind in STUDY_KINDS:
+        frames = [
+            read_pass_at_k(Study(root).run_dir(s, language, kind), language).assign(seed=s)
+            for s in seeds
+        ]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            continue
+        df = pd.concat(frames)
+        if len(frames) == 1:
+            out[kind] = df[["step", "pass_at_k", "ci_low", "ci_high"]].reset_index(drop=True)
+            continue
+        rows = []
+        for step, g in df.groupby("step"):
+            ci = t_interval(g["pass_at_k"].to_numpy(float))
+            rows.append(
+                {"step": int(step), "pass_at_k": float(g["pass_at_k"].mean()),
+                 "ci_low": ci.low, "ci_high": ci.high}
+            )  # fmt: skip
+        out[kind] = pd.DataFrame(rows)
+    return out
 
 
 def execution_comparison(root: Path, seeds: list[int], language: str) -> pd.DataFrame:
@@ -84,18 +104,24 @@ def execution_comparison(root: Path, seeds: list[int], language: str) -> pd.Data
             d = tables[kind][tables[kind]["step"] == step]
             if len(d) >= 2:
                 ci = t_interval(d["pass_at_k"].to_numpy())
-                row[_LABEL[kind]] = _fmt(float(d["pass_at_k"].mean()), ci.low, ci.high)
+                row[_LABEL[kind]] = fmt_interval(float(d["pass_at_k"].mean()), ci.low, ci.high)
             else:
                 r = d.iloc[0]
-                row[_LABEL[kind]] = _fmt(r["pass_at_k"], r["ci_low"], r["ci_high"])
+                row[_LABEL[kind]] = fmt_interval(r["pass_at_k"], r["ci_low"], r["ci_high"])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def add_execution_section(
-    doc: ReportDocument, root: Path, seeds: list[int], language: str, fig_dir: Path
+    doc: ReportDocument,
+    root: Path,
+    seeds: list[int],
+    language: str,
+    fig_dir: Path,
+    figure: bool = True,
 ) -> bool:
-    """pass@1 curves and the equal-step table of ``language``; False when nothing was run."""
+    """pass@1 curves (unless ``figure`` is False: the study report draws them in its headline
+    figure) and the equal-step table of ``language``; False when nothing was run."""
     table = execution_comparison(root, seeds, language)
     if table.empty:
         return False
@@ -106,11 +132,12 @@ def add_execution_section(
             if len(df):
                 curves[f"{_LABEL[kind]} (seed {s})"] = df
     n = len(seeds)
-    doc.figure(
-        plot_pass_at_k(curves, fig_dir / f"{language}_pass_at_1.png", title=language),
-        f"{language}: pass@1 (greedy) of executed programs against steps, continued vs. "
-        "scratch (bands: bootstrap interval over problems)",
-    )
+    if figure:
+        doc.figure(
+            plot_pass_at_k(curves, fig_dir / f"{language}_pass_at_1.png", title=language),
+            f"{language}: pass@1 (greedy) of executed programs against steps, continued vs. "
+            "scratch (bands: bootstrap interval over problems)",
+        )
     how = "Student t across seeds" if n > 1 else "bootstrap over problems, one seed"
     cut = [
         df["share_prompt_truncated"].max()

@@ -17,6 +17,8 @@ def save_figure(
 
     Saved atomically (:func:`babel_interp.io.atomic_path`), so a crash never leaves half an
     image under the name. ``tight`` crops to the drawn content (``bbox_inches="tight"``).
+    A PNG records its number of panel columns in a ``Columns`` text chunk
+    (:func:`panel_columns`), which the HTML report reads to show every panel wide enough.
     Closing a pyplot figure stays with the caller (most plot modules build ``Figure`` objects
     directly).
     """
@@ -24,5 +26,19 @@ def save_figure(
     # The temporary name does not end in the image suffix: the format is named explicitly.
     fmt = out.suffix.lstrip(".") or "png"
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=fmt, **({"bbox_inches": "tight"} if tight else {}))
+        extra: dict = {"bbox_inches": "tight"} if tight else {}
+        if fmt == "png":
+            extra["metadata"] = {"Columns": str(panel_columns(fig))}
+        fig.savefig(tmp, dpi=dpi, format=fmt, **extra)
     return out
+
+
+def panel_columns(fig: Figure) -> int:
+    """How many panels ``fig`` has side by side (the widest grid among its subplots; colour
+    bars and other free axes do not count)."""
+    cols = [1]
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()
+        if spec is not None:
+            cols.append(spec.get_gridspec().ncols)
+    return max(cols)

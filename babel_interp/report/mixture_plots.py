@@ -128,9 +128,12 @@ def plot_mixture_comparison(
 def _comparison_figure(per_seed, curves, languages, weights, title, weights_title) -> Figure:
     mixtures = list(dict.fromkeys(per_seed["mixture"]))
     palette = sns.color_palette("tab10", len(mixtures))
-    n_panels = 3 if weights else 2
-    fig = Figure(figsize=(5.0 * n_panels + 1.5, 4.0))
-    axes = fig.subplots(1, n_panels, gridspec_kw={"wspace": 0.28})
+    # Two panels side by side at most (each stays readable in the report); with the weights
+    # panel, the fourth cell of the 2 x 2 grid holds the legend.
+    nrows = 2 if weights else 1
+    fig = Figure(figsize=(11.5, 4.0 * nrows))
+    grid = fig.subplots(nrows, 2, squeeze=False, gridspec_kw={"wspace": 0.28, "hspace": 0.45})
+    axes = [ax for line in grid for ax in line]
     final = _long_final(per_seed, languages)
     order = [lang for lang in languages if lang in set(final["language"])] + ["macro", "worst"]
     _interval_points(axes[0], final, "language", "mixture", "bpb", order, mixtures, palette)
@@ -175,8 +178,12 @@ def _comparison_figure(per_seed, curves, languages, weights, title, weights_titl
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-    fig.subplots_adjust(right=1.0 - 1.3 / (5.0 * n_panels + 1.5))
+    if weights:
+        axes[3].set_axis_off()
+        axes[3].legend(handles, labels, loc="center", fontsize=9, frameon=False)
+    else:
+        fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+        fig.subplots_adjust(right=1.0 - 1.3 / 11.5)
     fig.suptitle(title)
     return fig
 

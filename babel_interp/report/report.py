@@ -20,7 +20,13 @@ import pandas as pd
 from babel_interp.analysis.neurons.nulls import null_label
 from babel_interp.analysis.stages.efficiency import efficiency_summary
 from babel_interp.report.document import ReportDocument
-from babel_interp.report.execution import add_execution_section, pass_at_1_sentence
+from babel_interp.report.execution import (
+    add_execution_section,
+    pass_at_1_curves,
+    pass_at_1_sentence,
+)
+from babel_interp.report.headline_plots import HeadlineRow, plot_headline
+from babel_interp.report.numbers import fmt_count, fmt_interval
 from babel_interp.report.stage_plots import stage_figure_name
 from babel_interp.report.study import (
     comparison_table,
@@ -37,6 +43,7 @@ from babel_interp.report.study import (
     with_null_kind,
 )
 from babel_interp.report.training_plots import plot_efficiency, plot_training_curves
+from babel_interp.report.verdict import INSUFFICIENT, SignatureVerdict, signature_verdict
 from babel_interp.runs import Run, Study, figures_dir, read_run_config
 
 
@@ -152,12 +159,6 @@ def neuron_sentence(summary: pd.DataFrame, what: str = "LAPE-shared neurons") ->
     return text
 
 
-def _fmt_ci(est: float, lo: float, hi: float) -> str:
-    if not np.isfinite(est):
-        return "n/a"
-    return f"{est:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-
-
 def _excess_sentence(tag: str, wl: dict[str, Any]) -> str:
     if not wl:
         return f"{tag}: the working-language probe was not run."
@@ -168,12 +169,15 @@ def _excess_sentence(tag: str, wl: dict[str, Any]) -> str:
             "signal is uninformative and is not interpreted."
         )
     first = wl["first_competent"]
+    middle = fmt_interval(
+        first["middle_excess"], first["middle_excess_lo"], first["middle_excess_hi"], signed=True
+    )
+    output = fmt_interval(
+        first["output_excess"], first["output_excess_lo"], first["output_excess_hi"], signed=True
+    )
     return (
         f"{tag}: at the first competent checkpoint (step {first['step']}), excess toward "
-        "the primary against matched controls was "
-        f"{_fmt_ci(first['middle_excess'], first['middle_excess_lo'], first['middle_excess_hi'])} "
-        f"in the middle layers and "
-        f"{_fmt_ci(first['output_excess'], first['output_excess_lo'], first['output_excess_hi'])} "
+        f"the primary against matched controls was {middle} in the middle layers and {output} "
         "at the output (log-ratio, 95% CI; positive = leaning to the primary language)."
     )
 
@@ -288,9 +292,9 @@ def sensitivity_table(df: pd.DataFrame) -> pd.DataFrame:
     def cell(r: pd.Series) -> str:
         if not np.isfinite(r.get("crossing_tokens", np.nan)):
             return "not identified" if str(r.get("note", "") or "") else "n/a"
-        text = f"{r['crossing_tokens']:.4g}"
+        text = fmt_count(r["crossing_tokens"])
         if np.isfinite(r.get("crossing_low", np.nan)):
-            text += f" [{r['crossing_low']:.4g}, {r['crossing_high']:.4g}]"
+            text += f" [{fmt_count(r['crossing_low'])}, {fmt_count(r['crossing_high'])}]"
         if not bool(r.get("within_run", True)):
             text += " (beyond run)"
         return text
@@ -314,25 +318,27 @@ def sensitivity_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def experiment_summary(root: Path, meta: dict) -> list[str]:
-    """Plain-language findings, one bullet per (seed, language), as measured."""
-    study = Study(Path(root))
+    """Plain-language findings, one per (seed, language), as measured."""
     cfg = meta.get("config", {})
-    lines = []
-    for seed in seeds_done(meta):
-        for lang in cfg.get("targets", []):
-            cont = study.continual(seed, lang)
-            scratch = study.scratch(seed, lang)
-            key = Study.key(seed, lang, "continual")
-            verdict = meta.get("verdicts", {}).get(key, "not run")
-            parts = [f"**{lang}, seed {seed}** — stage detector: {verdict}."]
-            parts.append(_excess_sentence("Continued model", working_language_summary(cont)))
-            parts.append(
-                _excess_sentence("From-scratch baseline", working_language_summary(scratch))
-            )
-            parts.append(pass_at_1_sentence(cont, scratch, lang))
-            parts.append(_efficiency_sentence(study.root, cont))
-            lines.append(" ".join(parts))
-    return lines
+    return [
+        seed_language_summary(root, meta, seed, lang)
+        for seed in seeds_done(meta)
+        for lang in cfg.get("targets", [])
+    ]
+
+
+def seed_language_summary(root: Path, meta: dict, seed: int, lang: str) -> str:
+    """One seed's findings for one new language: stage verdict, working language of both runs,
+    pass@1 and token efficiency, each with its interval or the reason it is missing."""
+    study = Study(Path(root))
+    cont, scratch = study.continual(seed, lang), study.scratch(seed, lang)
+    verdict = meta.get("verdicts", {}).get(Study.key(seed, lang, "continual"), "not run")
+    parts = [f"**{lang}, seed {seed}**: stage detector: {verdict}."]
+    parts.append(_excess_sentence("Continued model", working_language_summary(cont)))
+    parts.append(_excess_sentence("From-scratch baseline", working_language_summary(scratch)))
+    parts.append(pass_at_1_sentence(cont, scratch, lang))
+    parts.append(_efficiency_sentence(study.root, cont))
+    return " ".join(p for p in parts if p)
 
 
 def _efficiency_sentence(root: Path, cont: Path) -> str:
@@ -369,15 +375,6 @@ def _efficiency_sentence(root: Path, cont: Path) -> str:
         f"{summ['max_gain']:.1f}x; {summ['last_gain']:.1f}x at step "
         f"{summ['last_step']})."
     )
-
-
-def _history_note(meta: dict) -> str:
-    """How long all invocations of a resumed study took together (empty for one invocation)."""
-    history = meta.get("timings_history", [])
-    if len(history) < 2:
-        return ""
-    total = sum(float(h.get("total_s", 0.0)) for h in history)
-    return f" in the last of {len(history)} invocations ({total:.0f}s in all)"
 
 
 def seeds_done(meta: dict) -> list[int]:
@@ -425,10 +422,13 @@ def _one_seed_interval(reg: pd.DataFrame) -> str:
     return "of one seed (bootstrap; where missing, the result predates region intervals)"
 
 
-def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None:
-    """Per new language: the continued model against the scratch baseline at equal steps,
-    across seeds (excess by region and layer, losses, probe accuracy, neuron counts beside
-    their nulls, stage verdicts, token efficiency)."""
+def add_comparison_sections(
+    doc: ReportDocument, root: Path, meta: dict, verdicts: list[SignatureVerdict] | None = None
+) -> None:
+    """Per new language: the verdict with its reason, then the continued model against the
+    scratch baseline at equal steps, across seeds (excess by region and layer, probe accuracy,
+    losses, neuron counts beside their nulls, execution, token efficiency); long tables are
+    closed sections."""
     study = Study(Path(root))
     cfg = meta.get("config", {})
     seeds = seeds_done(meta)
@@ -437,8 +437,11 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
         return
     fig_dir = study.figures
     n = len(seeds)
+    by_lang = {v.language: v for v in verdicts or []}
     for lang in cfg.get("targets", []):
-        doc.heading(f"{lang}: continued vs. from scratch at equal steps ({n} seed{'s' * (n > 1)})")
+        doc.heading(f"{lang}: continued vs. from scratch ({n} seed{'s' * (n > 1)})")
+        v = by_lang.get(lang) or signature_verdict(root, seeds, lang, cfg.get("primary", ""))
+        doc.text(v.sentence())
         per_seed = layer_excess(root, seeds, lang)
         regions = region_records(root, seeds, lang)
         table = comparison_table(root, seeds, lang, per_seed, regions)
@@ -447,11 +450,22 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
             continue
         reg = region_excess(per_seed, regions)
         how = "across seeds (Student t)" if n > 1 else _one_seed_interval(reg)
+        excess_cols = {
+            "step": "step",
+            "target_tokens": "target tokens",
+            "cont_middle": "middle, continued",
+            "scratch_middle": "middle, scratch",
+            "cont_output": "output, continued",
+            "scratch_output": "output, scratch",
+            "cont_top1": "top-1, continued",
+            "scratch_top1": "top-1, scratch",
+        }
+        shown = table[[c for c in excess_cols if c in table.columns]].rename(columns=excess_cols)
         doc.table(
-            table,
-            f"Validation loss (nats/token), probe top-1 accuracy at the output, and the excess "
-            f"log-ratio over matched controls in the middle layers and at the output (mean, "
-            f"95% CI {how}; > 0 leans to {cfg.get('primary')}).",
+            shown,
+            f"Excess log-ratio over matched controls in the middle layers and at the output "
+            f"(mean, 95% CI {how}; > 0 leans to {cfg.get('primary')}), and probe top-1 at the "
+            "output (the competence gate)",
         )
         doc.figure(
             plot_region_excess(
@@ -473,20 +487,27 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
             ),
             f"{lang}: excess by layer at equal steps (grey: where one random-init model falls)",
         )
-        if not band.empty:
+        loss_cols = {"step": "step", "cont_loss": "continued", "scratch_loss": "scratch"}
+        with doc.collapsed(f"{lang}: validation loss and the random-init baseline, per step"):
             doc.table(
-                band.round(3),
-                "Random-init baseline: matched excess of freshly initialized models of the same "
-                "architecture (mean with t-interval; band: 95% prediction interval for one "
-                "model). A trained model's excess inside the band is indistinguishable from a "
-                "random network's.",
+                table[list(loss_cols)].rename(columns=loss_cols),
+                f"Validation loss on {lang} (nats/token) at equal steps",
             )
+            if not band.empty:
+                doc.table(
+                    band.round(3),
+                    "Random-init baseline: matched excess of freshly initialized models of the "
+                    "same architecture (mean with t-interval; band: 95% prediction interval for "
+                    "one model). A trained model's excess inside the band is indistinguishable "
+                    "from a random network's.",
+                )
         neurons = neuron_table(root, seeds, lang)
         if not neurons.empty:
             kinds = sorted(
                 set(neurons.get("null_kind", pd.Series(dtype=object)).dropna()) - {"none"}
             )
             labels = " and ".join(null_label(k) for k in kinds) or "no null"
+            doc.text(_neuron_overview(neurons, labels))
             caption = (
                 f"Transferring neurons per equal step: count ({labels}: mean [2.5%, 97.5%] of its "
                 "draws; random-init count), means over seeds. lape_shared: assigned by LAPE to "
@@ -494,17 +515,9 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
             )
             if "label_shuffle" in kinds:
                 caption += ". " + LABEL_SHUFFLE_CAVEAT
-            doc.table(compact_neuron_table(neurons), caption)
-        add_execution_section(doc, root, seeds, lang, fig_dir)
-        verdicts = {
-            f"seed {s} {kind}": meta.get("verdicts", {}).get(Study.key(s, lang, kind), "not run")
-            for s in seeds
-            for kind in ("continual", "scratch")
-        }
-        doc.table(
-            pd.DataFrame({"run": list(verdicts), "stage verdict": list(verdicts.values())}),
-            "The stage detector's verdict per run",
-        )
+            with doc.collapsed(f"{lang}: neuron counts per step"):
+                doc.table(compact_neuron_table(neurons), caption)
+        add_execution_section(doc, root, seeds, lang, fig_dir, figure=False)
         gains = []
         for s in seeds:
             eff = _read_csv(efficiency_table_path(study.continual(s, lang)))
@@ -520,76 +533,215 @@ def add_comparison_sections(doc: ReportDocument, root: Path, meta: dict) -> None
             )
 
 
+def _neuron_overview(neurons: pd.DataFrame, labels: str) -> str:
+    """One sentence: the continued model's counts at its last equal step beside the null."""
+    last = int(neurons["step"].max())
+    parts = []
+    for definition in ("lape_shared", "primary_active"):
+        sub = neurons[
+            (neurons["definition"] == definition)
+            & (neurons["kind"] == "continual")
+            & (neurons["step"] == last)
+        ]
+        if sub.empty:
+            continue
+        r = sub.iloc[0]
+        null = fmt_interval(r.get("null_mean"), r.get("null_lo"), r.get("null_hi"), digits=1)
+        parts.append(f"{definition} {r['count']:g} (null {null})")
+    if not parts:
+        return ""
+    return f"Neurons of the continued model at step {last}: " + "; ".join(parts) + f" ({labels})."
+
+
+def add_stage_lines(doc: ReportDocument, run: Path, what: str) -> None:
+    """The stage detector's verdict and reason for one run, with its figure."""
+    stages = _read_json(run / "analysis" / "stages" / "stages.json")
+    for lang, info in stages.get("languages", stages).items() if stages else []:
+        if isinstance(info, dict) and "verdict" in info:
+            doc.text(f"Stage detector, {what}: **{info['verdict']}**. {info.get('reason', '')}")
+            doc.figure(_fig(run, stage_figure_name(lang)), f"Signals and detected stages, {what}")
+
+
+def study_corpus_dir(root: Path, meta: dict) -> Path:
+    """The study's corpus: ``experiment.json``'s ``corpus`` (relative to the study when not
+    absolute), else ``STUDY/corpus``."""
+    recorded = meta.get("corpus")
+    if not recorded:
+        return Study(root).corpus
+    path = Path(recorded)
+    return path if path.is_absolute() else Path(root) / path
+
+
+def platform_text(platform: dict) -> str:
+    """``experiment.json``'s platform record in words."""
+    if not platform:
+        return "not recorded"
+    parts = []
+    if platform.get("python"):
+        parts.append(f"Python {platform['python']}")
+    if platform.get("torch"):
+        parts.append(f"torch {platform['torch']}")
+    where = []
+    if platform.get("machine"):
+        where.append(str(platform["machine"]))
+    if platform.get("cpus"):
+        where.append(f"{platform['cpus']} CPU{'s' * (int(platform['cpus']) != 1)}")
+    if platform.get("device") or platform.get("gpu"):
+        where.append(str(platform.get("device") or platform.get("gpu")))
+    known = {"python", "torch", "machine", "cpus", "device", "gpu"}
+    rest = [f"{k} {v}" for k, v in platform.items() if k not in known]
+    return ", ".join(parts + [" ".join(where)] * bool(where) + rest)
+
+
+def timing_text(meta: dict) -> str:
+    """How long the study took: each stage summed over every invocation (a resumed study's
+    last invocation alone would say "training 0 s" for runs it found done)."""
+    history = meta.get("timings_history") or [meta.get("timings", {})]
+    history = [h for h in history if h]
+    if not history:
+        return "not recorded"
+    total = {k: sum(float(h.get(k, 0.0)) for h in history) for k in (
+        "corpus_s", "training_s", "analysis_s", "total_s")}  # fmt: skip
+    text = (
+        f"corpus {total['corpus_s']:.0f} s, training {total['training_s']:.0f} s, analyses "
+        f"{total['analysis_s']:.0f} s; {total['total_s']:.0f} s in all"
+    )
+    if len(history) > 1:
+        text += f" over {len(history)} invocations (the study was resumed)"
+    return text
+
+
+def _stage_line(meta: dict, seeds: list[int], lang: str) -> str:
+    """The stage detector's verdicts on the continued runs, grouped ("insufficient data in 3 of
+    3 seeds")."""
+    got = [meta.get("verdicts", {}).get(Study.key(s, lang, "continual"), "not run") for s in seeds]
+    counts = pd.Series(got).value_counts()
+    if len(seeds) == 1:
+        return str(got[0])
+    return "; ".join(f"{v} in {n} of {len(seeds)} seeds" for v, n in counts.items())
+
+
+def answer_text(meta: dict, verdicts: list[SignatureVerdict], pass_lines: dict[str, str]) -> str:
+    """The report's first screen in Markdown: what was measured, one verdict line per new
+    language, and the controls."""
+    cfg = meta["config"]
+    seeds = seeds_done(meta)
+    n = len(seeds)
+    lines = [
+        f"**Does a new language first run on {cfg['primary']}'s knowledge system?** Profile "
+        f"`{cfg['profile']}`: model preset `{cfg['preset']}`, {n} seed{'s' * (n != 1)} "
+        f"({', '.join(map(str, seeds))}), {cfg['primary']} first, then "
+        f"{', '.join(cfg['targets'])}.",
+        "",
+    ]
+    for v in verdicts:
+        line = f"- **{v.language}: {v.verdict}**"
+        if v.verdict == INSUFFICIENT:
+            line += f". {v.reason[0].upper()}{v.reason[1:]}."
+        else:
+            assert v.difference and v.continued and v.scratch
+            line += (
+                f" at step {v.step} (first competent checkpoint): continued − scratch "
+                f"middle-layer excess {v.difference} (continued {v.continued}, scratch "
+                f"{v.scratch})."
+            )
+        line += f" Stage detector: {_stage_line(meta, seeds, v.language)}."
+        if pass_lines.get(v.language):
+            line += f" {pass_lines[v.language]}"
+        lines.append(line)
+    how = next((v.interval for v in verdicts if v.interval), "")
+    lines += [
+        "",
+        f"A signature needs both intervals above 0: the continued model's middle layers lean "
+        f"to {cfg['primary']} against matched control sites, and more than a model trained "
+        "from scratch on the same target data. Only checkpoints past the competence gate "
+        "count. Excess: log P(primary)/P(target), probe minus matched control, 95% CI"
+        + (f" ({how})" if how else "")
+        + ". Nothing was tuned toward the hypothesis.",
+    ]
+    return "\n".join(lines)
+
+
+def _pass_line(root: Path, seeds: list[int], lang: str) -> str:
+    """pass@1 at the last step both runs reached, continued vs. scratch ("" if not run)."""
+    curves = pass_at_1_curves(root, seeds, lang)
+    if set(curves) != {"continual", "scratch"}:
+        return ""
+    c, s = curves["continual"], curves["scratch"]
+    common = sorted(set(c["step"]) & set(s["step"]))
+    if not common:
+        return ""
+    step = common[-1]
+    rc, rs = c[c["step"] == step].iloc[0], s[s["step"] == step].iloc[0]
+    return (
+        f"pass@1 at step {step}: continued "
+        f"{fmt_interval(rc['pass_at_k'], rc['ci_low'], rc['ci_high'])}, scratch "
+        f"{fmt_interval(rs['pass_at_k'], rs['ci_low'], rs['ci_high'])}."
+    )
+
+
 def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """The study's report (``report.md`` + self-contained ``report.html``) in its directory."""
+    """The study's report (``report.md`` + self-contained ``report.html``) in its directory.
+
+    The first screen answers the question (:func:`answer_text`, verdicts from
+    :mod:`babel_interp.report.verdict`) beside the one figure that shows it; per-language
+    evidence, the setup, the optimizer and the limits follow under a table of contents; each
+    seed's runs are in closed sections at the end.
+    """
     study = Study(Path(root_dir))
     root = study.root
     meta = _read_json(study.meta)
     if not meta:
         raise FileNotFoundError(f"{root} has no {study.meta.name}: is it an experiment directory?")
     cfg = meta["config"]
+    seeds = seeds_done(meta)
+    fig_dir = study.figures
     doc = ReportDocument(
         "The Babel Tower study: how a Python-first code model learns new languages"
     )
-    doc.heading("What the measurements show")
-    doc.text(
-        "The hypothesis (Chen et al., ICLR 2025): a new language first runs on the primary "
-        "language's knowledge system (middle layers decode the primary's built-ins while the "
-        "output already writes the new language), then builds its own (a transition, where "
-        "performance "
-        "may dip), then stabilizes. Each signal below is shown beside its controls: matched "
-        "control sites for the logit lens, a model trained from scratch on the same target data, "
-        "a permutation null (named beside each count) and a random-init model for neuron counts, "
-        "and a competence gate."
+    verdicts, rows, pass_lines = [], [], {}
+    for lang in cfg.get("targets", []):
+        per_seed = layer_excess(root, seeds, lang)
+        regions = region_records(root, seeds, lang)
+        v = signature_verdict(root, seeds, lang, cfg["primary"], per_seed, regions)
+        verdicts.append(v)
+        pass_lines[lang] = _pass_line(root, seeds, lang)
+        rows.append(
+            HeadlineRow(
+                lang,
+                region_excess(per_seed, regions) if not per_seed.empty else pd.DataFrame(),
+                verdict=v.verdict,
+                random_band=v.random_band,
+                first_competent=v.step,
+                pass_at_1=pass_at_1_curves(root, seeds, lang),
+            )
+        )
+    doc.callout(answer_text(meta, verdicts, pass_lines))
+    doc.figure(
+        plot_headline(rows, cfg["primary"], fig_dir / "headline.png"),
+        "Per new language, left: the middle layers' excess toward the primary over matched "
+        "controls, continued vs. from scratch (95% CI bands; grey: where one random-init "
+        "model falls; dashed: the first competent checkpoint). Right: pass@1 of executed "
+        "programs on held-out problems",
     )
-    doc.bullets(experiment_summary(root, meta))
+    doc.toc()
+    add_comparison_sections(doc, root, meta, verdicts)
     doc.heading("Setup")
-    t = meta.get("timings", {})
     doc.text(
         f"Profile `{cfg['profile']}`, primary `{cfg['primary']}`, new languages "
-        f"{', '.join(cfg['targets'])}, seeds {cfg['seeds']}, model preset `{cfg['preset']}`, "
-        f"{cfg['primary_steps']} primary steps, {cfg['continual_steps']} continual steps, "
-        f"{cfg['scratch_steps']} scratch-baseline steps, batch {cfg['batch_size']}x{cfg['seq_len']}"
-        f" tokens. Platform: {meta.get('platform', {})}. Time: corpus {t.get('corpus_s', 0):.0f}s,"
-        f" training {t.get('training_s', 0):.0f}s, analyses {t.get('analysis_s', 0):.0f}s"
-        + _history_note(meta)
-        + "."
+        f"{', '.join(f'`{t}`' for t in cfg['targets'])}, seeds "
+        f"{', '.join(map(str, cfg['seeds']))} ({len(seeds)} finished), model preset "
+        f"`{cfg['preset']}`, {cfg['primary_steps']} primary steps, {cfg['continual_steps']} "
+        f"continual steps, {cfg['scratch_steps']} scratch-baseline steps, batch "
+        f"{cfg['batch_size']} × {cfg['seq_len']} tokens.\n\n"
+        f"Platform: {platform_text(meta.get('platform', {}))}. Time: {timing_text(meta)}."
     )
-    table = corpus_table(meta.get("corpus", study.corpus))
+    table = corpus_table(study_corpus_dir(root, meta))
     if not table.empty:
-        doc.heading("Corpus").table(table, "Documents, bytes and tokens per language")
+        doc.table(table, "Corpus: documents, bytes and tokens per language")
     debian = sources_table(root)
     if not debian.empty:
         doc.table(debian, "Debian packages of the new languages (name, version, license)")
-    fig_dir = study.figures
-    add_comparison_sections(doc, root, meta)
-    for seed in seeds_done(meta):
-        doc.heading(f"Seed {seed}")
-        runs = {"primary": study.primary(seed)}
-        for lang in cfg["targets"]:
-            runs[f"{lang} continued"] = study.continual(seed, lang)
-        curve = plot_training_curves(
-            runs, fig_dir / f"seed_{seed}_training.png", languages=[cfg["primary"], *cfg["targets"]]
-        )
-        doc.figure(curve, "Per-language validation loss of the primary and continued runs")
-        for lang in cfg["targets"]:
-            cont = study.continual(seed, lang)
-            scratch = study.scratch(seed, lang)
-            doc.heading(f"{lang} (seed {seed})", 3)
-            both = plot_training_curves(
-                {"continued": cont, "scratch": scratch},
-                fig_dir / f"seed_{seed}_{lang}_vs_scratch.png",
-                languages=[lang],
-            )
-            doc.figure(both, f"{lang}: continued pretraining vs. from scratch (same data)")
-            eff = _read_csv(efficiency_table_path(cont))
-            if not eff.empty:
-                doc.figure(
-                    plot_efficiency(eff, fig_dir / f"seed_{seed}_{lang}_efficiency.png", lang),
-                    "Token-efficiency gain of continual pretraining over the scratch baseline",
-                )
-            add_run_sections(doc, cont, f"{lang}: continued model", level=4)
-            add_run_sections(doc, scratch, f"{lang}: from-scratch baseline", level=4)
     add_optimizer_sections(doc, study.optimize)
     doc.heading("Limits")
     if cfg.get("corpus") == "real":
@@ -610,4 +762,51 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
         )
     for name, note in meta.get("notes", {}).items():
         doc.text(f"{name.replace('_', ' ').capitalize()}: {note}.")
+    add_seed_appendix(doc, root, meta)
     return doc.write(root)
+
+
+def add_seed_appendix(doc: ReportDocument, root: Path, meta: dict) -> None:
+    """Each finished seed's runs in a closed section: training curves, continued vs. scratch
+    losses, token efficiency, and the stage detector's figures and reasons."""
+    study = Study(root)
+    cfg = meta["config"]
+    seeds = seeds_done(meta)
+    if not seeds:
+        return
+    doc.heading("Appendix: each seed's runs")
+    doc.text(
+        "Closed by default (click to open). Every table behind these figures is a CSV under the "
+        "run's `analysis/` directory; `babel-interp report --run RUN` writes one run's own "
+        "report."
+    )
+    fig_dir = study.figures
+    for seed in seeds:
+        with doc.collapsed(f"Seed {seed}: training curves, efficiency and stages"):
+            runs = {"primary": study.primary(seed)}
+            for lang in cfg["targets"]:
+                runs[f"{lang} continued"] = study.continual(seed, lang)
+            curve = plot_training_curves(
+                runs,
+                fig_dir / f"seed_{seed}_training.png",
+                languages=[cfg["primary"], *cfg["targets"]],
+            )
+            doc.figure(curve, "Per-language validation loss of the primary and continued runs")
+            for lang in cfg["targets"]:
+                cont, scratch = study.continual(seed, lang), study.scratch(seed, lang)
+                doc.heading(f"{lang}, seed {seed}", 3)
+                both = plot_training_curves(
+                    {"continued": cont, "scratch": scratch},
+                    fig_dir / f"seed_{seed}_{lang}_vs_scratch.png",
+                    languages=[lang],
+                )
+                doc.figure(both, f"{lang}: continued pretraining vs. from scratch (same data)")
+                doc.text(seed_language_summary(root, meta, seed, lang))
+                eff = _read_csv(efficiency_table_path(cont))
+                if not eff.empty:
+                    doc.figure(
+                        plot_efficiency(eff, fig_dir / f"seed_{seed}_{lang}_efficiency.png", lang),
+                        "Token-efficiency gain of continual pretraining over the scratch baseline",
+                    )
+                for run, what in ((cont, "continued"), (scratch, "from scratch")):
+                    add_stage_lines(doc, run, f"{lang} {what}")

@@ -40,6 +40,7 @@ from babel_interp.analysis.working_language.regions import (  # noqa: E402
     layer_region,
 )
 from babel_interp.report.figures import save_figure  # noqa: E402
+from babel_interp.report.numbers import fmt_interval  # noqa: E402
 from babel_interp.report.training_plots import eval_records  # noqa: E402
 from babel_interp.runs import METRICS, Run, Study  # noqa: E402
 from babel_interp.runs import STUDY_KINDS as KINDS  # noqa: E402
@@ -316,14 +317,6 @@ def region_excess(per_seed: pd.DataFrame, regions: pd.DataFrame | None = None) -
     return pd.DataFrame(rows)
 
 
-def _fmt(m: float, lo: float, hi: float, sign: str = "+") -> str:
-    if not np.isfinite(m):
-        return "n/a"
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return f"{m:{sign}.2f}"
-    return f"{m:{sign}.2f} [{lo:{sign}.2f}, {hi:{sign}.2f}]"
-
-
 def _eval_losses(run: Path, lang: str) -> dict[int, float]:
     if not (run / METRICS).is_file():
         return {}
@@ -365,12 +358,12 @@ def comparison_table(
         for kind, short in (("continual", "cont"), ("scratch", "scratch")):
             vals = [losses[(kind, s)].get(step, math.nan) for s in seeds]
             ci = t_interval(vals)
-            row[f"{short}_loss"] = _fmt(ci.estimate, ci.low, ci.high, sign="")
+            row[f"{short}_loss"] = fmt_interval(ci.estimate, ci.low, ci.high)
             at = reg[(reg["kind"] == kind) & (reg["step"] == step)]
             for region in ("middle", "output"):
                 r = at[at["region"] == region]
                 row[f"{short}_{region}"] = (
-                    _fmt(*r[["excess", "lo", "hi"]].iloc[0]) if len(r) else ""
+                    fmt_interval(*r[["excess", "lo", "hi"]].iloc[0], signed=True) if len(r) else ""
                 )
             row[f"{short}_top1"] = f"{at['top1_acc'].mean():.0%}" if len(at) else ""
         rows.append(row)
@@ -441,9 +434,15 @@ def plot_layer_profiles(
         return None
     idx = np.unique(np.linspace(0, len(steps) - 1, min(max_panels, len(steps))).round().astype(int))
     chosen = [steps[i] for i in idx]
-    fig, axes = plt.subplots(1, len(chosen), figsize=(3.4 * len(chosen), 3.2), squeeze=False)
+    # At most two panels side by side, so each is wide enough to read in the report.
+    ncols = min(2, len(chosen))
+    nrows = -(-len(chosen) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.3 * nrows), squeeze=False)
+    axes = [ax for line in grid for ax in line]
+    for ax in axes[len(chosen) :]:
+        ax.set_visible(False)
     colors = {"continual": "tab:blue", "scratch": "tab:orange"}
-    for ax, step in zip(axes[0], chosen, strict=True):
+    for ax, step in zip(axes, chosen, strict=False):
         if random_band is not None and not random_band.empty:
             rb = random_band.sort_values("depth")
             ax.fill_between(
@@ -467,8 +466,9 @@ def plot_layer_profiles(
         n = int(eq.loc[eq["step"] == step, "n_seeds"].max())
         ax.set_title(f"{lang}, step {step}\n(95% CI over {how}, {n} seed{'s' * (n > 1)})")
         ax.set_xlabel("decoded depth (0 = embedding, 1 = output)")
-    axes[0][0].set_ylabel("excess log P(primary)/P(target)\nover matched controls")
-    axes[0][-1].legend(loc="best", fontsize=8)
+    for line in grid:
+        line[0].set_ylabel("excess log P(primary)/P(target)\nover matched controls")
+    axes[len(chosen) - 1].legend(loc="best", fontsize=8)
     fig.tight_layout()
     out = save_figure(fig, out_path, dpi=110, tight=False)
     plt.close(fig)

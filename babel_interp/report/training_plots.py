@@ -60,8 +60,17 @@ def plot_training_curves(
         data = data[data["language"].isin(languages)]
     langs = list(dict.fromkeys(data["language"]))
     n = max(len(langs), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False, sharey=True)
-    for ax, lang in zip(axes[0], langs, strict=False):
+    # At most two panels side by side, so each is wide enough to read in the report.
+    ncols = min(n, 2)
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(
+        nrows, ncols, figsize=(4.8 * ncols, 3.2 * nrows), squeeze=False, sharey=True
+    )
+    flat = [ax for line in grid for ax in line]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    last = flat[len(langs) - 1] if langs else flat[0]
+    for ax, lang in zip(flat, langs, strict=False):
         sub = data[data["language"] == lang].copy()
         sub["step_plot"] = sub["step"].clip(lower=1)  # log axis: show step 0 at 1
         sns.lineplot(data=sub, x="step_plot", y=metric, hue="run", marker="o", ax=ax)
@@ -69,7 +78,7 @@ def plot_training_curves(
         ax.set_title(lang)
         ax.set_xlabel("step (0 shown at 1)")
         ax.set_ylabel("validation loss (nats/token)" if metric == "val_loss" else metric)
-        if ax is not axes[0][-1] and ax.get_legend() is not None:
+        if ax is not last and ax.get_legend() is not None:
             ax.get_legend().remove()
     fig.tight_layout()
     out = save_figure(fig, out_path, dpi=110, tight=False)
