@@ -225,6 +225,7 @@ def build_study_corpus(cfg: BabelTowerConfig, layout: Study) -> Path:
         docs_per_language=cfg.docs_per_language,
         seed=cfg.seeds[0],
         vocab_size=cfg.vocab_size,
+        progress=cfg.progress,
     )
     build_corpus(ccfg)
     return layout.corpus
@@ -651,7 +652,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-source-mb", type=float, help="cap each language's source text")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--no-progress",
+        "--quiet",
+        dest="no_progress",
+        action="store_true",
+        help="no progress bars in any stage (corpus, training, analyzers, execution); the "
+        "stage log lines stay",
+    )
     parser.add_argument(
         "--execution",
         action=argparse.BooleanOptionalAction,

@@ -340,7 +340,10 @@ def _diff(ref: dict[str, pd.DataFrame], got: dict[str, pd.DataFrame]) -> list[st
 
 
 def run_study_campaign(
-    out: str | os.PathLike, seed: int = 0, phases: tuple[str, ...] = STUDY_PHASES
+    out: str | os.PathLike,
+    seed: int = 0,
+    phases: tuple[str, ...] = STUDY_PHASES,
+    progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Kill ``experiments.babel_tower`` once in each phase (a random moment up to 2 s after the
     phase's first log line), rerun the same command to the end, and compare every table with
@@ -356,7 +359,7 @@ def run_study_campaign(
     reference = study_tables(ref_dir)
     rng = random.Random(seed)
     rows = []
-    for phase in tqdm(phases, desc="kill the study", unit="phase"):
+    for phase in tqdm(phases, desc="kill the study", unit="phase", disable=not progress):
         study = out / f"study_{phase.split(':')[0]}_{len(rows)}"
         shutil.rmtree(study, ignore_errors=True)
         proc = subprocess.Popen(
@@ -407,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory for the corpus, runs and tables")
     parser.add_argument("--trials", type=int, default=50, help="kill-and-resume trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments and points")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar"
+    )
     parser.add_argument(
         "--study",
         action="store_true",
@@ -416,13 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.study:
-        table, summary = run_study_campaign(args.out, args.seed)
+        table, summary = run_study_campaign(args.out, args.seed, progress=not args.no_progress)
         print(table.to_string(index=False))
         print(json.dumps(summary, indent=2))
         return 0 if summary["study_runs_with_equal_tables"] == len(table) else 1
     if args.trials < 1:
         parser.error("--trials must be >= 1")
-    _, summary = run_campaign(args.out, args.trials, args.seed, progress=not args.quiet)
+    _, summary = run_campaign(args.out, args.trials, args.seed, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "train_args"}, indent=2))
     return 0 if summary["runs_with_data_lost"] == 0 else 1
 

@@ -112,9 +112,16 @@ def mixtures_from_experiment(exp_dir: str | Path, seed: int | None = None) -> pd
     return table
 
 
-def evaluate(profile: str, out: str, seeds: list[int] | None, corpus: str | None) -> Path:
+def evaluate(
+    profile: str,
+    out: str,
+    seeds: list[int] | None,
+    corpus: str | None,
+    progress: bool = True,
+) -> Path:
     """The evaluation harness at one profile, then its figures; returns the comparison
-    table's Markdown path."""
+    table's Markdown path. ``progress=False``: no progress bars in any stage of the harness
+    (its corpus, evidence runs, analyzers and runs)."""
     from babel_interp.optimizer.harness import HarnessConfig, evaluate_mixtures
     from babel_interp.report.mixture_plots import plot_harness_result
 
@@ -123,7 +130,7 @@ def evaluate(profile: str, out: str, seeds: list[int] | None, corpus: str | None
         overrides["seeds"] = seeds
     if corpus:
         overrides["corpus"] = corpus
-    cfg = HarnessConfig.for_profile(profile, out, **overrides)
+    cfg = HarnessConfig.for_profile(profile, out, progress=progress, **overrides)
     result = evaluate_mixtures(cfg)
     plot_harness_result(result, cfg.out)
     print(result.markdown)
@@ -145,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/optimize", help="harness output directory")
     parser.add_argument("--seeds", help="comma-separated seeds (full profile: at least 3)")
     parser.add_argument("--corpus", help="corpus directory (default: the embedded synthetic one)")
+    parser.add_argument(
+        "--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars"
+    )
     args = parser.parse_args(argv)
     try:
         if args.from_experiment:
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mixtures: {Study(Path(args.from_experiment)).optimize}")
         else:
             seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-            md = evaluate(args.profile, args.out, seeds, args.corpus)
+            md = evaluate(args.profile, args.out, seeds, args.corpus, progress=not args.no_progress)
             print(f"comparison: {md}")
     except (ValueError, FileNotFoundError) as exc:
         print(f"optimize_corpus: error: {exc}", file=sys.stderr)

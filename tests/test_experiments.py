@@ -3,7 +3,10 @@ and the analyzers on a user's own saved hooked model."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -37,13 +40,63 @@ MICRO = dict(
 )
 
 
+# What a progress bar writes: its rate (``12.3it/s``, ``?doc/s``), its bar (``45%|###``) and
+# the descriptions of the corpus stage's bars.
+PROGRESS_MARKS = ("it/s", "doc/s", "tok/s", "step/s", "%|", "reading sources", "tokenizing")
+
+# The micro study's stderr (progress off), captured while the module's study fixture ran it.
+STUDY_STDERR: dict[str, str] = {}
+
+
+def progress_marks(text: str) -> list[str]:
+    return [m for m in PROGRESS_MARKS if m in text]
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("study")
     cfg = babel_tower.BabelTowerConfig.from_dict({**MICRO, "out": str(out)})
-    report = babel_tower.run_experiment(cfg)
+    # tqdm writes to the sys.stderr of the moment a bar is made: every bar of every stage
+    # (corpus, training, analyzers, execution) lands here unless it is disabled.
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        report = babel_tower.run_experiment(cfg)
+    STUDY_STDERR["text"] = err.getvalue()
     return out, report
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_the_corpus_stage_shows_progress_only_when_asked(tmp_path, capfd, progress):
+    """The study's corpus stage (synthesize, train the tokenizer, tokenize) with progress off
+    writes no progress bar; with it on, the bars appear (so the check can fail)."""
+    cfg = babel_tower.BabelTowerConfig.from_dict(
+        {**MICRO, "docs_per_language": 20, "out": str(tmp_path), "progress": progress}
+    )
+    capfd.readouterr()
+    corpus = babel_tower.build_study_corpus(cfg, Study(tmp_path))
+    assert (corpus / "manifest.json").is_file()
+    err = capfd.readouterr().err
+    if progress:
+        assert {"reading sources", "tokenizing", "%|"} <= set(progress_marks(err)), err
+    else:
+        assert progress_marks(err) == [], err
+
+
+def test_no_progress_and_quiet_are_one_flag(monkeypatch, tmp_path):
+    seen = []
+
+    def fake_run(cfg):
+        seen.append(cfg.progress)
+        return Path(cfg.out) / "report.md"
+
+    monkeypatch.setattr(babel_tower, "run_experiment", fake_run)
+    for flags, progress in (([], True), (["--no-progress"], False), (["--quiet"], False)):
+        assert babel_tower.main(["--out", str(tmp_path), "--targets", "php", *flags]) == 0
+        assert seen.pop() is progress
+
+
+def test_no_progress_silences_every_stage_of_the_study(study):
+    assert progress_marks(STUDY_STDERR["text"]) == [], STUDY_STDERR["text"][-2000:]
 
 
 def test_config_validation_names_the_field():

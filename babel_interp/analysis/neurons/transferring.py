@@ -630,7 +630,15 @@ def analyze_run(
         if cfg.ablation is not None and eval_windows is not None:
             means = stats.pooled_mean()
             for name in cfg.ablate_sets:
-                ab_res = causal_check(model, sets[name], layers, eval_windows, cfg.ablation, means)
+                ab_res = causal_check(
+                    model,
+                    sets[name],
+                    layers,
+                    eval_windows,
+                    cfg.ablation,
+                    means,
+                    progress=cfg.progress,
+                )
                 df = ab_res.to_dataframe()
                 df.insert(0, "set", name)
                 df.insert(0, "step", ckpt.step)
