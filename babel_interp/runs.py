@@ -2,7 +2,7 @@
 
 ::
 
-    RUN/run_config.json                 # what was trained: corpus path, model, mixture, seed
+    RUN/run_config.json                 # what was trained: corpus, model, mixture, seed
     RUN/metrics.jsonl                   # one JSON object per logged step / eval
     RUN/checkpoints/step_00000100/      # one complete checkpoint per directory
         model.safetensors, model_config.json, tokenizer/   (babel_interp.model.save_model)
@@ -23,6 +23,16 @@ A study (:class:`Study`) is a directory of runs::
 
 :class:`Run` and :class:`Study` are the only places that format these paths; analyzers,
 reports, the optimizer's evidence and the experiments ask them.
+
+Paths recorded on disk travel with the directory that records them. ``run_config.json`` names
+the corpus relative to the run directory when the corpus lies inside the run or beneath one of
+its :data:`CORPUS_RELATIVE_LEVELS` nearest ancestors (a study's ``STUDY/corpus`` seen from
+``STUDY/seed_<s>/<lang>/<kind>`` is ``../../../corpus``), else absolute; ``corpus_absolute``
+keeps where it was at training time, the fallback when only the run moved. ``experiment.json``
+names the study's corpus by its absolute path and, when it lies beneath the study, by
+``corpus_relative`` too. Read them through :func:`run_corpus_dir` (:attr:`Run.corpus_dir`) and
+:func:`study_corpus_dir` (:meth:`Study.corpus_dir`): a relative path is relative to the run or
+study directory, never to the working directory.
 
 A checkpoint directory is written under a temporary name and renamed when complete, so any
 ``step_*`` directory that exists is whole.
@@ -140,19 +150,62 @@ def figures_dir(run_dir: str | os.PathLike) -> Path:
     return d
 
 
+# How many directories above a run its corpus may lie and still be recorded relative to it:
+# three reach a study's root from its deepest runs (STUDY/seed_<s>/<lang>/<kind>) and the
+# harness's output from its runs (OUT/runs/<mixture>/seed_<s>).
+CORPUS_RELATIVE_LEVELS = 3
+
+
+def portable_path(path: str | os.PathLike, base: str | os.PathLike, levels: int = 0) -> str:
+    """``path`` as ``base`` should record it: relative to ``base`` (POSIX separators) when
+    ``path`` lies inside ``base`` or beneath one of its ``levels`` nearest ancestors, else
+    absolute. Both are resolved first; the filesystem root never counts as a shared ancestor
+    (a path reachable from ``base`` only through ``/`` stays absolute)."""
+    target, base = Path(path).resolve(), Path(base).resolve()
+    for anc in [base, *base.parents][: levels + 1]:
+        if anc == Path(anc.anchor):
+            break
+        if target == anc or anc in target.parents:
+            return Path(os.path.relpath(target, base)).as_posix()
+    return str(target)
+
+
+def recorded_corpus_path(corpus: str | os.PathLike, run_dir: str | os.PathLike) -> str:
+    """How ``run_config.json`` of ``run_dir`` records ``corpus``: relative to the run when the
+    corpus lies inside it or beneath one of its :data:`CORPUS_RELATIVE_LEVELS` nearest
+    ancestors (so a study or harness directory moved as a whole keeps its corpus), else
+    absolute."""
+    return portable_path(corpus, run_dir, CORPUS_RELATIVE_LEVELS)
+
+
+def resolve_recorded_path(
+    base: str | os.PathLike, recorded: str | os.PathLike, fallback: str | os.PathLike | None = None
+) -> Path:
+    """A path that the directory ``base`` recorded: an absolute one as is, a relative one
+    relative to ``base`` (never the working directory). When it does not exist and
+    ``fallback`` (an absolute path recorded beside it) does, the fallback."""
+    path = Path(recorded)
+    if not path.is_absolute():
+        path = (Path(base) / path).resolve()
+    if not path.exists() and fallback and Path(fallback).is_absolute() and Path(fallback).exists():
+        return Path(fallback)
+    return path
+
+
 def run_corpus_dir(run_dir: str | os.PathLike) -> Path:
     """The corpus directory a run was trained on (``run_config.json``'s ``corpus``).
 
-    A relative path that does not exist from the working directory is tried relative to the
-    run, so a study directory moved as a whole keeps its runs' corpora.
+    A relative path is relative to the run directory (what the trainer records when the
+    corpus lies near the run: :func:`recorded_corpus_path`), so a study moved as a whole keeps
+    its runs' corpora; when it is not there, ``corpus_absolute`` (where the corpus was at
+    training time) is tried, so a run moved on its own keeps it too. An absolute path (older
+    runs record only that) is taken as is.
     """
     conf = read_run_config(run_dir)
     corpus = conf.get("corpus")
     if not corpus:
         raise ValueError(f"{Path(run_dir) / RUN_CONFIG} names no corpus")
-    path = Path(corpus)
-    if not path.is_absolute() and not path.exists() and (Path(run_dir) / path).exists():
-        path = Path(run_dir) / path
+    path = resolve_recorded_path(run_dir, corpus, conf.get("corpus_absolute"))
     if not path.exists():
         raise FileNotFoundError(f"the corpus of run {run_dir} ({corpus}) does not exist")
     return path
@@ -187,8 +240,16 @@ class Run:
 
     @property
     def train_config(self) -> dict[str, Any]:
-        """The ``train`` section of the run config (``{}`` when absent)."""
-        return dict(self.config.get("train", {}))
+        """The ``train`` section of the run config (``{}`` when absent), its ``corpus``
+        resolved as :func:`run_corpus_dir` resolves the run's (a usable
+        :class:`~babel_interp.training.TrainConfig` from any working directory)."""
+        conf = self.config
+        train = dict(conf.get("train", {}))
+        if train.get("corpus"):
+            train["corpus"] = str(
+                resolve_recorded_path(self.path, train["corpus"], conf.get("corpus_absolute"))
+            )
+        return train
 
     @property
     def corpus_dir(self) -> Path:
@@ -306,8 +367,18 @@ class Study:
 
     @property
     def corpus(self) -> Path:
-        """``STUDY/corpus/``."""
+        """``STUDY/corpus/``: where a study builds its own corpus (:meth:`corpus_dir` is the
+        one it used, which may have been given)."""
         return self.root / "corpus"
+
+    def corpus_dir(self, meta: dict[str, Any] | None = None) -> Path:
+        """The corpus the study used, as its ``experiment.json`` records it (``meta``: that
+        file's content, read when not given): see :func:`study_corpus_dir`."""
+        if meta is None:
+            meta = read_json(self.meta, "study") if self.meta.is_file() else {}
+            if not isinstance(meta, dict):
+                raise ValueError(f"study file {self.meta} does not hold a JSON object")
+        return study_corpus_dir(self.root, meta)
 
     @property
     def figures(self) -> Path:
@@ -381,3 +452,36 @@ class Study:
                 for k in kinds:
                     if self.run_dir(seed, lang, k).is_dir():
                         yield seed, lang, k, self.run(seed, lang, k)
+
+
+def study_corpus_fields(root: str | os.PathLike, corpus: str | os.PathLike) -> dict[str, str]:
+    """How ``experiment.json`` of the study at ``root`` records its corpus: ``corpus``, the
+    absolute path, and, when the corpus lies beneath the study, ``corpus_relative`` (relative to
+    ``root``), which travels with a study moved as a whole. Read back with
+    :func:`study_corpus_dir`."""
+    fields = {"corpus": str(Path(corpus).resolve())}
+    rel = portable_path(corpus, root)
+    if not Path(rel).is_absolute():
+        fields["corpus_relative"] = rel
+    return fields
+
+
+def study_corpus_dir(root: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """The corpus of the study at ``root`` from its ``experiment.json`` content ``meta``.
+
+    The first that exists of: ``corpus_relative`` (relative to ``root``), ``corpus``
+    (absolute; a relative one is taken relative to ``root``, never the working directory) and
+    ``STUDY/corpus``, where a study builds its own (older studies recorded ``corpus`` relative
+    to the working directory they ran in, e.g. ``runs/demo/corpus``). When none exists, the
+    first recorded one (a study whose corpus is gone; callers check).
+    """
+    root = Path(root)
+    candidates = [
+        resolve_recorded_path(root, meta[key])
+        for key in ("corpus_relative", "corpus")
+        if meta.get(key)
+    ]
+    for path in [*candidates, Study(root).corpus]:
+        if path.exists():
+            return path
+    return candidates[0] if candidates else Study(root).corpus

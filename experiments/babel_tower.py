@@ -47,7 +47,7 @@ from babel_interp.corpus.shards import MANIFEST
 from babel_interp.io import read_json, write_csv_atomic, write_json_atomic
 from babel_interp.languages import get_language
 from babel_interp.profiles import STUDY_PROFILES, study_profile
-from babel_interp.runs import Run, Study, run_corpus_dir
+from babel_interp.runs import Run, Study, run_corpus_dir, study_corpus_fields
 
 # The trainer, the analyzers, the evaluation and the report import torch or matplotlib: they
 # are imported where they are used, so `--help` and a config error answer at once.
@@ -576,7 +576,8 @@ def run_experiment(cfg: BabelTowerConfig) -> Path:
     meta: dict[str, Any] = {
         "experiment": "babel_tower",
         "config": cfg.to_dict(),
-        "corpus": str(corpus),
+        # Absolute, and relative to the study when beneath it (read with Study.corpus_dir).
+        **study_corpus_fields(layout.root, corpus),
         "seeds_done": [],
         "timings": timings,
         "verdicts": {},

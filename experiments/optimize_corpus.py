@@ -57,7 +57,7 @@ def mixtures_from_experiment(exp_dir: str | Path, seed: int | None = None) -> pd
         )
     meta = json.loads(study.meta.read_text(encoding="utf-8"))
     cfg = meta["config"]
-    corpus = meta.get("corpus") or str(study.corpus)
+    corpus = str(study.corpus_dir(meta))
     seed = cfg["seeds"][0] if seed is None else seed
     out = study.optimize
     out.mkdir(parents=True, exist_ok=True)

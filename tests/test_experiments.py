@@ -153,6 +153,10 @@ def test_study_runs_every_stage_and_writes_the_report(study):
     # The continued run starts from the primary model's last checkpoint.
     run_cfg = json.loads((cont / "run_config.json").read_text())
     assert "primary" in json.dumps(run_cfg["init_from"])
+    # The corpus is recorded relative to the run and to the study: both move with the study.
+    assert run_cfg["corpus"] == "../../../corpus"
+    assert meta["corpus_relative"] == "corpus" and meta["corpus"] == str((out / "corpus").resolve())
+    assert Study(out).corpus_dir(meta) == (out / "corpus").resolve()
     text = report.read_text()
     for section in ("What the measurements show", "Setup", "Corpus", "php (seed 0)", "Limits"):
         assert section in text

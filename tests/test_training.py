@@ -22,7 +22,7 @@ from babel_interp.model import (
     get_preset,
     load_model,
 )
-from babel_interp.runs import list_checkpoints, read_metrics, read_run_config
+from babel_interp.runs import list_checkpoints, read_metrics, read_run_config, run_corpus_dir
 from babel_interp.training import (
     AnalyzerCallback,
     Callback,
@@ -98,7 +98,8 @@ def test_tiny_model_learns_and_logs_per_language_losses(corpus, tmp_path):
     assert trains[-1]["loss"] < trains[0]["loss"] - 1.0
     # The run directory follows babel_interp.runs exactly.
     rc = read_run_config(run)
-    assert rc["corpus"] == str(corpus.resolve()) and rc["seed"] == 0
+    assert rc["corpus_absolute"] == str(corpus.resolve()) and rc["seed"] == 0
+    assert run_corpus_dir(run) == corpus.resolve()
     assert rc["mixture"]["weights"] == {"python": 0.5, "php": 0.5}
     assert rc["model"]["d_vocab"] == reader.vocab_size and rc["init_from"] is None
     assert TrainConfig.from_dict(rc["train"]).steps == 40

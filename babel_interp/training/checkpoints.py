@@ -9,6 +9,8 @@
     trainer_state.json                                 step, tokens seen, data position,
                                                        mixture, lineage, callbacks_done
     run_config.json                                    a copy of the run's configuration
+                                                       (a relative corpus path in it is
+                                                       relative to the run, not here)
     checkpoint_manifest.json                           every other file's size and SHA-256
 
 A checkpoint is written into ``step_XXXXXXXX.tmp-<pid>`` and renamed into place with

@@ -17,6 +17,7 @@ import contextlib
 import datetime as _dt
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -51,6 +52,8 @@ from babel_interp.runs import (
     checkpoint_dirname,
     list_checkpoints,
     read_run_config,
+    recorded_corpus_path,
+    resolve_recorded_path,
 )
 from babel_interp.training.callbacks import Callback, HookCallback, run_callbacks
 from babel_interp.training.checkpoints import (
@@ -137,15 +140,20 @@ class _StopRequest:
         self._previous.clear()
 
 
-def _run_config_matches(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """Identity fields of ``config`` that differ from a saved run's train config."""
+def _run_config_matches(
+    saved: dict[str, Any], config: TrainConfig, run_dir: str | os.PathLike
+) -> list[str]:
+    """Identity fields of ``config`` that differ from a saved run's train config (the saved
+    corpus path is resolved from ``run_dir`` when the run recorded it relative)."""
     mine = config.to_dict()
     theirs = saved.get("train", {})
     bad = []
     for name in TrainConfig.IDENTITY_FIELDS:
         a, b = mine.get(name), theirs.get(name)
         if name == "corpus":
-            a, b = str(Path(a).resolve()), str(Path(b).resolve()) if b else b
+            a = str(Path(a).resolve())
+            if b:
+                b = str(resolve_recorded_path(run_dir, b, saved.get("corpus_absolute")).resolve())
         if name == "init_from" and a is not None and b is not None:
             a, b = str(Path(a).resolve()), str(Path(b).resolve())
         if a != b:
@@ -243,7 +251,7 @@ class Trainer:
         barrier(self.dist)
         if resume_from is not None:
             saved = read_run_config(self.run_dir)
-            bad = _run_config_matches(saved, cfg)
+            bad = _run_config_matches(saved, cfg, self.run_dir)
             if bad:
                 raise ValueError(
                     f"cannot resume {self.run_dir}: {bad} differ from the saved run configuration "
@@ -395,12 +403,17 @@ class Trainer:
 
     def _write_run_config(self) -> None:
         cfg = self.config
+        # Relative to the run when the corpus lies near it (a study or harness directory moved
+        # as a whole keeps it), else absolute; corpus_absolute is the fallback for a run moved
+        # on its own. babel_interp.runs.run_corpus_dir reads both.
+        corpus = recorded_corpus_path(cfg.corpus, self.run_dir)
         run_config = {
-            "corpus": str(Path(cfg.corpus).resolve()),
+            "corpus": corpus,
+            "corpus_absolute": str(Path(cfg.corpus).resolve()),
             "model": self.model_cfg.to_dict(),
             "mixture": self.mixture.to_dict(),
             "seed": cfg.seed,
-            "train": {**cfg.to_dict(), "corpus": str(Path(cfg.corpus).resolve())},
+            "train": {**cfg.to_dict(), "corpus": corpus},
             "init_from": self.lineage,
             "languages": self.languages,
             "tokenizer_hash": self.corpus.manifest.get("tokenizer", {}).get("hash"),

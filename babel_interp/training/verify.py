@@ -55,7 +55,8 @@ def verify_run(run_dir: str | os.PathLike, corpus: bool = True) -> list[Verifica
 
 def verify_path(path: str | os.PathLike) -> list[Verification]:
     """Verify a corpus (has ``manifest.json``), a run (has ``checkpoints/``) or a study (has
-    ``experiment.json``: its corpus and every run); one result per directory checked."""
+    ``experiment.json``: the corpus it records and every run); one result per directory
+    checked."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist")
@@ -66,8 +67,13 @@ def verify_path(path: str | os.PathLike) -> list[Verification]:
     study = Study(p)
     if study.meta.is_file():
         out: list[Verification] = []
-        if (study.corpus / MANIFEST).is_file():
-            out.append(verify_corpus(study.corpus))
+        try:
+            corpus = study.corpus_dir()
+        except ValueError as exc:  # a damaged experiment.json: say so, check the default corpus
+            out.append(Verification(p, problems=[str(exc)]))
+            corpus = study.corpus
+        if (corpus / MANIFEST).is_file():
+            out.append(verify_corpus(corpus))
         for seed in study.seeds():
             if study.primary(seed).is_dir():
                 out.extend(verify_run(study.primary(seed), corpus=False))
