@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install install-tl4 toolchains lint test test-tl4 demo demo-check bench clean
+.PHONY: install install-tl4 toolchains browser lint test test-tl4 demo demo-check bench clean
 
 # TransformerLens 3.9 (HookedTransformer): the default, pinned environment.
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -39,6 +39,18 @@ toolchains:
 	  echo "toolchains: missing; run as root: apt-get install $(TOOLCHAIN_PACKAGES)" >&2; exit 1; \
 	fi
 
+# Headless Chromium and its driver, for the report's browser check (`make demo-check` and
+# tests/test_report_browser.py).
+BROWSER_PACKAGES ?= chromium chromium-driver
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "browser: chromium and chromedriver are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES); \
+	else \
+	  echo "browser: missing; run as root: apt-get install $(BROWSER_PACKAGES)" >&2; exit 1; \
+	fi
+
 install: $(VENV)/.installed
 install-tl4: $(VENV_TL4)/.installed
 
@@ -60,7 +72,8 @@ demo: install
 
 # The demo's report, checked: figures are PNGs, intervals parse, the study and mixtures exist.
 demo-check: install
-	$(VENV)/bin/python -m babel_interp.experiments.check_report $(DEMO)
+	$(VENV)/bin/python -m babel_interp.experiments.check_report $(DEMO) \
+	  --browser --max-pages 12 --max-mb 1.5 --screenshot $(DEMO)/first_screen.png
 	$(VENV)/bin/babel-interp verify $(DEMO) --quiet
 
 bench: install

@@ -4,10 +4,12 @@ Exits non-zero, listing every problem, unless the study directory holds a parsea
 ``experiment.json`` with at least one finished seed and finite timings, ``report.md`` and
 ``report.html``, every figure ``report.md`` links to as a real PNG, intervals written as
 ``m [lo, hi]`` with finite bounds and ``lo <= hi``, and the optimizer's mixtures when
-``optimize/`` exists. A structural check, not a judgement of the science: the numbers are
-whatever the study measured.
+``optimize/`` exists. With ``--browser``, ``report.html`` is also opened in headless Chromium
+(:mod:`babel_interp.report.browser_check`: no literal Markdown, no sideways scrolling, every
+image loads, the answer on the first screen, page and size limits). A structural check, not a
+judgement of the science: the numbers are whatever the study measured.
 
-    python -m babel_interp.experiments.check_report runs/demo
+    python -m babel_interp.experiments.check_report runs/demo --browser --max-pages 12
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ import re
 import sys
 from pathlib import Path
 
+from babel_interp.report.numbers import INTERVAL, parse_number
 from babel_interp.runs import Study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _FIGURE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
-_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?"
-_INTERVAL = re.compile(rf"({_NUM}) \[({_NUM}), ({_NUM})\]")
 
 
 def check_report(study_dir: str | Path) -> tuple[list[str], dict[str, int]]:
@@ -56,9 +57,9 @@ def check_report(study_dir: str | Path) -> tuple[list[str], dict[str, int]]:
                 problems.append(f"{md} links to {rel}, which does not exist")
             elif fig.read_bytes()[:8] != PNG_MAGIC or fig.stat().st_size < 1000:
                 problems.append(f"{fig} is not a complete PNG image")
-        for m, lo, hi in _INTERVAL.findall(text):
+        for m, lo, hi in INTERVAL.findall(text):
             counts["intervals"] += 1
-            vals = [float(m), float(lo), float(hi)]
+            vals = [parse_number(m), parse_number(lo), parse_number(hi)]
             if not all(math.isfinite(v) for v in vals) or vals[1] > vals[2]:
                 problems.append(f"{md}: interval {m} [{lo}, {hi}] is not an interval")
         if counts["figures"] == 0:
@@ -81,8 +82,28 @@ def check_report(study_dir: str | Path) -> tuple[list[str], dict[str, int]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", help="a study directory (has experiment.json and report.md)")
+    parser.add_argument("--browser", action="store_true", help="also check report.html in Chromium")
+    parser.add_argument("--max-pages", type=int, default=None, help="most printed pages")
+    parser.add_argument("--max-mb", type=float, default=None, help="largest report.html, MB")
+    parser.add_argument("--screenshot", default=None, help="save the first screen here (PNG)")
     args = parser.parse_args(argv)
     problems, counts = check_report(args.study)
+    if args.browser:
+        from babel_interp.report.browser_check import BrowserUnavailable, check_html
+
+        try:
+            seen = check_html(
+                Study(Path(args.study)).root / "report.html",
+                max_pages=args.max_pages,
+                max_mb=args.max_mb,
+                screenshot=args.screenshot,
+            )
+        except (BrowserUnavailable, FileNotFoundError) as exc:
+            problems.append(f"browser check: {exc}")
+        else:
+            problems += [f"browser: {p}" for p in seen.problems]
+            counts["printed pages"] = seen.pages
+            counts["kB of HTML"] = round(seen.size_bytes / 1e3)
     for p in problems:
         print(f"BAD   {p}")
     summary = ", ".join(f"{n} {k}" for k, n in counts.items())

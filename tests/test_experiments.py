@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -158,15 +160,41 @@ def test_study_runs_every_stage_and_writes_the_report(study):
     assert meta["corpus_relative"] == "corpus" and meta["corpus"] == str((out / "corpus").resolve())
     assert Study(out).corpus_dir(meta) == (out / "corpus").resolve()
     text = report.read_text()
-    for section in ("What the measurements show", "Setup", "Corpus", "php (seed 0)", "Limits"):
-        assert section in text
-    assert "stage detector:" in text
+    for section in (
+        "Does a new language first run on python's knowledge system?",
+        "php: continued vs. from scratch (1 seed)",
+        "## Setup",
+        "Corpus: documents, bytes and tokens per language",
+        "## Limits",
+        "## Appendix: each seed's runs",
+        "**php, seed 0**: stage detector:",
+    ):
+        assert section in text, section
+    # The answer names a verdict for the language.
+    assert re.search(r"\*\*php: (signature|no signature|insufficient data)\*\*", text)
     assert "pass@1 at equal steps" in text
     figures = list((out / "figures").glob("*.png"))
     assert len(figures) >= 4
     assert (out / "report.html").read_text().count("data:image/png;base64") == len(
         [line for line in text.splitlines() if line.startswith("![")]
     )
+
+
+def test_the_study_report_reads_well_in_a_browser(study):
+    """The micro study's report in headless Chromium (tests/test_report_browser.py says when
+    this runs): no leaked Markdown, nothing wider than the page, every figure loads and is
+    wide enough, the answer on the first screen."""
+    from babel_interp.report.browser_check import BrowserUnavailable, check_html
+
+    out, _ = study
+    try:
+        rep = check_html(out / "report.html", max_mb=1.5)
+    except BrowserUnavailable as exc:
+        if os.environ.get("BABEL_INTERP_REQUIRE_BROWSER") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    assert rep.ok, rep.problems
+    assert rep.images >= 3
 
 
 def test_rerun_reuses_finished_work(study):

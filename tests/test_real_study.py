@@ -96,7 +96,7 @@ def test_cpu_profile_on_real_sources(cpu_study):
     text = report.read_text()
     for needle in (
         "php: continued vs. from scratch (1 seed)",
-            "php: insufficient data",
+        "php: insufficient data",
         "over built-in pairs and the probes within them (one seed)",
         "Debian packages of the new languages",
         "C# is not in this study",

@@ -3,6 +3,7 @@ study summary's bullets say why a finding is missing; a run's report reads what 
 
 from __future__ import annotations
 
+import io
 import json
 
 import matplotlib
@@ -10,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from babel_interp.analysis.stages.efficiency import token_efficiency  # noqa: E402
 from babel_interp.io import write_csv_atomic  # noqa: E402
@@ -131,3 +133,109 @@ def test_run_report_reads_what_the_run_saved(tmp_path):
     assert "seed 3, from scratch." in text
     assert "![Validation loss per language" in text
     assert (run / "figures" / "training_curves.png").is_file()
+
+
+def test_html_is_rendered_from_markdown_not_escaped_by_hand(tmp_path):
+    doc = ReportDocument("T `x`")
+    doc.callout("**php: no signature** with `quick` and <T>")
+    doc.toc().heading("A section").text("- one **bold**\n- two")
+    doc.table(pd.DataFrame({"step": [54], "excess": ["−2.40 [−3.55, −1.33]"]}), "a `cap`")
+    with doc.collapsed("closed"):
+        doc.text("inside")
+    md, html = doc.write(tmp_path)
+    page = html.read_text()
+    assert "**" not in page and "`" not in page
+    assert "<strong>php: no signature</strong>" in page and "<code>quick</code>" in page
+    assert "&lt;T&gt;" in page  # text, not a tag
+    assert '<section class="callout" id="answer">' in page
+    assert '<a href="#a-section">A section</a>' in page and '<h2 id="a-section">' in page
+    assert '<span class="est">−2.40</span> <span class="ci">[−3.55, −1.33]</span>' in page
+    assert "<details><summary>closed</summary>" in page and page.count("</details>") == 1
+    text = md.read_text()  # the Markdown keeps its syntax, and GitHub renders <details>
+    assert "**php: no signature**" in text and "- [A section](#a-section)" in text
+    assert "<details><summary>closed</summary>" in text
+
+
+def test_figures_are_compressed_and_carry_their_panel_columns(tmp_path):
+    from PIL import Image
+
+    from babel_interp.report.document import compressed_png
+    from babel_interp.report.figures import save_figure
+
+    fig, axes = plt.subplots(2, 2, figsize=(8, 6))
+    for ax in axes.flat:
+        ax.imshow([[0, 1], [1, 0]])
+        ax.plot([0, 1], [0, 1])
+    path = save_figure(fig, tmp_path / "grid.png")
+    plt.close(fig)
+    assert Image.open(path).info["Columns"] == "2"
+    small, columns = compressed_png(path)
+    assert columns == 2 and len(small) < path.stat().st_size
+    assert Image.open(io.BytesIO(small)).info["Columns"] == "2"
+
+
+def test_numbers_are_written_once_and_read_back():
+    from babel_interp.report.numbers import INTERVAL, fmt_count, fmt_interval, parse_number
+
+    assert fmt_interval(-1.333, -1.63, -1.06) == "−1.33 [−1.63, −1.06]"
+    assert fmt_interval(0.3, -0.1, 0.5, signed=True) == "+0.30 [−0.10, +0.50]"
+    assert fmt_interval(-0.001, float("nan"), 1) == "0.00"
+    assert fmt_interval(float("nan")) == "n/a"
+    assert fmt_count(123456) == "123k" and fmt_count(1.5e6) == "1.5M"
+    m, lo, hi = INTERVAL.fullmatch("−1.33 [−1.63, −1.06]").groups()
+    assert [parse_number(x) for x in (m, lo, hi)] == [-1.33, -1.63, -1.06]
+    assert parse_number("98k") == 98000
+
+
+def _per_seed(cont_mid, scratch_mid, seeds=(0,), competent_from=2, spread=0.0):
+    """Layer-level records of a 3-layer model (depths 0, 0.5, 1) at steps 1, 2, 3: the middle
+    layer's excess is ``cont_mid`` / ``scratch_mid`` (plus ``spread`` per seed)."""
+    rows = []
+    for i, seed in enumerate(seeds):
+        # Seeds differ, and differently for the two kinds: the paired differences vary too.
+        for kind, mid, k in (("continual", cont_mid, 1.0), ("scratch", scratch_mid, -0.5)):
+            for step in (1, 2, 3):
+                for depth in (0.0, 0.5, 1.0):
+                    x = (mid + k * spread * (i - (len(seeds) - 1) / 2)) if depth == 0.5 else -1.0
+                    rows.append(
+                        {"seed": seed, "kind": kind, "step": step, "layer": f"L{depth}",
+                         "depth": depth, "excess": x, "lo": x - 0.3, "hi": x + 0.3,
+                         "competent": kind == "continual" and step >= competent_from,
+                         "top1_acc": 0.5, "interval": "pairs"}
+                    )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _regions(per_seed):
+    from babel_interp.analysis.working_language.regions import layer_region
+
+    df = per_seed.assign(region=layer_region(per_seed["depth"]))
+    return df[df["region"] != "emb"][
+        ["seed", "kind", "step", "region", "excess", "lo", "hi", "interval"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cont", "scratch", "seeds", "competent_from", "expected"),
+    [
+        (1.0, -1.0, (0,), 2, "signature"),  # leans to the primary, and more than scratch
+        (1.0, 0.9, (0,), 2, "no signature"),  # leans to the primary, but so does scratch
+        (-1.0, -3.0, (0,), 2, "no signature"),  # closer to the primary, yet leans to the target
+        (1.0, -1.0, (0,), 9, "insufficient data"),  # never competent
+        (1.0, -1.0, (0, 1, 2), 2, "signature"),
+    ],
+)
+def test_the_signature_rule(tmp_path, cont, scratch, seeds, competent_from, expected):
+    from babel_interp.report.verdict import signature_verdict
+
+    per_seed = _per_seed(cont, scratch, seeds, competent_from, spread=0.1)
+    v = signature_verdict(tmp_path, list(seeds), "php", "python", per_seed, _regions(per_seed))
+    assert v.verdict == expected
+    sentence = v.sentence()
+    assert sentence.startswith(f"**php: {expected}**")
+    if expected != "insufficient data":
+        assert v.step == 2  # the first step where every seed's continued model is competent
+        assert abs(v.difference.value - (cont - scratch)) < 1e-9
+        assert v.difference.low < v.difference.value < v.difference.high
+        how = "Student t over 3 seeds" if len(seeds) == 3 else "in quadrature"
+        assert how in v.interval

@@ -207,7 +207,8 @@ class ReportDocument:
         md_path = write_text_atomic(out / f"{stem}.md", "\n".join(md))
         html_path = write_text_atomic(
             out / f"{stem}.html",
-            _HTML.format(title=html.escape(self.title), body="\n".join(body)),
+            # The window title is plain text: Markdown rendered, then its tags dropped.
+            _HTML.format(title=re.sub(r"<[^>]+>", "", _inline(self.title)), body="\n".join(body)),
         )
         return md_path, html_path
 

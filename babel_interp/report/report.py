@@ -562,16 +562,6 @@ def add_stage_lines(doc: ReportDocument, run: Path, what: str) -> None:
             doc.figure(_fig(run, stage_figure_name(lang)), f"Signals and detected stages, {what}")
 
 
-def study_corpus_dir(root: Path, meta: dict) -> Path:
-    """The study's corpus: ``experiment.json``'s ``corpus`` (relative to the study when not
-    absolute), else ``STUDY/corpus``."""
-    recorded = meta.get("corpus")
-    if not recorded:
-        return Study(root).corpus
-    path = Path(recorded)
-    return path if path.is_absolute() else Path(root) / path
-
-
 def platform_text(platform: dict) -> str:
     """``experiment.json``'s platform record in words."""
     if not platform:
@@ -736,7 +726,7 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
         f"{cfg['batch_size']} × {cfg['seq_len']} tokens.\n\n"
         f"Platform: {platform_text(meta.get('platform', {}))}. Time: {timing_text(meta)}."
     )
-    table = corpus_table(study_corpus_dir(root, meta))
+    table = corpus_table(study.corpus_dir(meta))
     if not table.empty:
         doc.table(table, "Corpus: documents, bytes and tokens per language")
     debian = sources_table(root)

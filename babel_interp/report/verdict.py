@@ -175,15 +175,22 @@ def signature_verdict(
         )
     else:
         verdict = NO_SIGNATURE
-        parts = []
-        if not cont.above_zero:
-            parts.append(
-                f"the continued model's middle layers do not lean to {primary} "
-                "(the interval of its excess does not lie above 0)"
+        if not cont.above_zero and not diff.above_zero:
+            reason = (
+                f"Neither the continued model's middle-layer excess toward {primary} nor its "
+                "difference from the scratch model has an interval above 0"
             )
-        if not diff.above_zero:
-            parts.append("they do not lean to it more than the scratch model's")
-        reason = "; ".join(parts).capitalize()
+        elif not cont.above_zero:
+            reason = (
+                f"The continued model leans to {primary} more than the scratch model, but its "
+                f"middle layers do not lean to {primary} (the interval of its excess does not "
+                "lie above 0)"
+            )
+        else:
+            reason = (
+                f"The continued model's middle layers lean to {primary}, but not more than the "
+                "scratch model's (the difference's interval does not lie above 0)"
+            )
     band = random_init_region_band(root, seeds, language).get("middle")
     return SignatureVerdict(
         language,
