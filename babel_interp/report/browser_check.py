@@ -143,8 +143,10 @@ def check_html(
     max_mb: float | None = None,
     screenshot: str | os.PathLike | None = None,
     pdf_path: str | os.PathLike | None = None,
+    answer: bool = True,
 ) -> BrowserReport:
-    """Open ``html_path`` in headless Chromium and run the checks (module docstring)."""
+    """Open ``html_path`` in headless Chromium and run the checks (module docstring);
+    ``answer=False`` for a page without an answer section (a run's own report)."""
     path = Path(html_path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no report at {path}")
@@ -179,7 +181,9 @@ def check_html(
             at = m["text"].find(hit)
             context = m["text"][max(at - 40, 0) : at + 40].replace("\n", " ")
             rep.problems.append(f"literal Markdown {hit!r} in the text: ...{context}...")
-        if m["answerBottom"] is None:
+        if not answer:
+            pass
+        elif m["answerBottom"] is None:
             rep.problems.append("no #answer section")
         else:
             rep.answer_bottom = float(m["answerBottom"])
@@ -225,9 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-mb", type=float, default=None, help="largest file, MB")
     parser.add_argument("--screenshot", default=None, help="save the first screen as PNG")
     parser.add_argument("--pdf", default=None, help="save the printed PDF")
+    parser.add_argument(
+        "--no-answer", action="store_true", help="the page has no answer section (a run report)"
+    )
     args = parser.parse_args(argv)
     try:
-        rep = check_html(args.html, args.max_pages, args.max_mb, args.screenshot, args.pdf)
+        rep = check_html(
+            args.html, args.max_pages, args.max_mb, args.screenshot, args.pdf, not args.no_answer
+        )
     except BrowserUnavailable as exc:
         print(f"browser check: {exc}", file=sys.stderr)
         return 2

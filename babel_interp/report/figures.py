@@ -33,6 +33,21 @@ def save_figure(
     return out
 
 
+def panel_grid(
+    fig: Figure, n: int, ncols: int = 2, panel_size: tuple[float, float] = (5.0, 3.4)
+) -> list:
+    """``n`` panels on ``fig``, at most ``ncols`` side by side (so each is wide enough to read
+    in the report), the figure sized to fit; returns the ``n`` axes in reading order."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig.set_size_inches(panel_size[0] * ncols, panel_size[1] * nrows)
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    axes = [ax for line in grid for ax in line]
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return axes[:n]
+
+
 def panel_columns(fig: Figure) -> int:
     """How many panels ``fig`` has side by side (the widest grid among its subplots; colour
     bars and other free axes do not count)."""

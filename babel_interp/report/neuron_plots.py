@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from babel_interp.analysis.layers import mlp_site
 from babel_interp.analysis.neurons.nulls import null_label
 from babel_interp.analysis.neurons.transferring import NeuronAnalysisResult
-from babel_interp.report.figures import save_figure
+from babel_interp.report.figures import panel_grid, save_figure
 
 DEFINITION_ORDER = ("lape_shared", "primary_active", "primary_specific", "target_specific")
 
@@ -73,8 +73,8 @@ def plot_counts_vs_null(counts_total: pd.DataFrame, out_path: str | os.PathLike)
     if df.empty:
         raise ValueError("no counts to plot")
     defs = _definitions(df)
-    fig = Figure(figsize=(4.0 * len(defs), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(defs), squeeze=False)[0]
+    fig = Figure(layout="constrained")
+    axes = panel_grid(fig, len(defs))
     for ax, name in zip(axes, defs, strict=True):
         d = df[df["definition"] == name].sort_values("step")
         x = np.arange(len(d))

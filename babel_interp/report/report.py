@@ -192,10 +192,11 @@ def add_run_sections(doc: ReportDocument, run: Path, title: str, level: int = 2)
     lineage = cfg.get("init_from") or cfg.get("train", {}).get("init_from")
     if isinstance(lineage, dict):
         lineage = f"{lineage.get('checkpoint')} (step {lineage.get('step')})"
+    weights = cfg.get("mixture", {}).get("weights") or {}
+    mixture = ", ".join(f"{lang} {float(w):.2g}" for lang, w in weights.items()) or "not recorded"
     doc.text(
-        f"Run `{run}`: mixture {cfg.get('mixture', {}).get('weights')}, "
-        f"{cfg.get('train', {}).get('steps')} steps, seed {cfg.get('seed')}"
-        + (f", continued from `{lineage}`." if lineage else ", from scratch.")
+        f"Run `{run}`: mixture {mixture}; {cfg.get('train', {}).get('steps')} steps, seed "
+        f"{cfg.get('seed')}" + (f", continued from `{lineage}`." if lineage else ", from scratch.")
     )
     curve = plot_training_curves({run.name: run}, figures_dir(run) / "training_curves.png")
     doc.figure(curve, "Validation loss per language (nats/token) against training steps")
@@ -221,12 +222,28 @@ def add_run_sections(doc: ReportDocument, run: Path, title: str, level: int = 2)
         doc.figure(_fig(run, "neurons_counts_null.png"), "Neuron counts against their nulls")
     transfer = _read_csv(run / "analysis" / "transfer" / "transfer.csv")
     if not transfer.empty:
-        doc.table(transfer, "Knowledge-transfer ratio |P ∩ C| / |C| per checkpoint")
-    stages = _read_json(run / "analysis" / "stages" / "stages.json")
-    for lang, info in stages.get("languages", stages).items() if stages else []:
-        if isinstance(info, dict) and "verdict" in info:
-            doc.text(f"Stage detector ({lang}): **{info['verdict']}** — {info.get('reason', '')}")
-            doc.figure(_fig(run, stage_figure_name(lang)), f"Signals and detected stages, {lang}")
+        shown, same = split_constant_columns(transfer)
+        doc.table(
+            shown,
+            "Knowledge-transfer ratio |P ∩ C| / |C| per checkpoint"
+            + "".join(f"; {k}: {v}" for k, v in same.items()),
+        )
+    add_stage_lines(doc, run, "this run")
+
+
+def split_constant_columns(
+    df: pd.DataFrame, keep: tuple[str, ...] = ("step",)
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """``df`` without its text columns that hold one value in every row (a definition repeated
+    per row widens a table and says nothing), and those values, for the caption."""
+    same = {
+        c: df[c].iloc[0]
+        for c in df.columns
+        if c not in keep
+        and not pd.api.types.is_numeric_dtype(df[c])
+        and df[c].nunique(dropna=False) == 1
+    }
+    return df.drop(columns=list(same)), same
 
 
 def write_run_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
