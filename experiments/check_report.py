@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from babel_interp.report.numbers import INTERVAL, parse_number
+from babel_interp.formatting import INTERVAL, parse_number
 from babel_interp.runs import Study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

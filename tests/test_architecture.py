@@ -31,6 +31,7 @@ LOWER = (
     "babel_interp.integrity",
     "babel_interp.faults",
     "babel_interp.config",
+    "babel_interp.formatting",
     "babel_interp.devices",
     "babel_interp.languages",
     "babel_interp.mixture",

@@ -192,7 +192,7 @@ def quick(tmp_path_factory):
     from babel_interp.report.mixture_plots import plot_harness_result
 
     out = tmp_path_factory.mktemp("harness")
-    cfg = HarnessConfig.for_profile("quick", out=str(out), progress=False)
+    cfg = HarnessConfig.for_profile("quick", out=str(out), progress=False, paper_experiment=True)
     result = evaluate_mixtures(cfg)
     assert not (out / "comparison.png").exists()  # computing draws nothing
     figures = plot_harness_result(result, cfg.out)
@@ -235,6 +235,22 @@ def test_quick_profile_runs_end_to_end(quick):
     assert "pass@1 by execution" in res.markdown and "macro − proportional" in res.markdown
     for run in (out / "runs").glob("*/seed_*"):
         assert (run / "analysis" / "execution" / "samples.csv").is_file()
+    # A verdict per mixture against the best simple baseline (the only one here: proportional).
+    verdicts = res.verdicts.set_index("mixture")
+    assert verdicts.loc["proportional", "kind"] == "simple baseline"
+    assert "best simple baseline" in verdicts.loc["proportional", "verdict"]
+    assert verdicts.loc["babel-tower", "verdict"].split(" than ")[0] in (
+        "better",
+        "worse",
+        "no better",
+    )
+    assert "Verdicts against the best simple baseline" in res.markdown
+    # The paper's experiment ran, or says why it had nothing to train.
+    assert "The paper's experiment: one pass over the optimized corpus" in res.markdown
+    if res.paper.empty:
+        assert any("cut nothing" in n for n in res.notes)
+    else:
+        assert set(res.paper["measure"]) >= {"macro bits/byte", "worst-language bits/byte"}
 
 
 def test_completed_runs_are_reused_and_a_new_mixture_is_added(quick):
@@ -247,6 +263,7 @@ def test_completed_runs_are_reused_and_a_new_mixture_is_added(quick):
     d = cfg.to_dict()
     d["mixtures"] = {"proportional": "proportional", "controller": "controller:patience=1"}
     d["seeds"] = [0]
+    d["paper_experiment"] = False  # it needs a babel-tower mixture
     again = evaluate_mixtures(HarnessConfig.from_dict(d))
     assert metrics.stat().st_mtime_ns == before  # reused, not retrained
     old = res.per_seed.set_index(["mixture", "seed"]).loc[("proportional", 0), "bpb:php"]
@@ -296,3 +313,70 @@ def test_harness_config_validation(tmp_path):
     cfg = HarnessConfig.for_profile("full", out=str(tmp_path))
     assert len(cfg.seeds) >= 3 and "babel-tower" in cfg.mixtures
     assert HarnessConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_verdicts_read_the_paired_interval():
+    """Planted per-seed results: one optimizer clearly better than the best baseline, one
+    indistinguishable, one worse; the best baseline is the lower of two."""
+    from babel_interp.optimizer.verdicts import method_verdicts
+
+    rng = np.random.default_rng(0)
+    base = {"proportional": 1.00, "uniform": 1.10, "better": 0.90, "same": 1.00, "worse": 1.20}
+    rows = []
+    for seed in range(5):
+        shared = rng.normal(0, 0.05)  # seed effect, shared by all mixtures: pairing removes it
+        for mix, level in base.items():
+            # "same" differs from proportional by offsets averaging exactly 0.
+            noise = rng.normal(0, 0.005) if mix != "same" else [0.03, -0.03, 0.02, -0.02, 0][seed]
+            v = level + shared + noise
+            if mix == "same":
+                v = next(r["macro_bpb"] for r in rows if r["seed"] == seed) + noise
+            rows.append({"mixture": mix, "seed": seed, "macro_bpb": v, "worst_bpb": v + 0.5})
+    specs = {"proportional": "proportional", "uniform": "uniform", "better": "babel-tower",
+             "same": "controller", "worse": "temperature:temperature=3"}  # fmt: skip
+    v = method_verdicts(pd.DataFrame(rows), specs).set_index("mixture")
+    assert "best simple baseline" in v.loc["proportional", "verdict"]
+    assert v.loc["better", "verdict"].startswith("better than proportional")
+    assert v.loc["same", "verdict"].startswith("no better than proportional")
+    assert v.loc["worse", "verdict"].startswith("worse than proportional")
+    assert v.loc["uniform", "kind"] == "simple baseline" and v.loc["better", "kind"] == "optimizer"
+    assert v.loc["better", "macro_bpb_diff"].startswith("\u22120.1")
+
+
+def test_one_pass_mixture_and_its_comparison():
+    from babel_interp.optimizer.baselines import Allocation
+    from babel_interp.optimizer.paper_experiment import compare_one_pass, one_pass_mixture
+    from babel_interp.optimizer.summary import RunOutcome
+
+    alloc = Allocation(
+        method="babel-tower",
+        weights={"python": 0.5, "php": 0.5},
+        budgets={"python": 1000, "php": 400},
+        sizes={"python": 1000, "php": 1000},
+        total_tokens=1400,
+    )
+    one = one_pass_mixture(alloc)
+    assert one.total_tokens == 1400 and one.cut == {"php": (400, 1000)}
+    assert one.mixture.budgets == {"php": 400} and one.mixture.epoch_caps == {
+        "python": 1.0,
+        "php": 1.0,
+    }
+    assert one.mixture.weights["python"] == pytest.approx(1000 / 1400)
+
+    def outcome(mix, seed, end, level):
+        tokens = np.linspace(0, end, 5)
+        rows = [{"tokens": t, "language": lang, "val_bpb": level + 2 - t / end}
+                for t in tokens for lang in ("python", "php")]  # fmt: skip
+        return RunOutcome(mix, seed, pd.DataFrame(rows))
+
+    # The one-pass runs end at 1400 tokens at 2.0 bpb; the reference runs 2000 tokens to 2.0,
+    # so at 1400 tokens it is at 2.3: the optimized corpus is 0.3 better at equal steps and
+    # equal at the ends.
+    mine = [outcome("babel-tower-one-pass", s, 1400, 1.0 + 0.001 * s) for s in range(3)]
+    ref = [outcome("proportional", s, 2000, 1.0) for s in range(3)]
+    t = compare_one_pass(mine, ref).set_index(["comparison", "measure"])
+    eq = [c for c in t.index.get_level_values(0) if c.startswith("equal steps")][0]
+    end = [c for c in t.index.get_level_values(0) if c.startswith("each run's end")][0]
+    assert t.loc[(eq, "macro bits/byte"), "reference"] == pytest.approx(2.3)
+    assert t.loc[(eq, "macro bits/byte"), "difference"].startswith("\u22120.299")
+    assert t.loc[(end, "macro bits/byte"), "difference"].startswith("+0.001")

@@ -175,7 +175,7 @@ def test_figures_are_compressed_and_carry_their_panel_columns(tmp_path):
 
 
 def test_numbers_are_written_once_and_read_back():
-    from babel_interp.report.numbers import INTERVAL, fmt_count, fmt_interval, parse_number
+    from babel_interp.formatting import INTERVAL, fmt_count, fmt_interval, parse_number
 
     assert fmt_interval(-1.333, -1.63, -1.06) == "−1.33 [−1.63, −1.06]"
     assert fmt_interval(0.3, -0.1, 0.5, signed=True) == "+0.30 [−0.10, +0.50]"

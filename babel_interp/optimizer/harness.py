@@ -60,6 +60,7 @@ from babel_interp.optimizer.summary import (
     per_seed_measures,
     summarize,
 )
+from babel_interp.optimizer.verdicts import method_of, method_verdicts, verdicts_markdown
 from babel_interp.profiles import HARNESS_PROFILES, harness_profile
 from babel_interp.runs import read_metrics
 
@@ -77,6 +78,10 @@ class HarnessConfig(ConfigBase):
     ``execution_problems`` > 0 also measures pass@1 (greedy, executed in the sandbox) of every
     run's final model in every corpus language with a runner, on ``execution_suite``
     (``synthetic``: held-out programs of the corpus; ``humaneval``; or a JSONL file).
+    ``paper_experiment`` also trains, from scratch, one pass over the corpus the babel-tower
+    allocation produced (cut languages keep only their budget), the paper's own experiment,
+    compared with the reference at equal steps and at each run's end
+    (:func:`paper_experiment`).
     """
 
     out: str
@@ -107,6 +112,7 @@ class HarnessConfig(ConfigBase):
     execution_problems: int = 0
     execution_suite: str = "synthetic"
     execution_tokens: int = 128
+    paper_experiment: bool = False
     num_threads: int | None = None
     device: str = "auto"
     progress: bool = True
@@ -127,8 +133,19 @@ class HarnessConfig(ConfigBase):
                 raise ValueError(f"HarnessConfig.mixtures: {name!r} is not a usable name")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"HarnessConfig.seeds must be distinct and non-empty: {self.seeds}")
-        if self.profile == "full" and len(self.seeds) < 3:
-            raise ValueError("HarnessConfig.seeds: the full profile needs at least 3 seeds")
+        if self.profile in ("cpu", "full") and len(self.seeds) < 3:
+            raise ValueError(
+                f"HarnessConfig.seeds: the {self.profile} profile needs at least 3 seeds"
+            )
+        if self.paper_experiment and not any(
+            str(spec).partition(":")[0].strip() == "babel-tower"
+            or (isinstance(spec, Mapping) and spec.get("method") == "babel-tower")
+            for spec in self.mixtures.values()
+        ):
+            raise ValueError(
+                "HarnessConfig.paper_experiment needs a babel-tower mixture: the experiment "
+                "trains on the corpus that allocation produces"
+            )
         for name in (
             "token_budget",
             "batch_size",
@@ -206,7 +223,10 @@ class HarnessResult:
     ``curves`` holds every evaluation of every run (``mixture, seed, step, tokens, language,
     val_loss, val_bpb``), ``languages`` the corpus languages measured (corpus order),
     ``shares`` each mixture's realized share of training tokens per language (mean over
-    seeds), and ``calibration_points`` the loss proxy against the measured working-language
+    seeds), ``verdicts`` each mixture against the best simple baseline
+    (:func:`~babel_interp.optimizer.verdicts.method_verdicts`), ``paper`` the paper's
+    experiment (:mod:`~babel_interp.optimizer.paper_experiment`; empty unless run), and
+    ``calibration_points`` the loss proxy against the measured working-language
     share at each evidence checkpoint (``proxy, measured, language``; empty when not measured):
     what :func:`babel_interp.report.mixture_plots.plot_harness_result` draws.
     """
@@ -222,6 +242,8 @@ class HarnessResult:
     languages: list[str] = field(default_factory=list)
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
     calibration_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    paper: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dataframe(self) -> pd.DataFrame:
         """The comparison table: one row per mixture."""
@@ -265,6 +287,7 @@ def _train_config(
     ckpt_steps: list[int],
     init_from: str | None = None,
     resume: bool = False,
+    progress: bool = False,
 ) -> Any:
     from babel_interp.model import ModelConfig
     from babel_interp.training import (
@@ -301,7 +324,7 @@ def _train_config(
         resume=resume,
         seed=seed,
         device=cfg.device,
-        progress=False,
+        progress=progress,
     )
 
 
@@ -542,6 +565,68 @@ def harness_run_dir(out: str | os.PathLike, mixture: str, seed: int) -> Path:
     return Path(out) / "runs" / mixture / f"seed_{seed}"
 
 
+def train_harness_run(
+    cfg: HarnessConfig,
+    corpus: Path,
+    run_dir: Path,
+    name: str,
+    seed: int,
+    mixture: Mixture,
+    steps: int,
+    callbacks: Any = None,
+    optimizer_seconds: float = 0.0,
+) -> tuple[RunOutcome, str]:
+    """Train (or reuse, or resume) one run of ``mixture`` for ``steps`` steps; returns its
+    outcome and a note when it stopped early. ``callbacks`` is a function making the run's
+    callbacks (only called when the run trains); ``optimizer_seconds`` is what deciding the
+    mixture cost before training."""
+    record_path = run_dir / RUN_RECORD
+    if not record_path.is_file():
+        cbs = callbacks() if callbacks is not None else []
+        tcfg = _train_config(
+            cfg,
+            corpus,
+            run_dir,
+            mixture,
+            seed=seed,
+            steps=steps,
+            eval_every=min(cfg.eval_every, steps),
+            ckpt_steps=[steps],
+            resume=(run_dir / "run_config.json").is_file(),
+            progress=cfg.progress,
+        )
+        result = _train_run(tcfg, cbs)
+        online = _optimizer_seconds(cbs)
+        record = {
+            "mixture": name,
+            "seed": seed,
+            "stop_reason": result.stop_reason,
+            "total_tokens": result.total_tokens,
+            "tokens_seen": result.tokens_seen,
+            "elapsed_s": result.elapsed_s,
+            "train_seconds": max(result.elapsed_s - online, 1e-9),
+            "optimizer_seconds": online + optimizer_seconds,
+        }
+        write_json_atomic(record_path, record)
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    note = ""
+    if record["stop_reason"] != "completed":
+        note = (
+            f"{name} seed {seed} stopped early ({record['stop_reason']}) after "
+            f"{record['total_tokens']} tokens"
+        )
+    outcome = RunOutcome(
+        mixture=name,
+        seed=seed,
+        curve=run_curve(run_dir),
+        train_seconds=float(record["train_seconds"]),
+        optimizer_seconds=float(record["optimizer_seconds"]),
+        run_dir=str(run_dir),
+        extra={"total_tokens": record["total_tokens"], "steps": steps},
+    )
+    return outcome, note
+
+
 def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -563,57 +648,39 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     for name, seed in tqdm(jobs, desc="harness runs", disable=not cfg.progress):
         r = resolved[name]
         run_dir = harness_run_dir(out, name, seed)
-        record_path = run_dir / RUN_RECORD
-        if not record_path.is_file():
-            callbacks = _controller_callbacks(r, cfg, corpus) if r.controller is not None else []
-            tcfg = _train_config(
-                cfg,
-                corpus,
-                run_dir,
-                r.mixture,
-                seed=seed,
-                steps=steps,
-                eval_every=cfg.eval_every,
-                ckpt_steps=[steps],
-                resume=(run_dir / "run_config.json").is_file(),
-            )
-            result = _train_run(tcfg, callbacks)
-            online = _optimizer_seconds(callbacks)
-            record = {
-                "mixture": name,
-                "seed": seed,
-                "stop_reason": result.stop_reason,
-                "total_tokens": result.total_tokens,
-                "tokens_seen": result.tokens_seen,
-                "elapsed_s": result.elapsed_s,
-                "train_seconds": max(result.elapsed_s - online, 1e-9),
-                "optimizer_seconds": online + r.optimizer_seconds,
-            }
-            write_json_atomic(record_path, record)
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record["stop_reason"] != "completed":
-            notes.append(
-                f"{name} seed {seed} stopped early ({record['stop_reason']}) after "
-                f"{record['total_tokens']} tokens"
-            )
-        outcomes.append(
-            RunOutcome(
-                mixture=name,
-                seed=seed,
-                curve=run_curve(run_dir),
-                train_seconds=float(record["train_seconds"]),
-                optimizer_seconds=float(record["optimizer_seconds"]),
-                run_dir=str(run_dir),
-                extra={"total_tokens": record["total_tokens"]},
-            )
+        outcome, note = train_harness_run(
+            cfg,
+            corpus,
+            run_dir,
+            name,
+            seed,
+            r.mixture,
+            steps,
+            callbacks=lambda r=r: (
+                _controller_callbacks(r, cfg, corpus) if r.controller is not None else []
+            ),
+            optimizer_seconds=r.optimizer_seconds,
         )
+        outcomes.append(outcome)
+        if note:
+            notes.append(note)
     per_seed = per_seed_measures(outcomes, cfg.primary, cfg.reference)
     per_seed["total_tokens"] = [o.extra["total_tokens"] for o in outcomes]
     passk_md = ""
+    passk = None
     if cfg.execution_problems > 0:
         passk = _pass_at_1(cfg, outcomes, reader.languages, steps)
         paths["pass_at_1_csv"] = str(write_csv_atomic(out / "pass_at_1.csv", passk))
         passk_md = pass_at_1_markdown(passk, cfg.reference)
+    verdicts = method_verdicts(per_seed, cfg.mixtures, passk)
+    if not verdicts.empty:
+        paths["verdicts_csv"] = str(write_csv_atomic(out / "verdicts.csv", verdicts))
+    paper = pd.DataFrame()
+    paper_md = ""
+    if cfg.paper_experiment:
+        paper, paper_md = _paper_experiment(cfg, corpus, evidence_cache, outcomes, notes)
+        if not paper.empty:
+            paths["paper_csv"] = str(write_csv_atomic(out / "paper_experiment.csv", paper))
     table = summarize(outcomes, cfg.primary, cfg.reference)
     languages = [lang for lang in reader.languages if f"bpb:{lang}" in per_seed.columns]
     md = markdown_table(table, languages)
@@ -651,7 +718,14 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
         f"optimizer seconds (evidence runs, analyzers, controller) / training seconds.\n\n"
     )
     notes_md = "".join(f"- {n}\n" for n in notes)
-    md_full = header + md + passk_md + ("\nNotes:\n" + notes_md if notes else "")
+    md_full = (
+        header
+        + md
+        + passk_md
+        + verdicts_markdown(verdicts)
+        + paper_md
+        + ("\nNotes:\n" + notes_md if notes else "")
+    )
     calibration_md, points = _calibration_outputs(resolved, out, paths)
     md_full += calibration_md
     paths["table_md"] = str(write_text_atomic(out / "comparison.md", md_full))
@@ -667,7 +741,67 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
         languages=languages,
         shares=shares,
         calibration_points=points,
+        verdicts=verdicts,
+        paper=paper,
     )
+
+
+def _paper_experiment(
+    cfg: HarnessConfig,
+    corpus: Path,
+    evidence_cache: dict,
+    outcomes: list[RunOutcome],
+    notes: list[str],
+) -> tuple[pd.DataFrame, str]:
+    """Train one pass over the babel-tower allocation's corpus per seed (when it cut anything)
+    and compare it with the reference (:mod:`babel_interp.optimizer.paper_experiment`)."""
+    from babel_interp.optimizer.paper_experiment import (
+        ARM,
+        compare_one_pass,
+        one_pass_markdown,
+        one_pass_mixture,
+    )
+
+    spec = next(s for s in cfg.mixtures.values() if method_of(s) == "babel-tower")
+    ms = MethodSpec.parse(spec)
+    evidence, runs = None, None
+    if "evidence" not in ms.params:
+        if "phase" not in evidence_cache:
+            evidence_cache["phase"] = run_evidence_phase(cfg, corpus)
+        evidence, _, runs = evidence_cache["phase"]
+        ms.params.setdefault("primary", cfg.primary)
+    # At the allocation's own total: the optimized corpus, not rescaled to the budget.
+    one = one_pass_mixture(allocate(ms, corpus, None, evidence=evidence, runs=runs).allocation)
+    if not one.cut:
+        notes.append(
+            "the paper's experiment: the babel-tower allocation cut nothing, so its optimized "
+            "corpus is the original one and one pass over it is the reference's run"
+        )
+        return pd.DataFrame(), one_pass_markdown(pd.DataFrame(), one, cfg.reference)
+    steps = math.ceil(one.total_tokens / (cfg.batch_size * cfg.seq_len))
+    mine = []
+    for seed in tqdm(cfg.seeds, desc="one pass, optimized corpus", disable=not cfg.progress):
+        o, note = train_harness_run(
+            cfg, corpus, harness_run_dir(cfg.out, ARM, seed), ARM, seed, one.mixture, steps
+        )
+        mine.append(o)
+        if note:
+            notes.append(note)
+    passk = None
+    if cfg.execution_problems > 0:
+        reader = CorpusReader(corpus)
+        ref = [o for o in outcomes if o.mixture == cfg.reference]
+        passk = pd.concat(
+            [
+                _pass_at_1(cfg, mine, reader.languages, steps),
+                _pass_at_1(cfg, ref, reader.languages, cfg.steps),
+            ],
+            ignore_index=True,
+        )
+    table = compare_one_pass(
+        mine, [o for o in outcomes if o.mixture == cfg.reference], passk, cfg.reference
+    )
+    return table, one_pass_markdown(table, one, cfg.reference)
 
 
 def _pass_at_1(

@@ -4,7 +4,7 @@ embedded), so the two never disagree.
 
 Text is Markdown; the HTML is rendered from it by markdown-it (CommonMark, raw HTML off, so
 ``<T>`` in a sentence is text, not a tag), never by hand-escaped strings. Table cells holding an
-estimate with its interval (:data:`babel_interp.report.numbers.INTERVAL`) are set as the value
+estimate with its interval (:data:`babel_interp.formatting.INTERVAL`) are set as the value
 with a smaller interval after it, on one line. Figures are re-encoded as palette PNGs (a third
 of matplotlib's size, no visible change on plots) and shown no narrower than
 :data:`MIN_PANEL_PX` per panel: the number of panel columns is read from the PNG's ``Columns``
@@ -31,8 +31,8 @@ from pathlib import Path
 import pandas as pd
 from markdown_it import MarkdownIt
 
+from babel_interp.formatting import INTERVAL
 from babel_interp.io import write_text_atomic
-from babel_interp.report.numbers import INTERVAL
 
 _NUMBERED = re.compile(r"^\d{2,}_")  # the prefix write() gives copied figures
 _MD = MarkdownIt("commonmark", {"html": False}).enable("table")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from babel_interp.analysis.stats import t_interval
+from babel_interp.formatting import fmt_interval
 from babel_interp.report.document import ReportDocument
 from babel_interp.report.execution_plots import plot_pass_at_k
-from babel_interp.report.numbers import fmt_interval
 from babel_interp.runs import STUDY_KINDS, Study
 
 __all__ = [

@@ -19,6 +19,7 @@ import pandas as pd
 
 from babel_interp.analysis.neurons.nulls import null_label
 from babel_interp.analysis.stages.efficiency import efficiency_summary
+from babel_interp.formatting import fmt_count, fmt_interval
 from babel_interp.report.document import ReportDocument
 from babel_interp.report.execution import (
     add_execution_section,
@@ -26,7 +27,6 @@ from babel_interp.report.execution import (
     pass_at_1_sentence,
 )
 from babel_interp.report.headline_plots import HeadlineRow, plot_headline
-from babel_interp.report.numbers import fmt_count, fmt_interval
 from babel_interp.report.stage_plots import stage_figure_name
 from babel_interp.report.study import (
     comparison_table,

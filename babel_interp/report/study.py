@@ -39,8 +39,8 @@ from babel_interp.analysis.working_language.regions import (  # noqa: E402
     decoded_depth,
     layer_region,
 )
+from babel_interp.formatting import fmt_interval  # noqa: E402
 from babel_interp.report.figures import save_figure  # noqa: E402
-from babel_interp.report.numbers import fmt_interval  # noqa: E402
 from babel_interp.report.training_plots import eval_records  # noqa: E402
 from babel_interp.runs import METRICS, Run, Study  # noqa: E402
 from babel_interp.runs import STUDY_KINDS as KINDS  # noqa: E402

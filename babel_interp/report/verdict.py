@@ -33,7 +33,7 @@ import pandas as pd
 
 from babel_interp.analysis.stats import t_interval
 from babel_interp.analysis.working_language.regions import layer_region
-from babel_interp.report.numbers import fmt_interval, fmt_number
+from babel_interp.formatting import fmt_interval, fmt_number
 from babel_interp.report.study import (
     layer_excess,
     random_init_region_band,
