@@ -239,3 +239,20 @@ def test_the_signature_rule(tmp_path, cont, scratch, seeds, competent_from, expe
         assert v.difference.low < v.difference.value < v.difference.high
         how = "Student t over 3 seeds" if len(seeds) == 3 else "in quadrature"
         assert how in v.interval
+
+
+def test_setup_line_counts_every_invocation_and_names_the_platform():
+    from babel_interp.report.report import platform_text, timing_text
+
+    one = {"corpus_s": 2.0, "training_s": 140.0, "analysis_s": 200.0, "total_s": 342.0}
+    resumed = {"corpus_s": 0.0, "training_s": 0.0, "analysis_s": 30.0, "total_s": 30.0}
+    text = timing_text({"timings": resumed, "timings_history": [one, resumed]})
+    # The last invocation alone would say "training 0 s".
+    assert "training 140 s" in text and "analyses 230 s" in text and "372 s in all" in text
+    assert "over 2 invocations" in text
+    assert timing_text({"timings": one}) == (
+        "corpus 2 s, training 140 s, analyses 200 s; 342 s in all"
+    )
+    platform = {"python": "3.11.7", "machine": "x86_64", "cpus": 2, "torch": "2.13.0+cpu"}
+    assert platform_text(platform) == "Python 3.11.7, torch 2.13.0+cpu, x86_64 2 CPUs"
+    assert "{" not in platform_text({"python": "3.11", "extra": "x"})

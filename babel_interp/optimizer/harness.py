@@ -133,7 +133,7 @@ class HarnessConfig(ConfigBase):
                 raise ValueError(f"HarnessConfig.mixtures: {name!r} is not a usable name")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"HarnessConfig.seeds must be distinct and non-empty: {self.seeds}")
-        if self.profile in ("cpu", "full") and len(self.seeds) < 3:
+        if self.profile in ("cpu", "gpu", "full") and len(self.seeds) < 3:
             raise ValueError(
                 f"HarnessConfig.seeds: the {self.profile} profile needs at least 3 seeds"
             )
