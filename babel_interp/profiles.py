@@ -149,6 +149,18 @@ _QUICK_HARNESS_MODEL = {
     "d_mlp": 256,
     "n_ctx": 64,
 }
+# Every method the cpu and gpu comparisons run: the four simple baselines (temperature at two
+# temperatures, UniMax capped at one pass), the paper's allocation and the online controller.
+_EVERY_METHOD: dict[str, str] = {
+    "proportional": "proportional",
+    "uniform": "uniform",
+    "temperature-3": "temperature:temperature=3",
+    "temperature-5": "temperature:temperature=5",
+    "unimax": "unimax:max_epochs=1",
+    "babel-tower": "babel-tower",
+    "controller": "controller",
+}
+
 HARNESS_PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "mixtures": {"proportional": "proportional", "babel-tower": "babel-tower"},
@@ -182,15 +194,7 @@ HARNESS_PROFILES: dict[str, dict[str, Any]] = {
     # of the paper's experiment (``paper_experiment``: one pass over the corpus the allocation
     # produced).
     "cpu": {
-        "mixtures": {
-            "proportional": "proportional",
-            "uniform": "uniform",
-            "temperature-3": "temperature:temperature=3",
-            "temperature-5": "temperature:temperature=5",
-            "unimax": "unimax:max_epochs=1",
-            "babel-tower": "babel-tower",
-            "controller": "controller",
-        },
+        "mixtures": dict(_EVERY_METHOD),
         "seeds": [0, 1, 2],
         "model": None,
         "preset": "tiny",
@@ -217,15 +221,7 @@ HARNESS_PROFILES: dict[str, dict[str, Any]] = {
     # The cpu profile's comparison at the study's gpu scale (the medium preset, 34M parameters,
     # about 30M tokens per run): for the GPU check, not run on a CPU.
     "gpu": {
-        "mixtures": {
-            "proportional": "proportional",
-            "uniform": "uniform",
-            "temperature-3": "temperature:temperature=3",
-            "temperature-5": "temperature:temperature=5",
-            "unimax": "unimax:max_epochs=1",
-            "babel-tower": "babel-tower",
-            "controller": "controller",
-        },
+        "mixtures": dict(_EVERY_METHOD),
         "seeds": [0, 1, 2],
         "model": None,
         "preset": "medium",

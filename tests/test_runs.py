@@ -28,19 +28,7 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     corpus = make_corpus(root / "corpus", docs=40)
     out = root / "run"
-    cfg = TrainConfig(
-        corpus=str(corpus),
-        out=str(out),
-        steps=3,
-        batch_size=4,
-        seq_len=32,
-        progress=False,
-        mixture={"weights": {"php": 1.0}},
-        checkpoints=CheckpointConfig(
-            schedule=CheckpointSchedule(kind="steps", steps=[1, 3]), fsync=False
-        ),
-    )
-    train(cfg)
+    _train(corpus, out)
     return Run(out)
 
 
