@@ -225,7 +225,7 @@ def test_sensitivity_table_for_the_report():
         "share 0.7",
     ]
     assert table["run"].tolist() == ["50% (15 evals)", "75% (23 evals)", "100% (30 evals)"]
-    assert table["share 0.5"].str.match(r"^[\d.e+]+ \[[\d.e+]+, [\d.e+]+\]$").all()
+    assert table["share 0.5"].str.match(r"^[\d.]+[kMG]? \[[\d.]+[kMG]?, [\d.]+[kMG]?\]$").all()
 
 
 def test_explicit_best_step_and_the_keep_rules():
