@@ -245,6 +245,7 @@ def test_quick_profile_runs_end_to_end(quick):
         "no better",
     )
     assert "Verdicts against the best simple baseline" in res.markdown
+    assert Path(res.paths["verdicts_figure"]).stat().st_size > 1000
     # The paper's experiment ran, or says why it had nothing to train.
     assert "The paper's experiment: one pass over the optimized corpus" in res.markdown
     if res.paper.empty:

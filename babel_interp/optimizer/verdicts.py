@@ -65,6 +65,11 @@ def method_verdicts(
 ) -> pd.DataFrame:
     """One row per mixture: its paired differences from the best simple baseline and a verdict.
 
+    Columns: mixture, method, kind, macro_bpb (mean), and for every mixture but the best
+    baseline, per measure (``macro_bpb``, ``worst_bpb``, ``pass_at_1``) the difference as text
+    (``<measure>_diff``) and as numbers (``<measure>_d``, ``_d_lo``, ``_d_hi``), n_seeds, and
+    the verdict.
+
     ``per_seed``: :func:`babel_interp.optimizer.summary.per_seed_measures` (``mixture, seed,
     macro_bpb, worst_bpb``); ``specs``: each mixture's spec (to tell baselines from
     optimizers); ``pass_at_1``: the harness's pass@1 table (``mixture, seed, language,
@@ -99,11 +104,13 @@ def method_verdicts(
         for measure, lower in (("macro_bpb", True), ("worst_bpb", True)):
             m, lo, hi, n = _paired(wide.loc[mix, measure], wide.loc[best, measure])
             row[f"{measure}_diff"] = fmt_interval(m, lo, hi, digits=3, signed=True)
+            row.update({f"{measure}_d": m, f"{measure}_d_lo": lo, f"{measure}_d_hi": hi})
             found[measure] = _direction(lo, hi, lower)
             row["n_seeds"] = n
         if macro_pass is not None and mix in macro_pass.index and best in macro_pass.index:
             m, lo, hi, _ = _paired(macro_pass.loc[mix], macro_pass.loc[best])
             row["pass_at_1_diff"] = fmt_interval(m, lo, hi, digits=3, signed=True)
+            row.update({"pass_at_1_d": m, "pass_at_1_d_lo": lo, "pass_at_1_d_hi": hi})
             found["pass"] = _direction(lo, hi, lower_is_better=False)
         row["verdict"] = _verdict_text(best, found)
         rows.append(row)

@@ -36,7 +36,8 @@ def plot_harness_result(result: HarnessResult, out_dir: str | os.PathLike) -> di
     """The harness's figures under ``out_dir`` (its output directory): ``comparison.png``
     (:func:`plot_mixture_comparison` with each mixture's realized token shares) and, when the
     loss proxy was calibrated, ``calibration.png`` (:func:`plot_calibration`). Returns
-    ``{"figure": ..., "calibration_figure": ...}`` for the figures drawn."""
+    ``{"figure": ..., "calibration_figure": ...}`` for the figures drawn, and
+    ``verdicts_figure`` (:func:`plot_verdicts`) when the verdicts were computed."""
     out = Path(out_dir)
     paths = {
         "figure": plot_mixture_comparison(
@@ -48,6 +49,8 @@ def plot_harness_result(result: HarnessResult, out_dir: str | os.PathLike) -> di
             weights_title=REALIZED_SHARES_TITLE,
         )
     }
+    if not result.verdicts.empty and "macro_bpb_d" in result.verdicts.columns:
+        paths["verdicts_figure"] = plot_verdicts(result.verdicts, out / "verdicts.png")
     points = result.calibration_points
     if not points.empty:
         paths["calibration_figure"] = plot_calibration(
@@ -57,6 +60,33 @@ def plot_harness_result(result: HarnessResult, out_dir: str | os.PathLike) -> di
             points["language"].tolist(),
         )
     return paths
+
+
+def plot_verdicts(verdicts: pd.DataFrame, out_path: str | os.PathLike) -> Path:
+    """Each mixture's paired difference from the best simple baseline, with its 95% interval
+    over seeds: macro bits/byte (left; below 0 is better) and, when measured, macro pass@1
+    (right; above 0 is better). The baseline itself is the zero line."""
+    d = verdicts[verdicts["macro_bpb_d"].notna()].iloc[::-1]
+    best = verdicts.loc[verdicts["macro_bpb_d"].isna(), "mixture"]
+    measures = [("macro_bpb", "macro bits/byte difference (< 0 better)")]
+    if "pass_at_1_d" in d.columns and d["pass_at_1_d"].notna().any():
+        measures.append(("pass_at_1", "macro pass@1 difference (> 0 better)"))
+    fig = Figure(figsize=(5.6 * len(measures), 0.45 * len(d) + 1.6), layout="constrained")
+    axes = fig.subplots(1, len(measures), squeeze=False)[0]
+    y = np.arange(len(d))
+    colors = ["tab:blue" if k == "simple baseline" else "tab:red" for k in d["kind"]]
+    for ax, (m, label) in zip(axes, measures, strict=True):
+        est, lo, hi = (d[f"{m}_d{s}"].to_numpy(float) for s in ("", "_lo", "_hi"))
+        for yi, e, a, b, c in zip(y, est, lo, hi, colors, strict=True):
+            ax.plot([a, b], [yi, yi], color=c, lw=2)  # NaN bounds (one seed) draw nothing
+            ax.plot([e], [yi], "o", color=c)
+        ax.axvline(0, color="grey", lw=1)
+        ax.set_yticks(y, d["mixture"])
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+    name = best.iloc[0] if len(best) else "the best simple baseline"
+    fig.suptitle(f"Against {name}, paired by seed (95% CI; blue: simple baselines)")
+    return save_figure(fig, out_path, dpi=120)
 
 
 def _long_final(per_seed: pd.DataFrame, languages: Sequence[str]) -> pd.DataFrame:
