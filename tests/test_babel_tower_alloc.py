@@ -512,3 +512,22 @@ def test_optimize_from_a_continual_pretraining_run_calibrates_the_proxy(tmp_path
         got = out.manifest["splits"]["train"]["languages"][lang]["tokens"]
         assert got == report["written"][lang] > 0
     assert out.manifest["resampled_from"]["provenance"]["method"] == "babel-tower"
+
+
+def test_the_papers_algorithm_assumes_dependence():
+    """dependence="assumed" cuts a language the measured evidence keeps (it never leaned on the
+    primary at a competent checkpoint) at its loss-proxy crossing, as Algorithm 1 does."""
+    ev = _curve("php", 100)
+    n = len(ev.steps)
+    flat = dict(competent=[True] * n, excess=[0.1] * n, excess_lo=[-0.2] * n, excess_hi=[0.4] * n)
+    indep = LanguageEvidence("php", ev.steps, ev.tokens, ev.losses, **flat)
+    sizes = {"python": 10, "php": 10_000_000}
+    kept = babel_tower_allocation(sizes, {"php": indep}).decisions[1]
+    assert kept.action == "keep" and "never depended" in kept.reason
+    paper = babel_tower_allocation(
+        sizes, {"php": indep}, BabelTowerAllocationConfig(dependence="assumed")
+    ).decisions[1]
+    assert paper.action == "cut" and "assumed to depend on the primary" in paper.reason
+    assert paper.budget_tokens < sizes["php"]
+    with pytest.raises(ValueError, match="dependence"):
+        BabelTowerAllocationConfig(dependence="sometimes")

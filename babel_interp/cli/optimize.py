@@ -110,6 +110,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="plateau of the loss proxy: asymptote of a saturating fit (default) or the median "
         "of the last evaluations",
     )
+    g.add_argument(
+        "--dependence",
+        choices=("measured", "assumed"),
+        default="measured",
+        help="cut a language only where the working-language evidence shows it leaning on the "
+        "primary (default), or assume every new language does (the paper's Algorithm 1)",
+    )
     g.add_argument("--token-scale", type=float, default=1.0)
     g.add_argument("--share-rule", choices=("budget", "system_share"), default="budget")
     r = p.add_argument_group("resampled corpus")
@@ -169,6 +176,7 @@ def run_optimize(args: argparse.Namespace) -> int:
             primary=args.primary,
             target_share=args.target_share,
             proxy_fit=args.proxy_fit,
+            dependence=args.dependence,
             token_scale=args.token_scale,
             share_rule=args.share_rule,
         )

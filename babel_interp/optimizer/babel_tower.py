@@ -334,6 +334,10 @@ class LanguageEvidence(ConfigBase):
             )
 
 
+# How the allocation decides whether a new language leans on the primary (see the config).
+DEPENDENCE_RULES = ("measured", "assumed")
+
+
 @dataclass
 class BabelTowerAllocationConfig(ConfigBase):
     """Parameters of the allocation.
@@ -356,7 +360,11 @@ class BabelTowerAllocationConfig(ConfigBase):
     to a larger training run (1.0: the same scale). ``total_tokens``: rescale the budgets to this
     total (None: their own sum). ``control_margin``: how far above 0 the lower bound of the
     matched excess's interval (nats, mean over the middle layers) must lie, at a competent
-    checkpoint, to count as dependence on the primary.
+    checkpoint, to count as dependence on the primary. ``dependence``: "measured" (default:
+    a language is cut only where the working-language evidence shows it leaning on the primary,
+    see :func:`_depends`) or "assumed" (the paper's Algorithm 1 as published: every new
+    language is taken to pass through Translation, so each is cut at its proxy crossing
+    whatever the analyzer measured).
     """
 
     primary: str = "python"
@@ -370,9 +378,11 @@ class BabelTowerAllocationConfig(ConfigBase):
     proxy_fit: str = "exp"
     proxy_boot: int = 200
     proxy_level: float = 0.95
+    dependence: str = "measured"
 
     def validate(self) -> None:
         name = type(self).__name__
+        check_choice(name, "dependence", self.dependence, DEPENDENCE_RULES)
         if not self.primary:
             raise ValueError(f"{name}.primary must name a language")
         if not 0.0 < self.target_share <= 1.0:
@@ -547,7 +557,16 @@ def babel_tower_allocation(
                 LanguageDecision(lang, "keep", "no continual-pretraining evidence", n, n, 1.0)
             )
             continue
-        depends, why = _depends(ev, cfg.control_margin)
+        if cfg.dependence == "assumed":
+            depends, why = (
+                True,
+                (
+                    "assumed to depend on the primary (the paper's Algorithm 1: every new language "
+                    "passes through Translation)"
+                ),
+            )
+        else:
+            depends, why = _depends(ev, cfg.control_margin)
         needs_proxy = depends is not False
         try:
             proxy: LossProxy | None = cfg.fit(ev)

@@ -753,55 +753,62 @@ def _paper_experiment(
     outcomes: list[RunOutcome],
     notes: list[str],
 ) -> tuple[pd.DataFrame, str]:
-    """Train one pass over the babel-tower allocation's corpus per seed (when it cut anything)
-    and compare it with the reference (:mod:`babel_interp.optimizer.paper_experiment`)."""
+    """For every babel-tower mixture whose allocation cuts anything: train one pass over its
+    corpus per seed and compare it with the reference
+    (:mod:`babel_interp.optimizer.paper_experiment`). The table has a ``mixture`` column."""
     from babel_interp.optimizer.paper_experiment import (
-        ARM,
+        arm_name,
         compare_one_pass,
         one_pass_markdown,
         one_pass_mixture,
     )
 
-    spec = next(s for s in cfg.mixtures.values() if method_of(s) == "babel-tower")
-    ms = MethodSpec.parse(spec)
-    evidence, runs = None, None
-    if "evidence" not in ms.params:
-        if "phase" not in evidence_cache:
-            evidence_cache["phase"] = run_evidence_phase(cfg, corpus)
-        evidence, _, runs = evidence_cache["phase"]
-        ms.params.setdefault("primary", cfg.primary)
-    # At the allocation's own total: the optimized corpus, not rescaled to the budget.
-    one = one_pass_mixture(allocate(ms, corpus, None, evidence=evidence, runs=runs).allocation)
-    if not one.cut:
-        notes.append(
-            "the paper's experiment: the babel-tower allocation cut nothing, so its optimized "
-            "corpus is the original one and one pass over it is the reference's run"
-        )
-        return pd.DataFrame(), one_pass_markdown(pd.DataFrame(), one, cfg.reference)
-    steps = math.ceil(one.total_tokens / (cfg.batch_size * cfg.seq_len))
-    mine = []
-    for seed in tqdm(cfg.seeds, desc="one pass, optimized corpus", disable=not cfg.progress):
-        o, note = train_harness_run(
-            cfg, corpus, harness_run_dir(cfg.out, ARM, seed), ARM, seed, one.mixture, steps
-        )
-        mine.append(o)
-        if note:
-            notes.append(note)
-    passk = None
-    if cfg.execution_problems > 0:
-        reader = CorpusReader(corpus)
-        ref = [o for o in outcomes if o.mixture == cfg.reference]
-        passk = pd.concat(
-            [
-                _pass_at_1(cfg, mine, reader.languages, steps),
-                _pass_at_1(cfg, ref, reader.languages, cfg.steps),
-            ],
-            ignore_index=True,
-        )
-    table = compare_one_pass(
-        mine, [o for o in outcomes if o.mixture == cfg.reference], passk, cfg.reference
-    )
-    return table, one_pass_markdown(table, one, cfg.reference)
+    reader = CorpusReader(corpus)
+    ref = [o for o in outcomes if o.mixture == cfg.reference]
+    tables, sections = [], []
+    for name, spec in cfg.mixtures.items():
+        if method_of(spec) != "babel-tower":
+            continue
+        ms = MethodSpec.parse(spec)
+        evidence, runs = None, None
+        if "evidence" not in ms.params:
+            if "phase" not in evidence_cache:
+                evidence_cache["phase"] = run_evidence_phase(cfg, corpus)
+            evidence, _, runs = evidence_cache["phase"]
+            ms.params.setdefault("primary", cfg.primary)
+        # At the allocation's own total: the optimized corpus, not rescaled to the budget.
+        one = one_pass_mixture(allocate(ms, corpus, None, evidence=evidence, runs=runs).allocation)
+        if not one.cut:
+            notes.append(
+                f"the paper's experiment ({name}): the allocation cut nothing, so its optimized "
+                "corpus is the original one and one pass over it is the reference's run"
+            )
+            sections.append(one_pass_markdown(pd.DataFrame(), one, cfg.reference, name))
+            continue
+        arm = arm_name(name)
+        steps = math.ceil(one.total_tokens / (cfg.batch_size * cfg.seq_len))
+        mine = []
+        for seed in tqdm(cfg.seeds, desc=f"{arm} runs", disable=not cfg.progress):
+            o, note = train_harness_run(
+                cfg, corpus, harness_run_dir(cfg.out, arm, seed), arm, seed, one.mixture, steps
+            )
+            mine.append(o)
+            if note:
+                notes.append(note)
+        passk = None
+        if cfg.execution_problems > 0:
+            passk = pd.concat(
+                [
+                    _pass_at_1(cfg, mine, reader.languages, steps),
+                    _pass_at_1(cfg, ref, reader.languages, cfg.steps),
+                ],
+                ignore_index=True,
+            )
+        table = compare_one_pass(mine, ref, passk, cfg.reference, arm=arm)
+        tables.append(table.assign(mixture=name))
+        sections.append(one_pass_markdown(table, one, cfg.reference, name))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return table, "".join(sections)
 
 
 def _pass_at_1(

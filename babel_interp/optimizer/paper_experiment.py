@@ -32,7 +32,10 @@ from babel_interp.mixture import Mixture
 from babel_interp.optimizer.baselines import Allocation
 from babel_interp.optimizer.summary import RunOutcome
 
-ARM = "babel-tower-one-pass"
+
+def arm_name(mixture: str) -> str:
+    """The one-pass run's name for a babel-tower mixture (``babel-tower-one-pass``)."""
+    return f"{mixture}-one-pass"
 
 
 @dataclass
@@ -99,6 +102,7 @@ def compare_one_pass(
     reference: Sequence[RunOutcome],
     pass_at_1: pd.DataFrame | None = None,
     reference_name: str = "proportional",
+    arm: str = "babel-tower-one-pass",
 ) -> pd.DataFrame:
     """Rows of (comparison, measure, one_pass, reference, difference [CI], n_seeds), paired by
     seed (module docstring). Bits/byte: lower is better; pass@1: higher is better."""
@@ -144,20 +148,22 @@ def compare_one_pass(
     if pass_at_1 is not None and not pass_at_1.empty:
         macro = pass_at_1.groupby(["mixture", "seed"])["pass_at_1"].mean()
         seeds = [o.seed for o, _ in pairs]
-        a = [macro.get((ARM, s), math.nan) for s in seeds]
+        a = [macro.get((arm, s), math.nan) for s in seeds]
         b = [macro.get((reference_name, s), math.nan) for s in seeds]
         rows.append(_row(ends, "macro pass@1", a, b))
     return pd.DataFrame(rows)
 
 
-def one_pass_markdown(table: pd.DataFrame, one_pass: OnePass, reference: str) -> str:
-    """The experiment's Markdown section."""
+def one_pass_markdown(
+    table: pd.DataFrame, one_pass: OnePass, reference: str, mixture: str = "babel-tower"
+) -> str:
+    """The experiment's Markdown section for one babel-tower mixture."""
     cut = ", ".join(
         f"{lang} {fmt_count(k)} of {fmt_count(n)} tokens" for lang, (k, n) in one_pass.cut.items()
     )
     head = (
-        "\n## The paper's experiment: one pass over the optimized corpus\n\n"
-        f"From scratch, one pass over the corpus the babel-tower allocation produced "
+        f"\n## The paper's experiment: one pass over the optimized corpus ({mixture})\n\n"
+        f"From scratch, one pass over the corpus the {mixture} allocation produced "
         f"({fmt_count(one_pass.total_tokens)} tokens; cut: {cut or 'nothing'}), against "
         f"{reference!r} at the harness's budget. Differences: optimized minus {reference}, "
         "paired by seed, mean [95% Student-t interval over seeds]; bits/byte lower is better, "
