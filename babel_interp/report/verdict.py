@@ -93,7 +93,7 @@ class SignatureVerdict:
             f"**{self.language}: {self.verdict}** at step {self.step} (first competent "
             f"checkpoint): middle-layer excess toward {self.primary} {self.continued} for the "
             f"continued model vs. {self.scratch} from scratch, difference {self.difference} "
-            f"(95% CI {self.interval})"
+            f"(95% CI; {self.interval})"
         )
         if self.random_band is not None:
             lo, hi = self.random_band
