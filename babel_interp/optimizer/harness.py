@@ -604,6 +604,7 @@ def train_harness_run(
             "total_tokens": result.total_tokens,
             "tokens_seen": result.tokens_seen,
             "elapsed_s": result.elapsed_s,
+            "final_step": result.step,
             "train_seconds": max(result.elapsed_s - online, 1e-9),
             "optimizer_seconds": online + optimizer_seconds,
         }
@@ -622,9 +623,20 @@ def train_harness_run(
         train_seconds=float(record["train_seconds"]),
         optimizer_seconds=float(record["optimizer_seconds"]),
         run_dir=str(run_dir),
-        extra={"total_tokens": record["total_tokens"], "steps": steps},
+        extra={
+            "total_tokens": record["total_tokens"],
+            # Records written before final_step existed: the run's last checkpoint.
+            "final_step": int(record.get("final_step") or _last_checkpoint_step(run_dir, steps)),
+        },
     )
     return outcome, note
+
+
+def _last_checkpoint_step(run_dir: Path, default: int) -> int:
+    from babel_interp.runs import list_checkpoints
+
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1].step if ckpts else default
 
 
 def _evaluate(cfg: HarnessConfig) -> HarnessResult:
@@ -793,7 +805,7 @@ def _paper_experiment(
                 cfg, corpus, harness_run_dir(cfg.out, arm, seed), arm, seed, one.mixture, steps
             )
             mine.append(o)
-            if note:
+            if note and "(exhausted)" not in note:  # one pass ends when the data does
                 notes.append(note)
         passk = None
         if cfg.execution_problems > 0:
@@ -829,7 +841,9 @@ def _pass_at_1(
             max_new_tokens=cfg.execution_tokens,
             seed=o.seed,
         )
-        res = evaluate_run(o.run_dir, ecfg, steps=[step], device=cfg.device, progress=False)
+        # A run that ran out of data (one pass over a corpus) ends before its planned step.
+        last = int(o.extra.get("final_step", step))
+        res = evaluate_run(o.run_dir, ecfg, steps=[last], device=cfg.device, progress=False)
         for r in res.pass_at_k().itertuples():
             rows.append(
                 {
@@ -919,11 +933,13 @@ def _calibration_outputs(
     df = pd.DataFrame(rows).drop_duplicates()
     paths["calibration_csv"] = str(write_csv_atomic(out / "calibration.csv", df))
     xs, ys, labels = [], [], []
+    seen: set[int] = set()  # mixtures sharing one evidence phase: its points once
     for r in resolved.values():
         bt_cfg = BabelTowerAllocationConfig.from_dict(r.params)
         for lang, ev in r.evidence.items():
-            if ev.measured_share is None:
+            if ev.measured_share is None or id(ev) in seen:
                 continue
+            seen.add(id(ev))
             try:
                 proxy = bt_cfg.fit(ev).share(ev.losses)
             except ValueError:
@@ -942,7 +958,7 @@ def _calibration_outputs(
         "orientation |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    for row in df.to_dict("records"):
         lines.append(
             f"| {row['label']} | {row['n']} | {row['pearson_r']:.3f} "
             f"[{row['pearson_low']:.3f}, {row['pearson_high']:.3f}] | {row['spearman_rho']:.3f} "
