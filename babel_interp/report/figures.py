@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -34,14 +35,20 @@ def save_figure(
 
 
 def panel_grid(
-    fig: Figure, n: int, ncols: int = 2, panel_size: tuple[float, float] = (5.0, 3.4)
+    fig: Figure,
+    n: int,
+    ncols: int = 2,
+    panel_size: tuple[float, float] = (5.0, 3.4),
+    **subplots: Any,
 ) -> list:
     """``n`` panels on ``fig``, at most ``ncols`` side by side (so each is wide enough to read
-    in the report), the figure sized to fit; returns the ``n`` axes in reading order."""
+    in the report), the figure sized to fit; returns the ``n`` axes in reading order (the
+    first of each row is ``axes[::ncols]``). ``subplots`` go to ``Figure.subplots`` (e.g.
+    ``sharey=True``)."""
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     fig.set_size_inches(panel_size[0] * ncols, panel_size[1] * nrows)
-    grid = fig.subplots(nrows, ncols, squeeze=False)
+    grid = fig.subplots(nrows, ncols, squeeze=False, **subplots)
     axes = [ax for line in grid for ax in line]
     for ax in axes[n:]:
         ax.set_visible(False)

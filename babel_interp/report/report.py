@@ -440,12 +440,17 @@ def _one_seed_interval(reg: pd.DataFrame) -> str:
 
 
 def add_comparison_sections(
-    doc: ReportDocument, root: Path, meta: dict, verdicts: list[SignatureVerdict] | None = None
+    doc: ReportDocument,
+    root: Path,
+    meta: dict,
+    verdicts: list[SignatureVerdict] | None = None,
+    tables: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> None:
     """Per new language: the verdict with its reason, then the continued model against the
     scratch baseline at equal steps, across seeds (excess by region and layer, probe accuracy,
     losses, neuron counts beside their nulls, execution, token efficiency); long tables are
-    closed sections."""
+    closed sections. ``verdicts`` and ``tables`` (per language, :func:`layer_excess` and
+    :func:`region_records`) are what the caller already computed; missing ones are read."""
     study = Study(Path(root))
     cfg = meta.get("config", {})
     seeds = seeds_done(meta)
@@ -457,10 +462,15 @@ def add_comparison_sections(
     by_lang = {v.language: v for v in verdicts or []}
     for lang in cfg.get("targets", []):
         doc.heading(f"{lang}: continued vs. from scratch ({n} seed{'s' * (n > 1)})")
-        v = by_lang.get(lang) or signature_verdict(root, seeds, lang, cfg.get("primary", ""))
+        if tables and lang in tables:
+            per_seed, regions = tables[lang]
+        else:
+            per_seed = layer_excess(root, seeds, lang)
+            regions = region_records(root, seeds, lang)
+        v = by_lang.get(lang) or signature_verdict(
+            root, seeds, lang, cfg.get("primary", ""), per_seed, regions
+        )
         doc.text(v.sentence())
-        per_seed = layer_excess(root, seeds, lang)
-        regions = region_records(root, seeds, lang)
         table = comparison_table(root, seeds, lang, per_seed, regions)
         if table.empty:
             doc.text("The working-language analyzer has no results at common steps yet.")
@@ -669,9 +679,9 @@ def answer_text(meta: dict, verdicts: list[SignatureVerdict], pass_lines: dict[s
     return "\n".join(lines)
 
 
-def _pass_line(root: Path, seeds: list[int], lang: str) -> str:
-    """pass@1 at the last step both runs reached, continued vs. scratch ("" if not run)."""
-    curves = pass_at_1_curves(root, seeds, lang)
+def _pass_line(curves: dict[str, pd.DataFrame]) -> str:
+    """pass@1 at the last step both runs reached, continued vs. scratch, from
+    :func:`~babel_interp.report.execution.pass_at_1_curves` ("" if not run)."""
     if set(curves) != {"continual", "scratch"}:
         return ""
     c, s = curves["continual"], curves["scratch"]
@@ -706,13 +716,16 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
     doc = ReportDocument(
         "The Babel Tower study: how a Python-first code model learns new languages"
     )
-    verdicts, rows, pass_lines = [], [], {}
+    verdicts, rows, pass_lines, tables = [], [], {}, {}
     for lang in cfg.get("targets", []):
+        # Read once: the answer, the headline figure and the language's section all use them.
         per_seed = layer_excess(root, seeds, lang)
         regions = region_records(root, seeds, lang)
+        tables[lang] = (per_seed, regions)
         v = signature_verdict(root, seeds, lang, cfg["primary"], per_seed, regions)
         verdicts.append(v)
-        pass_lines[lang] = _pass_line(root, seeds, lang)
+        curves = pass_at_1_curves(root, seeds, lang)
+        pass_lines[lang] = _pass_line(curves)
         rows.append(
             HeadlineRow(
                 lang,
@@ -720,7 +733,7 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
                 verdict=v.verdict,
                 random_band=v.random_band,
                 first_competent=v.step,
-                pass_at_1=pass_at_1_curves(root, seeds, lang),
+                pass_at_1=curves,
             )
         )
     doc.callout(answer_text(meta, verdicts, pass_lines))
@@ -732,7 +745,7 @@ def write_experiment_report(root_dir: str | os.PathLike) -> tuple[Path, Path]:
         "programs on held-out problems",
     )
     doc.toc()
-    add_comparison_sections(doc, root, meta, verdicts)
+    add_comparison_sections(doc, root, meta, verdicts, tables)
     doc.heading("Setup")
     doc.text(
         f"Profile `{cfg['profile']}`, primary `{cfg['primary']}`, new languages "

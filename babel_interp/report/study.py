@@ -40,7 +40,7 @@ from babel_interp.analysis.working_language.regions import (  # noqa: E402
     layer_region,
 )
 from babel_interp.formatting import fmt_interval  # noqa: E402
-from babel_interp.report.figures import save_figure  # noqa: E402
+from babel_interp.report.figures import panel_grid, save_figure  # noqa: E402
 from babel_interp.report.training_plots import eval_records  # noqa: E402
 from babel_interp.runs import METRICS, Run, Study  # noqa: E402
 from babel_interp.runs import STUDY_KINDS as KINDS  # noqa: E402
@@ -434,15 +434,10 @@ def plot_layer_profiles(
         return None
     idx = np.unique(np.linspace(0, len(steps) - 1, min(max_panels, len(steps))).round().astype(int))
     chosen = [steps[i] for i in idx]
-    # At most two panels side by side, so each is wide enough to read in the report.
-    ncols = min(2, len(chosen))
-    nrows = -(-len(chosen) // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.3 * nrows), squeeze=False)
-    axes = [ax for line in grid for ax in line]
-    for ax in axes[len(chosen) :]:
-        ax.set_visible(False)
+    fig = plt.figure()
+    axes = panel_grid(fig, len(chosen), panel_size=(5.2, 3.3))
     colors = {"continual": "tab:blue", "scratch": "tab:orange"}
-    for ax, step in zip(axes, chosen, strict=False):
+    for ax, step in zip(axes, chosen, strict=True):
         if random_band is not None and not random_band.empty:
             rb = random_band.sort_values("depth")
             ax.fill_between(
@@ -466,9 +461,9 @@ def plot_layer_profiles(
         n = int(eq.loc[eq["step"] == step, "n_seeds"].max())
         ax.set_title(f"{lang}, step {step}\n(95% CI over {how}, {n} seed{'s' * (n > 1)})")
         ax.set_xlabel("decoded depth (0 = embedding, 1 = output)")
-    for line in grid:
-        line[0].set_ylabel("excess log P(primary)/P(target)\nover matched controls")
-    axes[len(chosen) - 1].legend(loc="best", fontsize=8)
+    for ax in axes[:: min(2, len(chosen))]:  # the first panel of each row
+        ax.set_ylabel("excess log P(primary)/P(target)\nover matched controls")
+    axes[-1].legend(loc="best", fontsize=8)
     fig.tight_layout()
     out = save_figure(fig, out_path, dpi=110, tight=False)
     plt.close(fig)

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from babel_interp.analysis.stages.efficiency import metric_value  # noqa: E402
-from babel_interp.report.figures import save_figure  # noqa: E402
+from babel_interp.report.figures import panel_grid, save_figure  # noqa: E402
 from babel_interp.runs import Run  # noqa: E402
 
 
@@ -60,17 +60,10 @@ def plot_training_curves(
         data = data[data["language"].isin(languages)]
     langs = list(dict.fromkeys(data["language"]))
     n = max(len(langs), 1)
-    # At most two panels side by side, so each is wide enough to read in the report.
-    ncols = min(n, 2)
-    nrows = -(-n // ncols)
-    fig, grid = plt.subplots(
-        nrows, ncols, figsize=(4.8 * ncols, 3.2 * nrows), squeeze=False, sharey=True
-    )
-    flat = [ax for line in grid for ax in line]
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    last = flat[len(langs) - 1] if langs else flat[0]
-    for ax, lang in zip(flat, langs, strict=False):
+    fig = plt.figure()
+    axes = panel_grid(fig, n, panel_size=(4.8, 3.2), sharey=True)
+    last = axes[-1]
+    for ax, lang in zip(axes, langs, strict=False):
         sub = data[data["language"] == lang].copy()
         sub["step_plot"] = sub["step"].clip(lower=1)  # log axis: show step 0 at 1
         sns.lineplot(data=sub, x="step_plot", y=metric, hue="run", marker="o", ax=ax)
