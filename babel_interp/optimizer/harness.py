@@ -81,7 +81,7 @@ class HarnessConfig(ConfigBase):
     ``paper_experiment`` also trains, from scratch, one pass over the corpus the babel-tower
     allocation produced (cut languages keep only their budget), the paper's own experiment,
     compared with the reference at equal steps and at each run's end
-    (:func:`paper_experiment`).
+    (:mod:`babel_interp.optimizer.paper_experiment`).
     """
 
     out: str
@@ -138,9 +138,7 @@ class HarnessConfig(ConfigBase):
                 f"HarnessConfig.seeds: the {self.profile} profile needs at least 3 seeds"
             )
         if self.paper_experiment and not any(
-            str(spec).partition(":")[0].strip() == "babel-tower"
-            or (isinstance(spec, Mapping) and spec.get("method") == "babel-tower")
-            for spec in self.mixtures.values()
+            method_of(spec) == "babel-tower" for spec in self.mixtures.values()
         ):
             raise ValueError(
                 "HarnessConfig.paper_experiment needs a babel-tower mixture: the experiment "
@@ -473,10 +471,7 @@ def _resolve(
         runs: list = []
         seconds = 0.0
         if ms.method == "babel-tower" and "evidence" not in ms.params:
-            if "phase" not in evidence_cache:
-                evidence_cache["phase"] = run_evidence_phase(cfg, corpus)
-            evidence, seconds, runs = evidence_cache["phase"]
-            ms.params.setdefault("primary", cfg.primary)
+            evidence, seconds, runs = _evidence(cfg, corpus, ms, evidence_cache)
         t0 = time.perf_counter()
         result = allocate(ms, corpus, cfg.token_budget, evidence=evidence, runs=runs)
         seconds += time.perf_counter() - t0
@@ -491,6 +486,17 @@ def _resolve(
             params=dict(result.provenance.params) if ms.method == "babel-tower" else {},
         )
     return _Resolved(name, load_mixture(spec))
+
+
+def _evidence(
+    cfg: HarnessConfig, corpus: Path, ms: MethodSpec, cache: dict
+) -> tuple[dict[str, Any], float, list]:
+    """The evidence phase's result for a babel-tower spec without an evidence file (run once
+    per harness, cached in ``cache``), with the spec's primary defaulted to the harness's."""
+    if "phase" not in cache:
+        cache["phase"] = run_evidence_phase(cfg, corpus)
+    ms.params.setdefault("primary", cfg.primary)
+    return cache["phase"]
 
 
 def _controller_callbacks(resolved: _Resolved, cfg: HarnessConfig, corpus: Path) -> list[Any]:
@@ -625,6 +631,7 @@ def train_harness_run(
         run_dir=str(run_dir),
         extra={
             "total_tokens": record["total_tokens"],
+            "stop_reason": record["stop_reason"],
             # Records written before final_step existed: the run's last checkpoint.
             "final_step": int(record.get("final_step") or _last_checkpoint_step(run_dir, steps)),
         },
@@ -690,7 +697,7 @@ def _evaluate(cfg: HarnessConfig) -> HarnessResult:
     paper = pd.DataFrame()
     paper_md = ""
     if cfg.paper_experiment:
-        paper, paper_md = _paper_experiment(cfg, corpus, evidence_cache, outcomes, notes)
+        paper, paper_md = _paper_experiment(cfg, corpus, evidence_cache, outcomes, passk, notes)
         if not paper.empty:
             paths["paper_csv"] = str(write_csv_atomic(out / "paper_experiment.csv", paper))
     table = summarize(outcomes, cfg.primary, cfg.reference)
@@ -763,11 +770,14 @@ def _paper_experiment(
     corpus: Path,
     evidence_cache: dict,
     outcomes: list[RunOutcome],
+    passk: pd.DataFrame | None,
     notes: list[str],
 ) -> tuple[pd.DataFrame, str]:
     """For every babel-tower mixture whose allocation cuts anything: train one pass over its
     corpus per seed and compare it with the reference
-    (:mod:`babel_interp.optimizer.paper_experiment`). The table has a ``mixture`` column."""
+    (:mod:`babel_interp.optimizer.paper_experiment`), whose pass@1 is read from ``passk`` (the
+    equal-budget runs' table; None when execution is off). The table has a ``mixture``
+    column."""
     from babel_interp.optimizer.paper_experiment import (
         arm_name,
         compare_one_pass,
@@ -784,10 +794,7 @@ def _paper_experiment(
         ms = MethodSpec.parse(spec)
         evidence, runs = None, None
         if "evidence" not in ms.params:
-            if "phase" not in evidence_cache:
-                evidence_cache["phase"] = run_evidence_phase(cfg, corpus)
-            evidence, _, runs = evidence_cache["phase"]
-            ms.params.setdefault("primary", cfg.primary)
+            evidence, _, runs = _evidence(cfg, corpus, ms, evidence_cache)
         # At the allocation's own total: the optimized corpus, not rescaled to the budget.
         one = one_pass_mixture(allocate(ms, corpus, None, evidence=evidence, runs=runs).allocation)
         if not one.cut:
@@ -805,18 +812,13 @@ def _paper_experiment(
                 cfg, corpus, harness_run_dir(cfg.out, arm, seed), arm, seed, one.mixture, steps
             )
             mine.append(o)
-            if note and "(exhausted)" not in note:  # one pass ends when the data does
+            if note and o.extra["stop_reason"] != "exhausted":  # one pass ends with its data
                 notes.append(note)
-        passk = None
-        if cfg.execution_problems > 0:
-            passk = pd.concat(
-                [
-                    _pass_at_1(cfg, mine, reader.languages, steps),
-                    _pass_at_1(cfg, ref, reader.languages, cfg.steps),
-                ],
-                ignore_index=True,
-            )
-        table = compare_one_pass(mine, ref, passk, cfg.reference, arm=arm)
+        both = None
+        if passk is not None:
+            mine_passk = _pass_at_1(cfg, mine, reader.languages, steps)
+            both = pd.concat([mine_passk, passk], ignore_index=True)
+        table = compare_one_pass(mine, ref, both, cfg.reference, arm=arm)
         tables.append(table.assign(mixture=name))
         sections.append(one_pass_markdown(table, one, cfg.reference, name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from babel_interp.analysis.stats import t_interval
 from babel_interp.formatting import fmt_count, fmt_interval
 from babel_interp.mixture import Mixture
 from babel_interp.optimizer.baselines import Allocation
+from babel_interp.optimizer.stats import paired_difference
 from babel_interp.optimizer.summary import RunOutcome
 
 
@@ -65,10 +65,6 @@ def one_pass_mixture(allocation: Allocation) -> OnePass:
     return OnePass(mixture, sum(kept.values()), cut)
 
 
-def _final(o: RunOutcome) -> dict[str, float]:
-    return o.final_bpb()
-
-
 def _at_tokens(o: RunOutcome, tokens: float) -> dict[str, float]:
     out = {}
     for lang in o.curve["language"].unique():
@@ -78,22 +74,14 @@ def _at_tokens(o: RunOutcome, tokens: float) -> dict[str, float]:
 
 
 def _row(comparison: str, measure: str, a: list[float], b: list[float], digits: int = 3) -> dict:
-    d = np.asarray(a, float) - np.asarray(b, float)
-    d = d[np.isfinite(d)]
-    if len(d) >= 2:
-        ci = t_interval(d)
-        diff = fmt_interval(ci.estimate, ci.low, ci.high, digits=digits, signed=True)
-    elif len(d) == 1:
-        diff = fmt_interval(float(d[0]), digits=digits, signed=True)
-    else:
-        diff = "n/a"
+    m, lo, hi, n = paired_difference(np.asarray(a, float) - np.asarray(b, float))
     return {
         "comparison": comparison,
         "measure": measure,
         "one_pass": float(np.nanmean(a)) if len(a) else math.nan,
         "reference": float(np.nanmean(b)) if len(b) else math.nan,
-        "difference": diff,
-        "n_seeds": len(d),
+        "difference": fmt_interval(m, lo, hi, digits=digits, signed=True),
+        "n_seeds": n,
     }
 
 
@@ -126,7 +114,7 @@ def compare_one_pass(
             [_at_tokens(o, t) for (o, _), t in zip(pairs, common, strict=True)],
             [_at_tokens(r, t) for (_, r), t in zip(pairs, common, strict=True)],
         ),
-        (ends, [_final(o) for o, _ in pairs], [_final(r) for _, r in pairs]),
+        (ends, [o.final_bpb() for o, _ in pairs], [r.final_bpb() for _, r in pairs]),
     ):
         langs = sorted(set(mine[0]) & set(theirs[0]))
         rows.append(

@@ -1,4 +1,4 @@
-"""Correlations with intervals, as the optimizer reports them.
+"""Correlations and paired differences with intervals, as the optimizer reports them.
 
 Means with intervals come from :func:`babel_interp.analysis.stats.t_interval`; the Student-t
 distribution from the same module (scipy is not a dependency of the project).
@@ -13,7 +13,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from babel_interp.analysis.stats import t_cdf
+from babel_interp.analysis.stats import t_cdf, t_interval
 
 
 def rankdata(x: Sequence[float]) -> np.ndarray:
@@ -94,3 +94,17 @@ def _paired(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndar
     if int(keep.sum()) < 2:
         raise ValueError("a correlation needs at least 2 finite pairs")
     return a[keep], b[keep]
+
+
+def paired_difference(differences: Sequence[float]) -> tuple[float, float, float, int]:
+    """Mean of per-seed differences (this minus that, paired by seed) with a Student-t 95%
+    interval, and how many finite pairs it rests on. One pair gives the value without bounds
+    (NaN), none gives NaN."""
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return math.nan, math.nan, math.nan, 0
+    if d.size == 1:
+        return float(d[0]), math.nan, math.nan, 1
+    ci = t_interval(d)
+    return ci.estimate, ci.low, ci.high, int(d.size)

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from babel_interp.analysis.stats import t_interval
 from babel_interp.formatting import fmt_interval
 from babel_interp.optimizer.baselines import BASELINE_METHODS
+from babel_interp.optimizer.stats import paired_difference
 
 
 def method_of(spec: object) -> str:
@@ -35,16 +35,6 @@ def method_of(spec: object) -> str:
     if isinstance(spec, Mapping):
         return str(spec.get("method", ""))
     return str(spec).partition(":")[0].strip()
-
-
-def _paired(a: pd.Series, b: pd.Series) -> tuple[float, float, float, int]:
-    d = (a - b).dropna().to_numpy(float)
-    if len(d) == 0:
-        return np.nan, np.nan, np.nan, 0
-    if len(d) == 1:
-        return float(d[0]), np.nan, np.nan, 1
-    ci = t_interval(d)
-    return ci.estimate, ci.low, ci.high, len(d)
 
 
 def _direction(lo: float, hi: float, lower_is_better: bool) -> str:
@@ -102,13 +92,14 @@ def method_verdicts(
             continue
         found = {}
         for measure, lower in (("macro_bpb", True), ("worst_bpb", True)):
-            m, lo, hi, n = _paired(wide.loc[mix, measure], wide.loc[best, measure])
+            # Series indexed by seed: the subtraction pairs them.
+            m, lo, hi, n = paired_difference(wide.loc[mix, measure] - wide.loc[best, measure])
             row[f"{measure}_diff"] = fmt_interval(m, lo, hi, digits=3, signed=True)
             row.update({f"{measure}_d": m, f"{measure}_d_lo": lo, f"{measure}_d_hi": hi})
             found[measure] = _direction(lo, hi, lower)
             row["n_seeds"] = n
         if macro_pass is not None and mix in macro_pass.index and best in macro_pass.index:
-            m, lo, hi, _ = _paired(macro_pass.loc[mix], macro_pass.loc[best])
+            m, lo, hi, _ = paired_difference(macro_pass.loc[mix] - macro_pass.loc[best])
             row["pass_at_1_diff"] = fmt_interval(m, lo, hi, digits=3, signed=True)
             row.update({"pass_at_1_d": m, "pass_at_1_d_lo": lo, "pass_at_1_d_hi": hi})
             found["pass"] = _direction(lo, hi, lower_is_better=False)
