@@ -125,12 +125,15 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # The paper's analysis size (GPT-2 style, 1.3B with a 50k vocabulary).
     "1.3b": ModelConfig(n_layers=24, d_model=2048, n_heads=16, d_head=128, d_mlp=8192, n_ctx=2048),
+    # The paper's larger size, GPT-3 6.7B's shape (6.9B parameters with a 50k vocabulary: the
+    # unembedding is not tied to the embedding).
+    "6.7b": ModelConfig(n_layers=32, d_model=4096, n_heads=32, d_head=128, d_mlp=16384, n_ctx=2048),
 }
 
 
 def get_preset(name: str) -> ModelConfig:
     """A copy of the named preset (``tiny``, ``pilot``, ``small``, ``medium``, ``gpt2-small``,
-    ``1.3b``)."""
+    ``1.3b``, ``6.7b``)."""
     try:
         return PRESETS[name].replace()
     except KeyError:
