@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from babel_interp.config import ConfigBase, check_choice, check_int
+from babel_interp.dcp_files import MODEL_DCP
 from babel_interp.devices import model_device
 from babel_interp.integrity import CHECKPOINT_MANIFEST, verify_manifest
 from babel_interp.io import read_json
@@ -31,6 +32,8 @@ from babel_interp.io import read_json
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "model_config.json"
 TOKENIZER_SUBDIR = "tokenizer"
+# The safetensors header entry of a single-file model (babel-interp export): model_config.json.
+EXPORT_META_KEY = "babel_interp.model_config"
 
 Activation = Literal["gelu", "gelu_new", "relu", "silu", "solu_ln"]
 Normalization = Literal["LN", "RMS"]
@@ -265,11 +268,23 @@ def save_model(
     cfg = cfg or model_config_of(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(_dedupe_shared(state), d / MODEL_WEIGHTS)
-    meta = {"model": cfg.to_dict(), "tl_major": tl_major_version()}
-    (d / MODEL_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    save_model_config(d, cfg)
     if tokenizer is not None:
         prepare_tokenizer(tokenizer).save_pretrained(d / TOKENIZER_SUBDIR)
     return d
+
+
+def save_model_config(directory: str | os.PathLike, cfg: ModelConfig) -> Path:
+    """Write ``model_config.json`` (the shape and the TransformerLens line) to a directory:
+    beside weights written elsewhere (an FSDP checkpoint's ``model.dcp/``)."""
+    path = Path(directory) / MODEL_CONFIG
+    path.write_text(json.dumps(model_config_meta(cfg), indent=2), encoding="utf-8")
+    return path
+
+
+def model_config_meta(cfg: ModelConfig) -> dict[str, Any]:
+    """The content of ``model_config.json`` for a model of shape ``cfg``."""
+    return {"model": cfg.to_dict(), "tl_major": tl_major_version()}
 
 
 def _dedupe_shared(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -284,7 +299,72 @@ def _dedupe_shared(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _model_file(rel: str) -> bool:
-    return rel in (MODEL_CONFIG, MODEL_WEIGHTS) or rel.startswith(f"{TOKENIZER_SUBDIR}/")
+    return (
+        rel in (MODEL_CONFIG, MODEL_WEIGHTS)
+        or rel.startswith(f"{TOKENIZER_SUBDIR}/")
+        or rel.startswith(f"{MODEL_DCP}/")
+    )
+
+
+def weights_file(directory: str | os.PathLike) -> Path:
+    """The file whose size and modification time identify a saved model's weights:
+    ``model.safetensors``, or an FSDP checkpoint's ``model.dcp/.metadata`` (rewritten with
+    every save)."""
+    from babel_interp.dcp_files import DCP_METADATA
+
+    d = Path(directory)
+    return d / MODEL_WEIGHTS if (d / MODEL_WEIGHTS).is_file() else d / MODEL_DCP / DCP_METADATA
+
+
+def exported_tokenizer_dir(path: str | os.PathLike) -> Path:
+    """Where the tokenizer of a single-file model ``NAME.safetensors`` lies: ``NAME.tokenizer/``."""
+    return Path(path).with_suffix(".tokenizer")
+
+
+def read_saved_model(
+    path: str | os.PathLike,
+) -> tuple[dict[str, Tensor], dict[str, Any], Path | None]:
+    """The weights, the ``model_config.json`` content and the tokenizer directory of a saved
+    model, without building it.
+
+    ``path`` is a directory written by :func:`save_model`, a checkpoint of an FSDP run (its
+    weights in ``model.dcp/``, a ``torch.distributed.checkpoint`` directory read here in one
+    process) or a single file written by ``babel-interp export`` (the configuration in its
+    safetensors header). In a checkpoint directory, the files read are first checked against
+    its manifest (:mod:`babel_interp.integrity`): a truncated or altered file is an error
+    naming it.
+    """
+    from babel_interp.dcp_files import read_dcp_state_dict
+
+    p = Path(path)
+    if p.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            header = f.metadata() or {}
+        if EXPORT_META_KEY not in header:
+            raise ValueError(
+                f"{p} is a safetensors file without a {EXPORT_META_KEY!r} header entry; "
+                "write single-file models with `babel-interp export`"
+            )
+        meta = json.loads(header[EXPORT_META_KEY])
+        tok = exported_tokenizer_dir(p)
+        return load_file(p, device="cpu"), meta, tok if tok.is_dir() else None
+    dcp_dir = p / MODEL_DCP
+    if not (p / MODEL_CONFIG).is_file() or not ((p / MODEL_WEIGHTS).is_file() or dcp_dir.is_dir()):
+        raise FileNotFoundError(
+            f"{p} holds no saved model ({MODEL_CONFIG} + {MODEL_WEIGHTS} or {MODEL_DCP}/)"
+        )
+    if (p / CHECKPOINT_MANIFEST).exists():
+        # A checkpoint: the files this loader reads must match their manifest.
+        verify_manifest(p, CHECKPOINT_MANIFEST, only=_model_file).raise_if_bad("checkpoint")
+    meta = read_json(p / MODEL_CONFIG, "model configuration")
+    if (p / MODEL_WEIGHTS).is_file():
+        state = load_file(p / MODEL_WEIGHTS, device="cpu")
+    else:
+        state = read_dcp_state_dict(dcp_dir)
+    tok = p / TOKENIZER_SUBDIR
+    return state, meta, tok if tok.is_dir() else None
 
 
 def load_model(
@@ -295,23 +375,17 @@ def load_model(
 ) -> tuple[HookedModel, ModelConfig]:
     """Load a model written by :func:`save_model`; the logits match the saved model's exactly.
 
+    Also loads an FSDP run's checkpoints and single files from ``babel-interp export`` (see
+    :func:`read_saved_model`, which also checks a checkpoint's files against its manifest).
     Weights saved on TL 3.x load on TL 4.x (converted with TL's own checkpoint converter).
-    In a checkpoint directory, the files read are first checked against its manifest
-    (:mod:`babel_interp.integrity`): a truncated or altered file is an error naming it.
     """
     d = Path(directory)
-    if not (d / MODEL_CONFIG).is_file() or not (d / MODEL_WEIGHTS).is_file():
-        raise FileNotFoundError(f"{d} holds no saved model ({MODEL_CONFIG} + {MODEL_WEIGHTS})")
-    if (d / CHECKPOINT_MANIFEST).exists():
-        # A checkpoint: the files this loader reads must match their manifest.
-        verify_manifest(d, CHECKPOINT_MANIFEST, only=_model_file).raise_if_bad("checkpoint")
-    meta = read_json(d / MODEL_CONFIG, "model configuration")
+    state, meta, tok_dir = read_saved_model(d)
     cfg = ModelConfig.from_dict(meta["model"])
     tok = None
-    if with_tokenizer and (d / TOKENIZER_SUBDIR).is_dir():
-        tok = prepare_tokenizer(d / TOKENIZER_SUBDIR)
+    if with_tokenizer and tok_dir is not None:
+        tok = prepare_tokenizer(tok_dir)
     model = build_model(cfg, tokenizer=tok, device=device, fast_path=fast_path)
-    state = load_file(d / MODEL_WEIGHTS, device="cpu")
     saved_major, here = int(meta.get("tl_major", 3)), tl_major_version()
     if saved_major < 4 <= here:
         from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint

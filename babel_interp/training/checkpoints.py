@@ -4,6 +4,8 @@
 
     model.safetensors, model_config.json, tokenizer/   babel_interp.model.save_model
     optimizer.pt                                       AdamW state
+    (FSDP runs: model.dcp/ and optimizer.dcp/, each rank's shards, instead of
+    model.safetensors and optimizer.pt; see babel_interp.training.dcp)
     scheduler.json                                     LR schedule and the step it reached
     rng.pt                                             python, numpy and torch RNG states
     trainer_state.json                                 step, tokens seen, data position,
@@ -51,7 +53,7 @@ from babel_interp.integrity import (
     write_manifest,
 )
 from babel_interp.io import read_json, write_json_atomic
-from babel_interp.model import save_model
+from babel_interp.model import save_model, save_model_config
 from babel_interp.runs import (
     CHECKPOINTS,
     RUN_CONFIG,
@@ -67,6 +69,7 @@ __all__ = [
     "RNG",
     "SCHEDULER",
     "capture_rng",
+    "checkpoint_tmp_dir",
     "clean_stale",
     "latest_checkpoint",
     "latest_verified_checkpoint",
@@ -144,6 +147,15 @@ class CheckpointPayload:
     tokenizer_dir: Path | None = None
 
 
+def checkpoint_tmp_dir(run_dir: str | os.PathLike, step: int, token: int | None = None) -> Path:
+    """The temporary directory the checkpoint of ``step`` is written into before its rename
+    (``token`` defaults to this process's id; ranks writing one checkpoint share rank 0's)."""
+    name = checkpoint_dirname(step)
+    return (
+        Path(run_dir) / CHECKPOINTS / f"{name}{TMP_MARK}{os.getpid() if token is None else token}"
+    )
+
+
 def write_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
@@ -151,21 +163,33 @@ def write_checkpoint(
     payload: CheckpointPayload,
     model_cfg: Any = None,
     fsync: bool = True,
+    tmp: Path | None = None,
 ) -> Path:
     """Write the checkpoint of ``step`` atomically and return its directory.
 
     An existing checkpoint of the same step is replaced (also atomically: the old one is moved
-    aside before the new one is renamed in, and only then deleted).
+    aside before the new one is renamed in, and only then deleted). ``model=None`` with
+    ``tmp``: the weights are already in ``tmp`` (an FSDP run's shards, written by every rank
+    with :func:`babel_interp.training.dcp.save_sharded`); only ``model_config.json`` (from
+    ``model_cfg``) joins them. A failure removes ``tmp`` either way.
     """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_dirname(step)
-    tmp = root / f"{final.name}{TMP_MARK}{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    if model is None and (tmp is None or model_cfg is None):
+        raise ValueError(
+            "write_checkpoint without a model needs tmp (holding the weights) and model_cfg"
+        )
+    if tmp is None:
+        tmp = checkpoint_tmp_dir(run_dir, step)
+        if tmp.exists():
+            shutil.rmtree(tmp)
     try:
         fault_point("checkpoint.start")
-        save_model(model, tmp, cfg=model_cfg)
+        if model is not None:
+            save_model(model, tmp, cfg=model_cfg)
+        else:
+            save_model_config(tmp, model_cfg)
         fault_point("checkpoint.after_model")
         if payload.tokenizer_dir is not None:
             shutil.copytree(payload.tokenizer_dir, tmp / "tokenizer")

@@ -15,6 +15,7 @@ __all__ = ["CheckpointConfig", "OptimConfig", "TrainConfig"]
 SequenceMode = Literal["pure", "mixed"]
 DType = Literal["auto", "float32", "bfloat16"]
 OnNonFinite = Literal["stop", "skip"]
+Parallel = Literal["ddp", "fsdp"]
 SEQUENCE_MODES: tuple[str, ...] = get_args(SequenceMode)
 DTYPES: tuple[str, ...] = get_args(DType)
 DEVICES_HINT = "'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -103,6 +104,14 @@ class TrainConfig(ConfigBase):
     :class:`~babel_interp.training.loop.NonFiniteLoss` naming the step, the languages in the
     batch and the last checkpoint; ``skip`` drops that step's update, records it (an
     ``event: "nonfinite"`` line in ``metrics.jsonl``) and goes on.
+    ``parallel``: how ranks share the work. ``ddp`` (default) keeps a full model and optimizer
+    on every rank and averages gradients; ``fsdp`` shards them (FSDP2, each transformer block
+    then the root; see :mod:`babel_interp.training.fsdp`) and writes sharded checkpoints
+    (:mod:`babel_interp.training.dcp`). One process with ``fsdp`` runs a single-rank group, so
+    the code path and the checkpoint format are those of a multi-rank run.
+    ``activation_checkpointing`` recomputes each block's activations in the backward pass
+    instead of keeping them (less memory, about one more forward of compute; same losses),
+    with either ``parallel``.
     """
 
     @property
@@ -136,6 +145,8 @@ class TrainConfig(ConfigBase):
     compile: bool = False
     deterministic: bool | None = None
     fast_path: bool = True
+    parallel: Parallel = "ddp"
+    activation_checkpointing: bool = False
     hooks: list[str] = field(default_factory=list)
     on_nan: OnNonFinite = "stop"
     progress: bool = True
@@ -176,6 +187,19 @@ class TrainConfig(ConfigBase):
         check_int("TrainConfig", "seed", self.seed, 0)
         check_choice("TrainConfig", "dtype", self.dtype, DTYPES)
         check_choice("TrainConfig", "on_nan", self.on_nan, get_args(OnNonFinite))
+        check_choice("TrainConfig", "parallel", self.parallel, get_args(Parallel))
+        if not isinstance(self.activation_checkpointing, bool):
+            raise ValueError(
+                "TrainConfig.activation_checkpointing must be True or False, got "
+                f"{self.activation_checkpointing!r}"
+            )
+        if self.parallel == "fsdp" and self.compile:
+            # torch.compile of an FSDP2 model needs per-block compilation (and is untested on
+            # the CPU backend); compiling the sharded root would trace its collectives.
+            raise ValueError(
+                "TrainConfig.compile is not supported with parallel='fsdp'; train with "
+                "--parallel ddp --compile or --parallel fsdp without --compile"
+            )
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         ):

@@ -1,4 +1,5 @@
-"""The pretraining loop: mixtures, per-language loss, checkpoints, exact resume, DDP, callbacks.
+"""The pretraining loop: mixtures, per-language loss, checkpoints, exact resume, DDP/FSDP,
+callbacks.
 
 :class:`Trainer` trains a hooked model (``babel_interp.model``) on a corpus directory by a
 :class:`~babel_interp.mixture.Mixture` and writes the run directory analyzers read
@@ -18,6 +19,7 @@ import datetime as _dt
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -42,6 +44,7 @@ from babel_interp.model import (
     ModelConfig,
     build_model,
     count_parameters,
+    load_into,
     load_model,
     tl_major_version,
 )
@@ -55,12 +58,14 @@ from babel_interp.runs import (
     recorded_corpus_path,
     resolve_recorded_path,
 )
+from babel_interp.training import fsdp
 from babel_interp.training.callbacks import Callback, HookCallback, run_callbacks
 from babel_interp.training.checkpoints import (
     OPTIMIZER,
     RNG,
     CheckpointPayload,
     capture_rng,
+    checkpoint_tmp_dir,
     clean_stale,
     latest_checkpoint,
     prune_checkpoints,
@@ -72,6 +77,7 @@ from babel_interp.training.checkpoints import (
     write_checkpoint,
 )
 from babel_interp.training.config import TrainConfig
+from babel_interp.training.dcp import is_sharded_checkpoint, load_sharded, save_sharded
 from babel_interp.training.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -168,6 +174,14 @@ class Trainer:
     Attributes a callback may read: ``model`` (the live hooked model, unwrapped), ``step``,
     ``tokens_seen``, ``mixture``, ``signals`` (latest result per source), ``run_dir``,
     ``corpus`` (:class:`~babel_interp.corpus.shards.CorpusReader`), ``config``, ``dist``.
+
+    ``parallel="fsdp"`` (:mod:`babel_interp.training.fsdp`): the trainer's own forwards (the
+    training step with its per-language loss, and evaluation) run on the sharded model on
+    every rank. Callbacks run on rank 0 only, where a sharded forward cannot run alone, so
+    there ``model`` is an unsharded copy of the current weights, gathered onto rank 0 (a
+    collective of all ranks) before each event a callback handles; hooks, analyzers and
+    ``inference()`` then work exactly as without sharding. The copy costs one full model on
+    rank 0 while callbacks exist. Checkpoints are sharded (:mod:`babel_interp.training.dcp`).
     """
 
     def __init__(self, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> None:
@@ -178,6 +192,15 @@ class Trainer:
         probe = resolve_device(config.device, local_rank=0)
         self.dist: DistInfo = init_distributed(probe.type)
         self.device = resolve_device(config.device, local_rank=self.dist.local_rank)
+        self.fsdp = config.parallel == "fsdp"
+        # FSDP in one process: a one-rank group, so the sharded code path (and checkpoint
+        # format) is the multi-rank one. Left to the caller when a group already exists.
+        self._owns_group = (
+            self.fsdp and not self.dist.enabled and (fsdp.init_single_process_group(self.device))
+        )
+        # What callbacks see as trainer.model while they run (FSDP: rank 0's unsharded copy).
+        self._callback_view: Any = None
+        self._replica: Any = None
         self.autocast_dtype = self._autocast_dtype()
         self.run_dir = Path(config.out).resolve()
         self.corpus = CorpusReader(config.corpus)
@@ -206,6 +229,7 @@ class Trainer:
             self._setup()
         except BaseException:
             self._lock.release()
+            self._leave_own_group()
             raise
 
     # ------------------------------------------------------------------ setup
@@ -258,8 +282,24 @@ class Trainer:
                     f"({self.run_dir / RUN_CONFIG}); resume with the original settings"
                 )
             self.lineage = saved.get("init_from")
-            model, _ = load_model(resume_from, device=self.device, fast_path=cfg.fast_path)
             self.model_cfg = ModelConfig.from_dict(saved["model"])
+            if self.fsdp:
+                if not is_sharded_checkpoint(resume_from):
+                    raise ValueError(
+                        f"cannot resume {resume_from} with parallel='fsdp': it was written by a "
+                        "ddp run (model.safetensors, optimizer.pt); resume it with "
+                        "--parallel ddp"
+                    )
+                # Random weights for now: the checkpoint's shards replace them once sharded.
+                tok = resume_from / "tokenizer"
+                model = build_model(
+                    self.model_cfg,
+                    tokenizer=tok if tok.is_dir() else None,
+                    device=self.device,
+                    fast_path=cfg.fast_path,
+                )
+            else:
+                model, _ = load_model(resume_from, device=self.device, fast_path=cfg.fast_path)
         elif cfg.init_from is not None:
             model, self.model_cfg = self._init_from(cfg.init_from)
         else:
@@ -283,7 +323,8 @@ class Trainer:
         # The ids themselves, not only the manifest's vocabulary: a corpus tokenized with
         # another tokenizer, or damaged, would otherwise fail deep inside an embedding lookup.
         check_token_ids(self.corpus, self.model_cfg.d_vocab)
-        self.model: HookedModel = model
+        # The hooked model being trained (sharded in place by FSDP); see the ``model`` property.
+        self.module: HookedModel = model
         self.seq_len = cfg.seq_len or self.model_cfg.n_ctx
         if self.seq_len > self.model_cfg.n_ctx:
             raise ValueError(
@@ -303,18 +344,19 @@ class Trainer:
             if self.val_split is not None
             else []
         )
-        self.optimizer = self._make_optimizer()
         self.schedule = cfg.optim.schedule
         self.ckpt_steps = set(cfg.checkpoints.schedule.steps_for(cfg.steps))
         if cfg.init_from is not None:
             self.ckpt_steps.add(0)  # analyzers need the starting point of continual pretraining
-        self.n_params = count_parameters(self.model)
+        self.n_params = count_parameters(self.module)
         self._resume_from = resume_from
+        # FSDP replaces the parameters with shards: the optimizer is made after the wrap.
+        self._wrap()
+        self.optimizer = self._make_optimizer()
         if resume_from is not None:
             self._load_state(resume_from)
         elif self.dist.is_main:
             self._write_run_config()
-        self._wrap()
 
     def _train_sizes(self) -> dict[str, int]:
         return {
@@ -382,7 +424,7 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.config.optim
         decay, no_decay = [], []
-        for p in self.model.parameters():
+        for p in self.module.parameters():
             if p.requires_grad:
                 # Matrices decay; biases, norms' gains and other vectors do not.
                 (decay if p.dim() >= 2 else no_decay).append(p)
@@ -394,7 +436,15 @@ class Trainer:
             groups, lr=o.schedule.lr, betas=(o.beta1, o.beta2), eps=o.eps, foreach=True
         )
         ckpt = getattr(self, "_init_optimizer_from", None)
-        if ckpt is not None:
+        if ckpt is not None and is_sharded_checkpoint(ckpt):
+            # The parent's weights again (identical to those just loaded) with its optimizer.
+            load_sharded(ckpt, self.module, opt)
+        elif ckpt is not None and self.fsdp:
+            raise ValueError(
+                f"init_optimizer: {ckpt} was written by a ddp run; its optimizer state "
+                "(optimizer.pt) cannot seed an fsdp run (drop --init-optimizer)"
+            )
+        elif ckpt is not None:
             path = Path(ckpt) / OPTIMIZER
             if not path.is_file():
                 raise FileNotFoundError(f"init_optimizer: {ckpt} holds no {OPTIMIZER}")
@@ -438,10 +488,15 @@ class Trainer:
         self._last_weights = state.get("effective_weights")
         self._pending_mixture_reason = state.get("pending_mixture_reason")
         self.signals = state.get("signals", {})
-        opt_path = ckpt / OPTIMIZER
-        self.optimizer.load_state_dict(
-            torch.load(opt_path, map_location=self.device, weights_only=False)
-        )
+        if is_sharded_checkpoint(ckpt):
+            # Resharded on read: a checkpoint of N ranks loads on M (FSDP), or into a full
+            # model and optimizer (ddp, weights identical to those load_model read).
+            load_sharded(ckpt, self.module, self.optimizer)
+        else:
+            opt_path = ckpt / OPTIMIZER
+            self.optimizer.load_state_dict(
+                torch.load(opt_path, map_location=self.device, weights_only=False)
+            )
         if (ckpt / RNG).is_file():
             restore_rng(torch.load(ckpt / RNG, weights_only=False))
         saved_cbs = state.get("callbacks", [])
@@ -470,9 +525,16 @@ class Trainer:
             )
 
     def _wrap(self) -> None:
-        module: torch.nn.Module = self.model  # type: ignore[assignment]
+        module: torch.nn.Module = self.module  # type: ignore[assignment]
         self._ddp = None
-        if self.dist.enabled:
+        if self.config.activation_checkpointing:
+            fsdp.apply_activation_checkpointing(module)
+        if self.fsdp:
+            # bf16 weights in forward/backward only where bf16 is native (the autocast dtype
+            # on CUDA); reduce-scatter in float32 either way.
+            mp = self.autocast_dtype if self.device.type == "cuda" else None
+            fsdp.shard_model(module, self.device, param_dtype=mp)
+        elif self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -481,6 +543,46 @@ class Trainer:
         self._forward = torch.compile(module) if self.config.compile else module
 
     # -------------------------------------------------------------- utilities
+    @property
+    def model(self) -> HookedModel:
+        """The live hooked model: the one being trained, or inside a callback under FSDP,
+        rank 0's unsharded copy of its current weights (a sharded forward is a collective
+        that rank 0 alone cannot run)."""
+        return self._callback_view if self._callback_view is not None else self.module
+
+    def _wants_model(self, event: str) -> bool:
+        # Callbacks that leave an event to Callback's no-op do not read the model there.
+        base = getattr(Callback, event)
+        return any(getattr(type(cb), event, None) is not base for cb in self.callbacks)
+
+    @contextlib.contextmanager
+    def _callbacks_model(self, event: str) -> Iterator[None]:
+        """Run by every rank around rank 0's ``event`` callbacks. Under FSDP, when a callback
+        handles ``event``, the full weights are gathered (a collective) into rank 0's copy,
+        which is ``trainer.model`` until the block ends."""
+        if not (self.fsdp and self._wants_model(event)):
+            yield
+            return
+        state = fsdp.gather_full_state(self.module)
+        if state is None:  # other ranks: they took part in the gather
+            yield
+            return
+        if self._replica is None:
+            tok = self.corpus.tokenizer_dir
+            self._replica = build_model(
+                self.model_cfg,
+                tokenizer=tok if tok.is_dir() else None,
+                device=self.device,
+                fast_path=self.config.fast_path,
+            )
+        load_into(self._replica, state)
+        self._replica.train(self.module.training)  # type: ignore[attr-defined]
+        self._callback_view = self._replica
+        try:
+            yield
+        finally:
+            self._callback_view = None
+
     @property
     def total_tokens(self) -> int:
         """Training tokens seen so far, all languages."""
@@ -577,14 +679,22 @@ class Trainer:
         }
 
     def save_checkpoint(self, run_callbacks_after: bool = True) -> Path:
-        """Write the checkpoint of the current step (rank 0), then run checkpoint callbacks."""
+        """Write the checkpoint of the current step, then run checkpoint callbacks.
+
+        Rank 0 writes it; under FSDP every rank first writes its own shards into the
+        checkpoint's temporary directory (named after rank 0's process), then rank 0 adds the
+        rest and renames it into place.
+        """
         path = self.run_dir / CHECKPOINTS / checkpoint_dirname(self.step)
         has_callbacks = bool(self.callbacks) and run_callbacks_after
+        tmp = None
+        if self.fsdp:
+            tmp = self._save_shards()
         if self.dist.is_main:
             payload = CheckpointPayload(
                 trainer_state=self._trainer_state(callbacks_done=not has_callbacks),
                 run_config=self._run_config,
-                optimizer_state=self.optimizer.state_dict(),
+                optimizer_state=None if self.fsdp else self.optimizer.state_dict(),
                 scheduler_state={
                     **self.schedule.to_dict(),
                     "total_steps": self.config.steps,
@@ -599,10 +709,11 @@ class Trainer:
             path = write_checkpoint(
                 self.run_dir,
                 self.step,
-                self.model,
+                None if self.fsdp else self.module,
                 payload,
                 model_cfg=self.model_cfg,
                 fsync=self.config.checkpoints.fsync,
+                tmp=tmp,
             )
             self.metrics.write(
                 {
@@ -622,9 +733,26 @@ class Trainer:
             self._checkpoint_callbacks(path)
         return path
 
+    def _save_shards(self) -> Path:
+        # Every rank writes into one temporary directory, named after rank 0's process.
+        token = broadcast_object(os.getpid(), self.dist)
+        tmp = checkpoint_tmp_dir(self.run_dir, self.step, token)
+        if self.dist.is_main and tmp.exists():
+            shutil.rmtree(tmp)
+        barrier(self.dist)
+        try:
+            save_sharded(tmp, self.module, self.optimizer, fsync=self.config.checkpoints.fsync)
+        except BaseException:
+            if self.dist.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp
+
     def _checkpoint_callbacks(self, path: Path) -> None:
+        with self._callbacks_model("on_checkpoint"):
+            if self.dist.is_main:
+                run_callbacks(self.callbacks, "on_checkpoint", self, self.step, path)
         if self.dist.is_main:
-            run_callbacks(self.callbacks, "on_checkpoint", self, self.step, path)
             cb_states = [
                 cb.state_dict() if callable(getattr(cb, "state_dict", None)) else None
                 for cb in self.callbacks
@@ -658,12 +786,21 @@ class Trainer:
         with self.inference():
             for w in self.eval_set:
                 starts = w.starts[rank::world]
-                for i in range(0, len(starts), bs):
-                    chunk = [self.val_split.window(s, w.length) for s in starts[i : i + bs]]  # type: ignore[union-attr]
+                n_batches = math.ceil(len(starts) / bs)
+                if self.fsdp:
+                    # A sharded forward is a collective: every rank runs as many as the rank
+                    # with the most windows, a short rank on a window whose loss it drops.
+                    n_batches = math.ceil(math.ceil(len(w.starts) / world) / bs)
+                for b in range(n_batches):
+                    mine = list(starts[b * bs : (b + 1) * bs])
+                    padding = not mine
+                    chunk = [self.val_split.window(s, w.length) for s in (mine or w.starts[:1])]  # type: ignore[union-attr]
                     tok = torch.from_numpy(np.stack([c[0] for c in chunk]))
                     lab = torch.from_numpy(np.stack([c[1] for c in chunk]))
                     tok, lab = tok.to(self.device), lab.to(self.device, torch.long)
-                    logits = self.model(tok[:, :-1], return_type="logits")
+                    logits = self.module(tok[:, :-1], return_type="logits")
+                    if padding:
+                        continue
                     _, s, c = per_language_loss(logits, tok[:, 1:], lab[:, 1:], n)
                     sums += s
                     counts += c
@@ -699,7 +836,9 @@ class Trainer:
         if self.dist.is_main:
             self.metrics.write(record)
             self.signals["eval"] = record
-            run_callbacks(self.callbacks, "on_eval", self, self.step, record)
+        with self._callbacks_model("on_eval"):
+            if self.dist.is_main:
+                run_callbacks(self.callbacks, "on_eval", self, self.step, record)
         self._sync_mixture()
 
     # ----------------------------------------------------------------- steps
@@ -745,12 +884,17 @@ class Trainer:
         # DDP averages gradients over ranks: scale so the result is the global token mean.
         scale = self.dist.world_size / n_global
         stats = torch.zeros(2 * n + 1, dtype=torch.float64, device=self.device)
-        self.model.train()  # type: ignore[attr-defined]
+        self.module.train()  # type: ignore[attr-defined]
         for i in range(self.accum_steps):
             x = tokens[i * self.micro_batch : (i + 1) * self.micro_batch]
             lab = langs[i * self.micro_batch : (i + 1) * self.micro_batch]
-            sync = self._ddp is None or i == self.accum_steps - 1
-            ctx = contextlib.nullcontext() if sync else self._ddp.no_sync()  # type: ignore[union-attr]
+            last = i == self.accum_steps - 1
+            ctx: contextlib.AbstractContextManager = contextlib.nullcontext()
+            if self.fsdp:
+                # Reduce-scatter once per step, after the last micro-batch (DDP's no_sync).
+                fsdp.set_gradient_sync(self.module, last)
+            elif self._ddp is not None and not last:
+                ctx = self._ddp.no_sync()
             with ctx:
                 with self._autocast():
                     logits = self._forward(x[:, :-1], return_type="logits")
@@ -763,10 +907,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         clip = self.config.optim.grad_clip
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.model.parameters(),  # type: ignore[attr-defined]
-            clip if clip > 0 else float("inf"),
-        )
+        max_norm = clip if clip > 0 else float("inf")
+        if self.fsdp:
+            grad_norm: Any = fsdp.clip_grad_norm(self.module.parameters(), max_norm)  # type: ignore[attr-defined]
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                self.module.parameters(),  # type: ignore[attr-defined]
+                max_norm,
+            )
         # Reduced before the update: a non-finite loss must not reach the weights.
         all_reduce_sum(stats, self.dist)
         sums, counts = stats[:n], stats[n : 2 * n]
@@ -886,8 +1034,9 @@ class Trainer:
             disable=not (self.config.progress and self.dist.is_main),
         )
         try:
-            if self.dist.is_main:
-                run_callbacks(self.callbacks, "on_train_start", self)
+            with self._callbacks_model("on_train_start"):
+                if self.dist.is_main:
+                    run_callbacks(self.callbacks, "on_train_start", self)
             if self._resume_from is None:
                 if self.dist.is_main:
                     self.metrics.write(
@@ -933,10 +1082,14 @@ class Trainer:
                 record = self._train_step(plan)
                 stop_now = record.pop("_stop")
                 self._last_train = record
-                if self.dist.is_main:
-                    if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                logged = self.step % self.config.log_every == 0 or self.step == self.config.steps
+                if logged:
+                    if self.dist.is_main:
                         self.metrics.write(record)
-                        run_callbacks(self.callbacks, "on_step", self, self.step, record)
+                    with self._callbacks_model("on_step"):
+                        if self.dist.is_main:
+                            run_callbacks(self.callbacks, "on_step", self, self.step, record)
+                if self.dist.is_main:
                     bar.update(1)
                     bar.set_postfix(
                         loss="skipped" if record["loss"] is None else f"{record['loss']:.3f}",
@@ -963,8 +1116,9 @@ class Trainer:
                     {"type": "event", "event": "end", "step": self.step, "reason": stop_reason}
                 )
             result = self._result(stop_reason, time.perf_counter() - t_start)
-            if self.dist.is_main:
-                run_callbacks(self.callbacks, "on_train_end", self, result)
+            with self._callbacks_model("on_train_end"):
+                if self.dist.is_main:
+                    run_callbacks(self.callbacks, "on_train_end", self, result)
             return result
         finally:
             torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
@@ -995,8 +1149,14 @@ class Trainer:
         )
 
     def close(self) -> None:
-        """Leave the process group (data-parallel runs)."""
+        """Leave the process group (data-parallel runs, and FSDP's one-rank group)."""
         shutdown(self.dist)
+        self._leave_own_group()
+
+    def _leave_own_group(self) -> None:
+        if self._owns_group and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        self._owns_group = False
 
 
 def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:

@@ -77,7 +77,7 @@ from babel_interp.analysis.neurons.nulls import (
 from babel_interp.config import ConfigBase
 from babel_interp.devices import resolve_device
 from babel_interp.io import write_csv_atomic, write_json_atomic
-from babel_interp.model import MODEL_WEIGHTS, HookedModel, ModelConfig, build_model
+from babel_interp.model import HookedModel, ModelConfig, build_model, weights_file
 from babel_interp.runs import Checkpoint, Run, checkpoint_dirname
 
 DEFINITIONS = ("lape_shared", "primary_active", "primary_specific", "target_specific")
@@ -575,7 +575,7 @@ def analyze_run(
         step_dir = out / checkpoint_dirname(ckpt.step)
         step_dir.mkdir(parents=True, exist_ok=True)
         # The weights' size and mtime join the key: a rewritten checkpoint is recollected.
-        weights = (ckpt.path / MODEL_WEIGHTS).stat()
+        weights = weights_file(ckpt.path).stat()
         ckpt_key = f"{key}-{weights.st_size}-{weights.st_mtime_ns}"
         stats = _stats_for(
             model, windows, cfg, step_dir / STATS_FILE, ckpt_key, f"stats step {ckpt.step}"
