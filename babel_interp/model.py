@@ -203,7 +203,8 @@ _TL_NAMES = {
 }
 
 
-def _tl_config_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+def tl_config_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    """The TransformerLens config fields (``HookedTransformerConfig(**kwargs)``) of ``cfg``."""
     return {_TL_NAMES.get(f.name, f.name): getattr(cfg, f.name) for f in fields(cfg)}
 
 
@@ -224,7 +225,7 @@ def build_model(
         if tok is None:
             raise ValueError("ModelConfig.d_vocab is -1 (from tokenizer) but no tokenizer given")
         cfg = cfg.with_vocab(len(tok))
-    kwargs = _tl_config_kwargs(cfg)
+    kwargs = tl_config_kwargs(cfg)
     if tl_major_version() >= 4:
         from transformer_lens.config import TransformerBridgeConfig
         from transformer_lens.model_bridge import TransformerBridge

@@ -9,7 +9,8 @@ A thin layer over :func:`babel_interp.training.train`. The options are the field
 :class:`~babel_interp.training.TrainConfig` and its optimizer, learning-rate and checkpoint
 configs. With ``--resume`` the run's saved configuration is the base and only options given on
 the command line override it, so the same command (or just ``--out RUN --resume``) continues a
-run exactly. Data-parallel: ``torchrun --nproc_per_node N -m babel_interp.cli train ...``. A run
+run exactly. Data-parallel: ``torchrun --nproc_per_node N -m babel_interp.cli train ...``
+(``--parallel fsdp`` shards the model over the ranks; it also runs in one process). A run
 stopped by SIGINT/SIGTERM saves a checkpoint and exits with status 128 + the signal number.
 """
 
@@ -63,6 +64,10 @@ TRAIN_HELP = {
     "on_nan": "a step whose loss is NaN/inf: stop (weights kept, last checkpoint named) or "
     "skip its update and go on",
     "progress": "progress bar",
+    "parallel": "ddp: a full model per rank; fsdp: parameters, gradients and optimizer state "
+    "sharded over ranks (FSDP2), sharded checkpoints",
+    "activation_checkpointing": "recompute each block's activations in backward (less memory, "
+    "same losses)",
 }
 LR_HELP = {
     "kind": "learning-rate schedule",

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from babel_interp.dcp_files import MODEL_DCP, OPTIMIZER_DCP, dcp_problems
 from babel_interp.faults import fault_point
 from babel_interp.integrity import (
     CHECKPOINT_MANIFEST,
@@ -269,6 +270,14 @@ def verify_checkpoint(ckpt_dir: str | os.PathLike) -> Verification:
     """
     d = Path(ckpt_dir)
     result = verify_manifest(d, CHECKPOINT_MANIFEST)
+    for sub in (MODEL_DCP, OPTIMIZER_DCP):
+        if (d / sub).is_dir():
+            # Sharded state: every shard its .metadata names must be there (a manifest lists
+            # what was written; this also catches a checkpoint written without one).
+            named = " ".join(result.problems)
+            result.problems.extend(
+                p for p in dcp_problems(d / sub) if p.split(" ", 1)[0] not in named
+            )
     state_path = d / TRAINER_STATE
     if not state_path.is_file():
         if not any(str(state_path) in p for p in result.problems):
