@@ -15,6 +15,7 @@ missing or cut-short shard is an error naming that file before DCP fails deep in
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -112,6 +113,9 @@ def read_dcp_state_dict(directory: str | os.PathLike) -> dict[str, Tensor]:
         for key, m in meta.state_dict_metadata.items()
         if isinstance(m, TensorStorageMetadata)
     }
-    # no_dist: a plain read in this process, whether or not a process group exists.
-    dcp.load(state, checkpoint_id=str(d), no_dist=True)
+    # no_dist: a plain read in this process, whether or not a process group exists (DCP
+    # still warns that it assumes so when no group exists: that is the intent here).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single")
+        dcp.load(state, checkpoint_id=str(d), no_dist=True)
     return state

@@ -208,23 +208,42 @@ def test_one_process_fsdp_matches_and_resumes_on_two_ranks(corpus, single, tmp_p
     _assert_same_losses(run, single)
 
 
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            out += [child, *_descendants(child)]
+    return out
+
+
+def _sigkill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the workers, then torchrun (each worker runs in a session of its own, so a
+    signal to torchrun's process group would miss them)."""
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.communicate(timeout=60)
+
+
 def test_sigkill_under_fsdp_then_resume_reproduces_the_uninterrupted_run(corpus, fsdp2, tmp_path):
     run = tmp_path / "run"
-    # Its own session, so the kill reaches torchrun and both workers at once.
-    proc = _torchrun(
-        _args(corpus, run, "--parallel", "fsdp", "--resume-every", "5"), start_new_session=True
-    )
+    proc = _torchrun(_args(corpus, run, "--parallel", "fsdp", "--resume-every", "5"))
     target = run / "checkpoints" / "step_00000005"
     deadline = time.monotonic() + 240
     while not target.is_dir():
         if proc.poll() is not None:
             pytest.fail(f"training exited ({proc.returncode}): {proc.stderr.read()[-2000:]}")
         if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _sigkill_tree(proc)
             pytest.fail("no checkpoint at step 5")
         time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    _sigkill_tree(proc)
     killed_at = list_checkpoints(run)[-1].step
     assert 5 <= killed_at < STEPS, "the run finished before it could be killed"
     _run_torchrun([*_args(corpus, run, "--parallel", "fsdp", "--resume-every", "5"), "--resume"])
