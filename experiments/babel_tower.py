@@ -16,6 +16,7 @@ the stage detector. A report gathers it all.
     python -m babel_interp.experiments.babel_tower --profile gpu \\
         --sources-archive runs/sources.tar.xz --out runs/real_gpu  # on the GPU
     python -m babel_interp.experiments.babel_tower --config my_study.json
+    python -m babel_interp.experiments.babel_tower --profile scan --out runs/scan  # scale scan
 
 Every step is resumable: rerunning the same command reuses finished corpora, runs and analyses.
 """
@@ -71,6 +72,9 @@ class BabelTowerConfig(ConfigBase):
     ``neuron_languages`` are extra corpus languages, not trained on, whose activations join
     LAPE's statistics (two-language LAPE is degenerate).
     ``dtype`` and ``compile`` are the trainer's (``bfloat16`` autocast, ``torch.compile``).
+    ``n_layers`` and ``d_model`` override the preset's depth and width (0: the preset's); the
+    heads keep the preset's ``d_head`` (``n_heads = d_model / d_head``) and the MLP its ratio
+    to ``d_model`` (see :func:`study_model`).
     ``execution`` measures pass@1 (greedy) at every checkpoint by executing sampled programs in
     the sandbox: ``execution_problems`` problems per language of ``execution_suite``
     (``synthetic``: held-out programs of the study's corpus, the default on the synthetic
@@ -87,6 +91,8 @@ class BabelTowerConfig(ConfigBase):
     docs_per_language: int = 0
     vocab_size: int = 0
     preset: str = ""
+    n_layers: int = 0
+    d_model: int = 0
     seq_len: int = 0
     batch_size: int = 0
     primary_steps: int = 0
@@ -192,6 +198,36 @@ class BabelTowerConfig(ConfigBase):
             raise ValueError(f"BabelTowerConfig.replay must be in [0, 1), got {self.replay}")
         if not self.seeds:
             raise ValueError("BabelTowerConfig.seeds must list at least one seed")
+        if self.n_layers < 0 or self.d_model < 0:
+            raise ValueError(
+                "BabelTowerConfig.n_layers and d_model must be >= 0 (0: the preset's), got "
+                f"{self.n_layers} and {self.d_model}"
+            )
+        study_model(self)  # a width the heads cannot divide is an error now, not mid-run
+
+
+def study_model(cfg: BabelTowerConfig) -> Any:
+    """The study's model shape: the preset, with ``n_layers`` and ``d_model`` when set.
+
+    A new width keeps the preset's head size and MLP ratio, so depth and width are the only
+    things a scan over them changes."""
+    from babel_interp.model import get_preset
+
+    base = get_preset(cfg.preset)
+    if not cfg.n_layers and not cfg.d_model:
+        return base
+    d_model = cfg.d_model or base.d_model
+    if d_model % base.d_head:
+        raise ValueError(
+            f"BabelTowerConfig.d_model ({d_model}) must be a multiple of the preset "
+            f"{cfg.preset!r}'s d_head ({base.d_head})"
+        )
+    return base.replace(
+        n_layers=cfg.n_layers or base.n_layers,
+        d_model=d_model,
+        n_heads=d_model // base.d_head,
+        d_mlp=d_model * base.d_mlp // base.d_model,
+    )
 
 
 def _log(msg: str) -> None:
@@ -291,7 +327,12 @@ def _train(
     init_from: Path | None,
     schedule: Any,
     schedule_steps: int | None = None,
+    lr_kind: str = "cosine",
+    warmup_steps: int | None = None,
 ) -> Path:
+    """Train (or resume, or reuse when complete) one run of the study; ``lr_kind`` is the
+    learning-rate schedule's (``constant``, with ``warmup_steps`` fixed, makes every checkpoint
+    the end of a shorter run of the same seed)."""
     from babel_interp.training import (
         CheckpointConfig,
         LRSchedule,
@@ -305,17 +346,18 @@ def _train(
         if steps in done:
             _log(f"train: {out} already complete")
             return out
-    warmup = max(1, min(50, steps // 10))
+    warmup = warmup_steps if warmup_steps is not None else max(1, min(50, steps // 10))
     tcfg = TrainConfig(
         corpus=str(corpus),
         out=str(out),
         preset=cfg.preset,
+        model=None if init_from else study_model(cfg),  # a continued run keeps its shape
         mixture=mixture,
         steps=steps,
         schedule_steps=schedule_steps,
         batch_size=cfg.batch_size,
         seq_len=cfg.seq_len,
-        optim=OptimConfig(schedule=LRSchedule(lr=cfg.lr, warmup_steps=warmup)),
+        optim=OptimConfig(schedule=LRSchedule(kind=lr_kind, lr=cfg.lr, warmup_steps=warmup)),
         eval_every=max(1, steps // 10),
         eval_windows=cfg.eval_windows,
         checkpoints=CheckpointConfig(schedule=schedule),
@@ -625,10 +667,25 @@ def _platform(cfg: BabelTowerConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # ``--profile scan`` is the scale scan, a grid of small studies with its own options.
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--profile")
+    known, rest = probe.parse_known_args(argv)
+    if known.profile == "scan":
+        from babel_interp.experiments import scan
+
+        return scan.main(rest)
     parser = argparse.ArgumentParser(
         prog="python -m babel_interp.experiments.babel_tower", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--profile", choices=sorted(STUDY_PROFILES), default=None)
+    parser.add_argument(
+        "--profile",
+        choices=sorted(STUDY_PROFILES),
+        default=None,
+        help="the study's sizes; 'scan' runs the scale scan "
+        "(python -m babel_interp.experiments.scan --help)",
+    )
     parser.add_argument("--config", help="JSON file of BabelTowerConfig fields")
     parser.add_argument("--out", help="experiment directory (default runs/babel_tower)")
     parser.add_argument("--targets", help="comma-separated new languages, e.g. php,go")

@@ -1,0 +1,91 @@
+"""The scale scan's phase diagram: signature strength over depth x primary tokens.
+
+One panel per width. Each cell is coloured by the continued − scratch difference of the middle
+layers' excess over matched controls at the first competent checkpoint (the study's verdict,
+:mod:`babel_interp.report.verdict`), and carries the number, its 95% interval, the verdict and
+the step where the competence gate was first passed. A cell whose model never passed the gate
+is hatched: there the working-language signal is not interpreted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from babel_interp.formatting import fmt_count, fmt_number
+from babel_interp.report.figures import panel_grid, save_figure
+from babel_interp.report.verdict import INSUFFICIENT, SIGNATURE
+
+# How a verdict reads inside a cell (short, so the number and its interval fit).
+_MARK = {SIGNATURE: "signature", "no signature": "no signature", INSUFFICIENT: "not competent"}
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def plot_phase_diagram(
+    rows: Sequence[dict[str, Any]], out_path: str | os.PathLike, target: str = "php"
+) -> Path:
+    """Draw the scan's rows (:func:`babel_interp.experiments.scan.scan_table`) to
+    ``out_path``; returns the path."""
+    if not rows:
+        raise ValueError("the scan has no cells to draw")
+    widths = sorted({int(r["d_model"]) for r in rows})
+    depths = sorted({int(r["n_layers"]) for r in rows})
+    tokens = sorted({int(r["primary_tokens"]) for r in rows})
+    diffs = [abs(float(r["difference"])) for r in rows if _finite(r.get("difference"))]
+    vmax = max(diffs) if diffs else 1.0
+    fig = Figure()
+    axes = panel_grid(fig, len(widths), ncols=2, panel_size=(1.9 * len(tokens) + 1.6, 5.0))
+    image = None
+    for ax, width in zip(axes, widths, strict=True):
+        grid = np.full((len(depths), len(tokens)), np.nan)
+        for r in rows:
+            if int(r["d_model"]) != width:
+                continue
+            i, j = depths.index(int(r["n_layers"])), tokens.index(int(r["primary_tokens"]))
+            verdict = str(r.get("verdict", "not run"))
+            if _finite(r.get("difference")):
+                grid[i, j] = float(r["difference"])
+                text = (
+                    f"{fmt_number(float(r['difference']), signed=True)}\n"
+                    f"[{fmt_number(float(r['difference_lo']), signed=True)}, "
+                    f"{fmt_number(float(r['difference_hi']), signed=True)}]\n"
+                    f"{_MARK.get(verdict, verdict)}\nstep {int(r['step'])}"
+                )
+            else:
+                text = _MARK.get(verdict, verdict)
+                if verdict == INSUFFICIENT or verdict == "not run":
+                    ax.add_patch(
+                        Rectangle(
+                            (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", color="0.7", lw=0
+                        )
+                    )
+            weight = "bold" if verdict == SIGNATURE else "normal"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7.5, weight=weight)
+        image = ax.imshow(grid, cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="lower", aspect="auto")
+        ax.set_xticks(range(len(tokens)), [fmt_count(t) for t in tokens])
+        ax.set_yticks(range(len(depths)), [str(d) for d in depths])
+        ax.set_xlabel("primary-language (Python) tokens before the new language")
+        ax.set_ylabel("layers")
+        n_seeds = sorted({int(r.get("n_seeds", 0)) for r in rows if int(r["d_model"]) == width})
+        ax.set_title(
+            f"d_model {width}: continued − scratch middle excess, {target}\n"
+            f"(first competent checkpoint; seeds per cell: {', '.join(map(str, n_seeds))})",
+            fontsize=9,
+        )
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, shrink=0.8)
+        bar.set_label("difference in excess toward Python (nats)")
+    return save_figure(fig, out_path)
