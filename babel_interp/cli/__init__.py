@@ -1,9 +1,9 @@
 """The ``babel-interp`` command line: a thin layer over the Python API.
 
 :data:`COMMANDS` lists one module per command group, in the order of a study (``corpus``,
-``train``, ``export``, ``analyze``, ``evaluate``, ``optimize``, ``report``, then ``verify``).
-Each module's ``register(subparsers)`` adds its commands; their handlers call the library's
-functions. Shared flags live in :mod:`babel_interp.cli.options` and, derived from config
+``plan``, ``train``, ``export``, ``analyze``, ``evaluate``, ``optimize``, ``report``, then
+``verify``). Each module's ``register(subparsers)`` adds its commands; their handlers call the
+library's functions. Shared flags live in :mod:`babel_interp.cli.options` and, derived from config
 dataclasses, in :mod:`babel_interp.cli.args`.
 """
 
@@ -14,10 +14,20 @@ import sys
 from collections.abc import Sequence
 
 from babel_interp import __version__
-from babel_interp.cli import analyze, corpus, evaluate, export, optimize, report, train, verify
+from babel_interp.cli import (
+    analyze,
+    corpus,
+    evaluate,
+    export,
+    optimize,
+    plan,
+    report,
+    train,
+    verify,
+)
 
 # One module per command group, in the order ``--help`` lists them.
-COMMANDS = (corpus, train, export, analyze, evaluate, optimize, report, verify)
+COMMANDS = (corpus, plan, train, export, analyze, evaluate, optimize, report, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:
