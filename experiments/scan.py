@@ -43,15 +43,32 @@ from pathlib import Path
 from typing import Any
 
 from babel_interp.config import ConfigBase
-from babel_interp.io import write_csv_atomic, write_json_atomic
+from babel_interp.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from babel_interp.runs import Run, Study
 
 from . import babel_tower as bt
 
 SCAN_CSV = "scan.csv"
+SCAN_MD = "scan.md"
 SCAN_JSON = "scan.json"
 PHASE_FIGURE = "phase_diagram.png"
 PROFILE_OF_CORPUS = {"synthetic": "scan", "real": "scan-real"}
+
+
+# Named grids (``--grid``). ``cpu`` is what a 2-core machine finishes in about two hours (the
+# README's phase diagram); ``gpu`` reaches the scale where the CPU scan cannot go, the GPU
+# pilot's 8 layers x 512 and tens of millions of primary tokens (x16 is 13M tokens at batch
+# 16 x 128, 52M at the grid's batch of 64), for one H100/H200 with bf16 and torch.compile.
+GRIDS: dict[str, dict[str, Any]] = {
+    "cpu": dict(depths=[2, 4, 6, 8], widths=[64], primary_x=[0.25, 1.0, 2.0], seeds=[0, 1]),
+    "gpu": dict(
+        depths=[4, 8],
+        widths=[256, 512],
+        primary_x=[1.0, 4.0, 16.0],
+        seeds=[0, 1, 2],
+        study=dict(preset="medium", batch_size=64, dtype="bfloat16", compile=True),
+    ),
+}
 
 
 @dataclass
@@ -69,7 +86,7 @@ class ScanConfig(ConfigBase):
     depths: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
     widths: list[int] = field(default_factory=lambda: [64])
     extra_shapes: list[str] = field(default_factory=list)
-    primary_x: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0])
+    primary_x: list[float] = field(default_factory=lambda: [0.25, 1.0, 2.0])
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     max_minutes: float = 0.0
     execution: bool | None = None
@@ -353,6 +370,37 @@ def _pass(
         return []
 
 
+def scan_markdown(rows: list[dict[str, Any]]) -> str:
+    """The scan's table in Markdown: one line per cell, the difference with its interval."""
+    from babel_interp.formatting import fmt_count, fmt_interval, fmt_number
+
+    def est(r: dict[str, Any], name: str) -> str:
+        if not isinstance(r.get(name), float) or not math.isfinite(r[name]):
+            return "—"
+        return fmt_interval(r[name], r[f"{name}_lo"], r[f"{name}_hi"], signed=True)
+
+    lines = [
+        "| layers | d_model | primary tokens | seeds | verdict | step | continued | scratch "
+        "| continued − scratch | pass@1 continued / scratch |",
+        "|---:|---:|---:|---:|---|---:|---|---|---|---|",
+    ]
+    for r in rows:
+        step = r.get("step")
+        has_step = isinstance(step, (int, float)) and math.isfinite(float(step))
+        passes = (
+            f"{fmt_number(r['pass@1_continual'])} / {fmt_number(r['pass@1_scratch'])}"
+            if "pass@1_continual" in r and "pass@1_scratch" in r
+            else "—"
+        )
+        lines.append(
+            f"| {r['n_layers']} | {r['d_model']} | {fmt_count(r['primary_tokens'])} "
+            f"| {r['n_seeds']} | {r['verdict']} | {int(step) if has_step else '—'} "
+            f"| {est(r, 'continued')} | {est(r, 'scratch')} | {est(r, 'difference')} "
+            f"| {passes} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def run_scan(cfg: ScanConfig) -> Path:
     """Run (or resume) the scan; write ``scan.csv``, ``scan.json`` and the phase diagram after
     every shape, and return the CSV's path."""
@@ -394,6 +442,7 @@ def run_scan(cfg: ScanConfig) -> Path:
     rows = scan_table(cfg, done)
     csv = out / SCAN_CSV
     write_csv_atomic(csv, pd.DataFrame(rows))
+    write_text_atomic(out / SCAN_MD, scan_markdown(rows))
     write_json_atomic(
         state_path,
         {
@@ -420,6 +469,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m babel_interp.experiments.scan", description=__doc__.split("\n\n")[0]
     )
+    parser.add_argument(
+        "--grid",
+        choices=sorted(GRIDS),
+        help="a named grid (cpu: the README's phase diagram; gpu: the sizes past a CPU); "
+        "the options below override it",
+    )
     parser.add_argument("--config", help="JSON file of ScanConfig fields")
     parser.add_argument("--out", help="scan directory (default runs/scan)")
     parser.add_argument("--corpus", choices=sorted(PROFILE_OF_CORPUS), help="default synthetic")
@@ -428,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widths", help="comma-separated d_model values (default 64)")
     parser.add_argument("--shapes", help="extra shapes, e.g. L4-d128,L2-d256")
     parser.add_argument(
-        "--primary-x", help="multiples of the profile's primary steps (default 0.25,1,4)"
+        "--primary-x", help="multiples of the profile's primary steps (default 0.25,1,2)"
     )
     parser.add_argument("--seeds", help="comma-separated seeds (default 0,1)")
     parser.add_argument(
@@ -443,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="auto | cpu | cuda")
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true")
     args = parser.parse_args(argv)
-    d: dict[str, Any] = {}
+    d: dict[str, Any] = dict(GRIDS[args.grid]) if args.grid else {}
     if args.config:
         d.update(json.loads(Path(args.config).read_text(encoding="utf-8")))
     for key in ("out", "corpus", "target", "device"):

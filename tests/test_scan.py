@@ -142,3 +142,24 @@ def test_a_spent_budget_stops_cleanly_and_a_rerun_resumes(tmp_path, finished):
 def test_the_study_cli_runs_the_scan_profile(tmp_path, capsys):
     code = babel_tower.main(["--profile", "scan", "--out", str(tmp_path / "s"), "--seeds", "x"])
     assert code == 2 and "seeds" in capsys.readouterr().err
+
+
+def test_named_grids_are_valid_scans():
+    gpu = scan.ScanConfig.from_dict(dict(scan.GRIDS["gpu"], out="unused"))
+    assert gpu.shapes() == [(4, 256), (8, 256), (4, 512), (8, 512)]
+    cell = gpu.cell_config((8, 512))
+    model = babel_tower.study_model(cell)
+    assert (model.n_heads, model.d_head, cell.dtype, cell.compile) == (8, 64, "bfloat16", True)
+    assert (
+        scan.ScanConfig.from_dict(dict(scan.GRIDS["cpu"])).to_dict() == scan.ScanConfig().to_dict()
+    )
+
+
+def test_the_markdown_table_has_one_line_per_cell(finished):
+    cfg, csv = finished
+    text = (csv.parent / scan.SCAN_MD).read_text()
+    rows = pd.read_csv(csv)
+    assert len(text.strip().splitlines()) == 2 + len(rows)
+    judged = rows[rows["verdict"] != "insufficient data"]
+    for _, r in judged.iterrows():
+        assert f"| {r['verdict']} | {int(r['step'])} |" in text

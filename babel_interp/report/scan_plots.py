@@ -24,7 +24,20 @@ from babel_interp.report.figures import panel_grid, save_figure
 from babel_interp.report.verdict import INSUFFICIENT, SIGNATURE
 
 # How a verdict reads inside a cell (short, so the number and its interval fit).
-_MARK = {SIGNATURE: "signature", "no signature": "no signature", INSUFFICIENT: "not competent"}
+_MARK = {SIGNATURE: "signature", "no signature": "no signature", "not run": "not run"}
+
+
+def _mark(row: dict[str, Any]) -> str:
+    """The cell's short label; "insufficient data" says which kind."""
+    verdict = str(row.get("verdict", "not run"))
+    if verdict != INSUFFICIENT:
+        return _MARK.get(verdict, verdict)
+    reason = str(row.get("reason", ""))
+    if "competence gate" in reason:
+        return "never competent"
+    if "middle-layer value" in reason:
+        return "no middle layer"
+    return "no verdict"
 
 
 def _finite(v: Any) -> bool:
@@ -62,18 +75,28 @@ def plot_phase_diagram(
                     f"{fmt_number(float(r['difference']), signed=True)}\n"
                     f"[{fmt_number(float(r['difference_lo']), signed=True)}, "
                     f"{fmt_number(float(r['difference_hi']), signed=True)}]\n"
-                    f"{_MARK.get(verdict, verdict)}\nstep {int(r['step'])}"
+                    f"{_mark(r)}\nstep {int(r['step'])}"
                 )
             else:
-                text = _MARK.get(verdict, verdict)
-                if verdict == INSUFFICIENT or verdict == "not run":
+                text = _mark(r)
+                if verdict in (INSUFFICIENT, "not run"):
                     ax.add_patch(
                         Rectangle(
                             (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", color="0.7", lw=0
                         )
                     )
             weight = "bold" if verdict == SIGNATURE else "normal"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7.5, weight=weight)
+            dark = math.isfinite(grid[i, j]) and abs(grid[i, j]) > 0.6 * vmax
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                weight=weight,
+                color="white" if dark else "black",
+            )
         image = ax.imshow(grid, cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="lower", aspect="auto")
         ax.set_xticks(range(len(tokens)), [fmt_count(t) for t in tokens])
         ax.set_yticks(range(len(depths)), [str(d) for d in depths])
