@@ -46,7 +46,7 @@ from babel_interp.config import ConfigBase
 from babel_interp.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from babel_interp.runs import Run, Study
 
-from . import babel_tower as bt
+from . import study as bt
 
 SCAN_CSV = "scan.csv"
 SCAN_MD = "scan.md"
@@ -531,7 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"scan: error: {exc}", file=sys.stderr)
         return 2
-    csv = run_scan(cfg)
+    try:
+        csv = run_scan(cfg)
+    except bt.StudyInterrupted as exc:
+        print(f"scan: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(f"scan: {csv}")
     return 0
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from _real_fixtures import debian_dir, python_tree
 
-from babel_interp.experiments import babel_tower
+from babel_interp.experiments import babel_tower, study
 from babel_interp.runs import list_checkpoints, read_metrics
 
 TINY = dict(
@@ -141,20 +141,21 @@ def test_gpu_profile_path_at_tiny_size(cpu_study, tmp_path, monkeypatch):
     cfg = babel_tower.BabelTowerConfig.from_dict(d)
     assert cfg.dtype == "bfloat16" and cfg.compile is True
     # The second seed's analyses fail: the first seed's results and report are already written.
-    real_analyze = babel_tower.analyze_seed
+    # run_experiment (in the study module) calls analyze_seed there.
+    real_analyze = study.analyze_seed
 
     def cut_short(c, layout, seed):
         if seed == 1:
             raise KeyboardInterrupt("lease over")
         return real_analyze(c, layout, seed)
 
-    monkeypatch.setattr(babel_tower, "analyze_seed", cut_short)
+    monkeypatch.setattr(study, "analyze_seed", cut_short)
     with pytest.raises(KeyboardInterrupt):
         babel_tower.run_experiment(cfg)
     meta = json.loads((out / "experiment.json").read_text())
     assert meta["seeds_done"] == [0]
     assert "(1 seed)" in (out / "report.md").read_text()
-    monkeypatch.setattr(babel_tower, "analyze_seed", real_analyze)
+    monkeypatch.setattr(study, "analyze_seed", real_analyze)
     primary = out / "seed_0" / "primary" / "checkpoints"
     before = {p.name: p.stat().st_mtime_ns for p in primary.iterdir()}
     md = babel_tower.run_experiment(cfg)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -163,3 +167,35 @@ def test_the_markdown_table_has_one_line_per_cell(finished):
     judged = rows[rows["verdict"] != "insufficient data"]
     for _, r in judged.iterrows():
         assert f"| {r['verdict']} | {int(r['step'])} |" in text
+
+
+def test_a_signal_stops_the_scan_and_the_rerun_finishes_it(tmp_path):
+    """SIGTERM mid-scan: the trainer checkpoints, the scan stops (nothing half-trained is
+    analyzed or continued from) and exits 143; the same command then finishes the scan."""
+    study = dict(MICRO_STUDY, primary_steps=300)  # long enough for the signal to land in it
+    cfg = micro(tmp_path, depths=[], extra_shapes=["L1-d32"], primary_x=[1.0], study=study)
+    config = tmp_path / "scan.json"
+    config.write_text(json.dumps(cfg.to_dict()))
+    cmd = [sys.executable, "-m", "babel_interp.experiments.scan", "--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    metrics = tmp_path / "scan" / "L1-d32" / "seed_0" / "primary" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and '"type": "train"' not in _read(metrics):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
+    assert "run the same command again to resume" in err.decode()
+    assert not (tmp_path / "scan" / "L1-d32" / "seed_0" / "php").exists()
+    stopped = max(c.step for c in Run(metrics.parent).checkpoints())
+    assert 0 < stopped < 300
+    assert scan.main(["--config", str(config)]) == 0
+    assert Run(metrics.parent).latest().step == 300
+    assert len(pd.read_csv(tmp_path / "scan" / scan.SCAN_CSV)) == 1
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""

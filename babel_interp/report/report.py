@@ -20,6 +20,7 @@ import pandas as pd
 from babel_interp.analysis.neurons.nulls import null_label
 from babel_interp.analysis.stages.efficiency import efficiency_summary
 from babel_interp.formatting import fmt_count, fmt_interval
+from babel_interp.profiles import SCALE_NOTES, STUDY_PROFILES
 from babel_interp.report.document import ReportDocument
 from babel_interp.report.execution import (
     add_execution_section,
@@ -43,7 +44,12 @@ from babel_interp.report.study import (
     with_null_kind,
 )
 from babel_interp.report.training_plots import plot_efficiency, plot_training_curves
-from babel_interp.report.verdict import INSUFFICIENT, SignatureVerdict, signature_verdict
+from babel_interp.report.verdict import (
+    INSUFFICIENT,
+    SIGNATURE,
+    SignatureVerdict,
+    signature_verdict,
+)
 from babel_interp.runs import Run, Study, figures_dir, read_run_config
 
 
@@ -638,6 +644,24 @@ def _stage_line(meta: dict, seeds: list[int], lang: str) -> str:
     return "; ".join(f"{v} in {n} of {len(seeds)} seeds" for v, n in counts.items())
 
 
+def scale_note(cfg: dict[str, Any]) -> str:
+    """What the scale scan measured at this study's profile
+    (:data:`babel_interp.profiles.SCALE_NOTES`), when the study kept the profile's model and
+    primary training ("" otherwise, or for a profile the scan has no note on)."""
+    note = SCALE_NOTES.get(str(cfg.get("profile")), "")
+    if not note:
+        return ""
+    profile = STUDY_PROFILES[cfg["profile"]]
+    same = (
+        cfg.get("preset") == profile["preset"]
+        and not cfg.get("n_layers")
+        and not cfg.get("d_model")
+        and cfg.get("primary_steps") == profile["primary_steps"]
+        and cfg.get("corpus", "synthetic") == profile.get("corpus", "synthetic")
+    )
+    return note if same else ""
+
+
 def answer_text(meta: dict, verdicts: list[SignatureVerdict], pass_lines: dict[str, str]) -> str:
     """The report's first screen in Markdown: what was measured, one verdict line per new
     language, and the controls."""
@@ -666,6 +690,9 @@ def answer_text(meta: dict, verdicts: list[SignatureVerdict], pass_lines: dict[s
         if pass_lines.get(v.language):
             line += f" {pass_lines[v.language]}"
         lines.append(line)
+    note = scale_note(cfg)
+    if note and not any(v.verdict == SIGNATURE for v in verdicts):
+        lines += ["", f"*At this scale:* {note}"]
     how = next((v.interval for v in verdicts if v.interval), "")
     lines += [
         "",
