@@ -457,6 +457,26 @@ def run_scan(cfg: ScanConfig) -> Path:
     return csv
 
 
+def combine_scans(scans: list[str], figure: str | Path) -> Path:
+    """One phase diagram of several finished scans (e.g. the synthetic and the real-code one,
+    side by side) from their tables; returns the figure's path."""
+    import pandas as pd
+
+    from babel_interp.report.scan_plots import plot_phase_diagram
+
+    rows: list[dict[str, Any]] = []
+    targets = set()
+    for d in scans:
+        csv = Path(d) / SCAN_CSV
+        if not csv.is_file():
+            raise FileNotFoundError(f"{csv} is missing: {d} is not a finished scan")
+        rows += pd.read_csv(csv).to_dict("records")
+        state = Path(d) / SCAN_JSON
+        if state.is_file():
+            targets.add(json.loads(state.read_text())["config"]["target"])
+    return plot_phase_diagram(rows, figure, target="/".join(sorted(targets)) or "php")
+
+
 def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t.strip()]
 
@@ -497,7 +517,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", help="auto | cpu | cuda")
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true")
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="SCAN",
+        help="draw one phase diagram of these finished scans (to --figure) and stop",
+    )
+    parser.add_argument("--figure", help="where --combine writes its figure")
     args = parser.parse_args(argv)
+    if args.combine:
+        if not args.figure:
+            parser.error("--combine needs --figure PATH")
+        try:
+            print(f"scan: {combine_scans(args.combine, args.figure)}")
+        except FileNotFoundError as exc:
+            print(f"scan: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     d: dict[str, Any] = dict(GRIDS[args.grid]) if args.grid else {}
     if args.config:
         d.update(json.loads(Path(args.config).read_text(encoding="utf-8")))

@@ -1,10 +1,12 @@
 """The scale scan's phase diagram: signature strength over depth x primary tokens.
 
-One panel per width. Each cell is coloured by the continued − scratch difference of the middle
-layers' excess over matched controls at the first competent checkpoint (the study's verdict,
+One panel per corpus and width (the synthetic and real-code scans side by side). Each cell is
+coloured by the continued − scratch difference of the middle layers' excess over matched
+controls at the first competent checkpoint (the study's verdict,
 :mod:`babel_interp.report.verdict`), and carries the number, its 95% interval, the verdict and
-the step where the competence gate was first passed. A cell whose model never passed the gate
-is hatched: there the working-language signal is not interpreted.
+the step where the competence gate was first passed. A cell with no verdict (its model never
+passed the gate, or it has no middle layer) is hatched: there the working-language signal is
+not interpreted.
 """
 
 from __future__ import annotations
@@ -50,23 +52,40 @@ def _finite(v: Any) -> bool:
 def plot_phase_diagram(
     rows: Sequence[dict[str, Any]], out_path: str | os.PathLike, target: str = "php"
 ) -> Path:
-    """Draw the scan's rows (:func:`babel_interp.experiments.scan.scan_table`) to
-    ``out_path``; returns the path."""
+    """Draw the scan's rows (:func:`babel_interp.experiments.scan.scan_table`, of one scan or
+    of several) to ``out_path``; returns the path."""
     if not rows:
         raise ValueError("the scan has no cells to draw")
-    widths = sorted({int(r["d_model"]) for r in rows})
-    depths = sorted({int(r["n_layers"]) for r in rows})
-    tokens = sorted({int(r["primary_tokens"]) for r in rows})
+    # The synthetic corpus (the positive control) first, then real code.
+    panels = sorted(
+        {(str(r.get("corpus", "synthetic")), int(r["d_model"])) for r in rows},
+        key=lambda p: (p[0] != "synthetic", p),
+    )
     diffs = [abs(float(r["difference"])) for r in rows if _finite(r.get("difference"))]
     vmax = max(diffs) if diffs else 1.0
+    n_tokens = max(
+        len(
+            {
+                int(r["primary_tokens"])
+                for r in rows
+                if (r.get("corpus", "synthetic"), int(r["d_model"])) == p
+            }
+        )
+        for p in panels
+    )
     fig = Figure()
-    axes = panel_grid(fig, len(widths), ncols=2, panel_size=(1.9 * len(tokens) + 1.6, 5.0))
+    axes = panel_grid(fig, len(panels), ncols=2, panel_size=(1.9 * n_tokens + 1.6, 5.0))
     image = None
-    for ax, width in zip(axes, widths, strict=True):
+    for ax, (corpus, width) in zip(axes, panels, strict=True):
+        mine = [
+            r
+            for r in rows
+            if str(r.get("corpus", "synthetic")) == corpus and int(r["d_model"]) == width
+        ]
+        depths = sorted({int(r["n_layers"]) for r in mine})
+        tokens = sorted({int(r["primary_tokens"]) for r in mine})
         grid = np.full((len(depths), len(tokens)), np.nan)
-        for r in rows:
-            if int(r["d_model"]) != width:
-                continue
+        for r in mine:
             i, j = depths.index(int(r["n_layers"])), tokens.index(int(r["primary_tokens"]))
             verdict = str(r.get("verdict", "not run"))
             if _finite(r.get("difference")):
@@ -100,14 +119,18 @@ def plot_phase_diagram(
         image = ax.imshow(grid, cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="lower", aspect="auto")
         ax.set_xticks(range(len(tokens)), [fmt_count(t) for t in tokens])
         ax.set_yticks(range(len(depths)), [str(d) for d in depths])
-        ax.set_xlabel("primary-language (Python) tokens before the new language")
+        n_seeds = sorted({int(r.get("n_seeds", 0)) for r in mine})
+        ax.set_xlabel("Python tokens before the new language")
         ax.set_ylabel("layers")
-        n_seeds = sorted({int(r.get("n_seeds", 0)) for r in rows if int(r["d_model"]) == width})
         ax.set_title(
-            f"d_model {width}: continued − scratch middle excess, {target}\n"
-            f"(first competent checkpoint; seeds per cell: {', '.join(map(str, n_seeds))})",
+            f"{corpus} code, d_model {width} (seeds per cell: {', '.join(map(str, n_seeds))})",
             fontsize=9,
         )
+    fig.suptitle(
+        f"Continued − scratch middle-layer excess toward Python on {target}, at the first "
+        "competent checkpoint (95% CI)",
+        fontsize=10,
+    )
     if image is not None:
         bar = fig.colorbar(image, ax=axes, shrink=0.8)
         bar.set_label("difference in excess toward Python (nats)")
