@@ -32,15 +32,6 @@ pytestmark = pytest.mark.skipif(
 
 STEPS = 20
 
-# TransformerLens 4's bridge registers the embedding under two names; get_state_dict keys its
-# optimizer state by one name picked from a set (order set by per-process string hashing), so
-# another process may look it up under the other name and refuse the checkpoint.
-_TL4_SHARED_NAMES = pytest.mark.xfail(
-    tl_major_version() >= 4,
-    reason="TL4: optimizer state of a parameter with two names is keyed nondeterministically",
-    strict=False,
-)
-
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -125,9 +116,8 @@ def _assert_same_losses(run: Path, reference: Path, tol: float = 1e-5) -> None:
         assert b["val_tokens"] == a["val_tokens"]  # each window evaluated exactly once
 
 
-def _killed_after(run: Path, step: int) -> Path:
-    """A copy of ``run`` as if killed right after its checkpoint at ``step``."""
-    copy = run.parent / f"{run.name}-cut{step}"
+def _killed_after(run: Path, step: int, copy: Path) -> Path:
+    """A copy of ``run`` at ``copy`` as if killed right after its checkpoint at ``step``."""
     shutil.copytree(run, copy)
     for c in list_checkpoints(copy):
         if c.step > step:
@@ -195,9 +185,8 @@ def _hook_summary(run: Path, step: int, lang: str) -> list[float]:
     return values
 
 
-@_TL4_SHARED_NAMES
-def test_two_rank_checkpoint_resumes_in_one_process(corpus, single, fsdp2):
-    run = _killed_after(fsdp2, 10)
+def test_two_rank_checkpoint_resumes_in_one_process(corpus, single, fsdp2, tmp_path):
+    run = _killed_after(fsdp2, 10, tmp_path / "run")
     assert main([*_args(corpus, run, "--parallel", "fsdp"), "--resume"]) == 0
     _assert_same_losses(run, single)
     resume = [r for r in read_metrics(run) if r.get("event") == "resume"][-1]
@@ -206,12 +195,11 @@ def test_two_rank_checkpoint_resumes_in_one_process(corpus, single, fsdp2):
     assert sorted(p.name for p in (ckpt / MODEL_DCP).iterdir()) == [".metadata", "__0_0.distcp"]
 
 
-@_TL4_SHARED_NAMES
 def test_one_process_fsdp_matches_and_resumes_on_two_ranks(corpus, single, tmp_path):
     one = tmp_path / "one"
     assert main(_args(corpus, one, "--parallel", "fsdp")) == 0
     _assert_same_losses(one, single)
-    run = _killed_after(one, 10)
+    run = _killed_after(one, 10, tmp_path / "cut")
     # With activation checkpointing under 2-rank FSDP too: it changes no loss.
     _run_torchrun(
         [*_args(corpus, run, "--parallel", "fsdp", "--activation-checkpointing"), "--resume"]
@@ -242,7 +230,6 @@ def _sigkill_tree(proc: subprocess.Popen) -> None:
     proc.communicate(timeout=60)
 
 
-@_TL4_SHARED_NAMES
 def test_sigkill_under_fsdp_then_resume_reproduces_the_uninterrupted_run(corpus, fsdp2, tmp_path):
     run = tmp_path / "run"
     proc = _torchrun(_args(corpus, run, "--parallel", "fsdp", "--resume-every", "5"))
@@ -268,6 +255,60 @@ def test_sigkill_under_fsdp_then_resume_reproduces_the_uninterrupted_run(corpus,
     ]
     assert not list((run / "checkpoints").glob("*.tmp-*"))
     assert main(["verify", str(run), "--quiet"]) == 0
+
+
+_OPTIM_KEYS_SCRIPT = r"""
+import json, sys
+import torch
+from babel_interp.model import build_model, get_preset
+from babel_interp.training import fsdp
+from babel_interp.training.dcp import load_sharded, save_sharded
+
+mode, path = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+model = build_model(get_preset("tiny").with_vocab(64))
+fsdp.init_single_process_group(torch.device("cpu"))
+fsdp.shard_model(model, torch.device("cpu"))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+if mode == "save":
+    tokens = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    model(tokens, return_type="logits").float().pow(2).mean().backward()
+    opt.step()
+    save_sharded(path, model, opt, fsync=False)
+else:
+    load_sharded(path, model, opt)
+state = {
+    name: [float(opt.state[p]["step"])]
+    + [float(opt.state[p][k].full_tensor().double().sum()) for k in ("exp_avg", "exp_avg_sq")]
+    for name, p in torch.nn.Module.named_parameters(model)
+}
+print(json.dumps(state))
+"""
+
+
+def test_optimizer_state_is_saved_under_module_tree_names_whatever_the_hash_seed(tmp_path):
+    """The optimizer state of a sharded checkpoint is keyed by each parameter's first name in
+    the module tree, and another process (another string-hash seed) loads it exactly."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    ckpt = tmp_path / "ckpt"
+    states = []
+    for mode, seed in (("save", "1"), ("load", "2")):
+        proc = subprocess.run(
+            [sys.executable, "-c", _OPTIM_KEYS_SCRIPT, mode, str(ckpt)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": seed},
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        states.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    saved, loaded = states
+    assert loaded == saved
+    assert all(step == 1.0 and any(sums) for step, *sums in saved.values())
+    keys = FileSystemReader(str(ckpt / OPTIMIZER_DCP)).read_metadata().state_dict_metadata
+    names = {k.removeprefix("state.").rsplit(".", 1)[0] for k in keys if k.startswith("state.")}
+    assert names == set(saved)
 
 
 def test_export_loads_in_transformer_lens_with_the_runs_logits(fsdp2, tmp_path):
@@ -307,7 +348,7 @@ def test_a_missing_shard_is_an_error_naming_it(fsdp2, tmp_path):
     with pytest.raises(DCPFileError, match=r"model\.dcp/__1_0\.distcp is missing"):
         load_model(ckpt, device="cpu")
     # The command line: verify names the file and fails, export refuses, nothing written.
-    run = _killed_after(fsdp2, 10)
+    run = _killed_after(fsdp2, 10, tmp_path / "run")
     (run / "checkpoints" / "step_00000010" / OPTIMIZER_DCP / "__0_0.distcp").unlink()
     assert main(["verify", str(run), "--quiet"]) == 1
     (run / "checkpoints" / "step_00000010" / MODEL_DCP / "__0_0.distcp").unlink()
