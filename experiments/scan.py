@@ -253,7 +253,8 @@ def train_shape(
 
 
 def analyze_run(scfg: bt.BabelTowerConfig, run: Path, seed: int, random_inits: int) -> None:
-    """The working-language analyzer on every checkpoint of ``run`` (resumed when done)."""
+    """The working-language analyzer on every checkpoint of ``run`` (resumed when done; a
+    run whose saved analysis already covers every checkpoint is not opened again)."""
     from babel_interp.analysis.working_language import logit_lens
 
     wl_cfg = logit_lens.WorkingLanguageConfig(
@@ -263,8 +264,30 @@ def analyze_run(scfg: bt.BabelTowerConfig, run: Path, seed: int, random_inits: i
         seed=seed,
         n_random_init=random_inits,
     )
+    if _analyzed(Path(run), wl_cfg):
+        return
+
     _log(f"analyze: working language, {run}")
     logit_lens.analyze_run(run, wl_cfg, device=scfg.device, progress=scfg.progress)
+
+
+def _analyzed(run: Path, wl_cfg: Any) -> bool:
+    """Whether ``run``'s working-language results, made with ``wl_cfg``, cover all its
+    checkpoints (and the random-init baseline when one is asked for). Re-entering the analyzer
+    would reuse them too, but only after rebuilding its probes and token sets: minutes per run
+    on a CPU."""
+    import pandas as pd
+
+    wl = run / "analysis" / "working_language"
+    if not (wl / "aggregate.csv").is_file() or not (wl / "summary.json").is_file():
+        return False
+    saved = json.loads((wl / "summary.json").read_text()).get("config", {})
+    if saved != json.loads(json.dumps(wl_cfg.to_dict())):
+        return False
+    if wl_cfg.n_random_init and not (wl / "random_init.csv").is_file():
+        return False
+    done = set(pd.read_csv(wl / "aggregate.csv", usecols=["step"])["step"].astype(str))
+    return {str(c.step) for c in Run(run).checkpoints()} <= done
 
 
 def cell_verdict(cfg: ScanConfig, shape: tuple[int, int], x: float, seeds: list[int]) -> Any:
@@ -293,6 +316,27 @@ def cell_verdict(cfg: ScanConfig, shape: tuple[int, int], x: float, seeds: list[
         ignore_index=True,
     )
     return signature_verdict(cell, seeds, lang, scfg.primary, per_seed=per_seed, regions=regions)
+
+
+def cell_competence(
+    cfg: ScanConfig, shape: tuple[int, int], x: float, seeds: list[int]
+) -> dict[str, Any]:
+    """How close the cell's continued models came to the competence gate: the best probe
+    top-1 over checkpoints (mean over seeds, each seed's best) and the first step each seed
+    passed (-1: never)."""
+    from babel_interp.report.study import layer_excess
+
+    cell = Path(cfg.cell_config(shape).out) / x_id(x)
+    df = layer_excess(cell, seeds, cfg.target)
+    df = df[df["kind"] == "continual"] if len(df) else df
+    if df.empty:
+        return {}
+    best = df.groupby("seed")["top1_acc"].max()
+    first = []
+    for seed in seeds:
+        ok = df[(df["seed"] == seed) & df["competent"].astype(bool)]["step"]
+        first.append(str(int(ok.min())) if len(ok) else "-1")
+    return {"best_top1": float(best.mean()), "first_competent": " ".join(first)}
 
 
 def cell_pass_at_1(
@@ -346,6 +390,7 @@ def scan_table(cfg: ScanConfig, done: dict[str, list[int]]) -> list[dict[str, An
                 continue
             v = cell_verdict(cfg, shape, x, seeds)
             row.update(verdict=v.verdict, reason=v.reason, step=v.step, interval=v.interval)
+            row.update(cell_competence(cfg, shape, x, seeds))
             for name in ("difference", "continued", "scratch", "continued_output"):
                 est = getattr(v, name)
                 if est is not None:
@@ -380,9 +425,9 @@ def scan_markdown(rows: list[dict[str, Any]]) -> str:
         return fmt_interval(r[name], r[f"{name}_lo"], r[f"{name}_hi"], signed=True)
 
     lines = [
-        "| layers | d_model | primary tokens | seeds | verdict | step | continued | scratch "
-        "| continued − scratch | pass@1 continued / scratch |",
-        "|---:|---:|---:|---:|---|---:|---|---|---|---|",
+        "| layers | d_model | primary tokens | seeds | gate passed at (best top-1) | verdict "
+        "| step | continued | scratch | continued − scratch | pass@1 continued / scratch |",
+        "|---:|---:|---:|---:|---|---|---:|---|---|---|---|",
     ]
     for r in rows:
         step = r.get("step")
@@ -392,9 +437,15 @@ def scan_markdown(rows: list[dict[str, Any]]) -> str:
             if "pass@1_continual" in r and "pass@1_scratch" in r
             else "—"
         )
+        gate = "—"
+        first = r.get("first_competent")
+        if first is not None and not (isinstance(first, float) and math.isnan(first)):
+            # One seed's step reads back from the CSV as a number.
+            firsts = ["never" if f == "-1" else f for f in str(first).split()]
+            gate = f"{', '.join(firsts)} ({fmt_number(r['best_top1'], 0, percent=True)})"
         lines.append(
             f"| {r['n_layers']} | {r['d_model']} | {fmt_count(r['primary_tokens'])} "
-            f"| {r['n_seeds']} | {r['verdict']} | {int(step) if has_step else '—'} "
+            f"| {r['n_seeds']} | {gate} | {r['verdict']} | {int(step) if has_step else '—'} "
             f"| {est(r, 'continued')} | {est(r, 'scratch')} | {est(r, 'difference')} "
             f"| {passes} |"
         )

@@ -199,3 +199,25 @@ def _read(path: Path) -> str:
         return path.read_text()
     except FileNotFoundError:
         return ""
+
+
+def test_combine_draws_one_diagram_of_several_scans(finished, tmp_path, capsys):
+    cfg, csv = finished
+    figure = tmp_path / "phase.png"
+    assert scan.main(["--combine", str(csv.parent), str(csv.parent), "--figure", str(figure)]) == 0
+    assert figure.stat().st_size > 5000
+    assert scan.main(["--combine", str(tmp_path / "nothing"), "--figure", str(figure)]) == 2
+    assert "is not a finished scan" in capsys.readouterr().err
+
+
+def test_the_demo_answer_carries_the_scans_note_only_at_the_demos_scale():
+    from babel_interp.profiles import SCALE_NOTES
+    from babel_interp.report.report import scale_note
+
+    quick = babel_tower.BabelTowerConfig(profile="quick", out="x").to_dict()
+    assert SCALE_NOTES["quick"] and scale_note(quick) == SCALE_NOTES["quick"]
+    assert "phase diagram" in SCALE_NOTES["quick"] and "gpu" in SCALE_NOTES["quick"]
+    # A study that changed the model or the primary training is not what the scan measured.
+    for change in (dict(preset="pilot"), dict(n_layers=4), dict(primary_steps=800)):
+        assert scale_note({**quick, **change}) == ""
+    assert scale_note(babel_tower.BabelTowerConfig(profile="cpu", out="x").to_dict()) == ""

@@ -36,7 +36,8 @@ def _mark(row: dict[str, Any]) -> str:
         return _MARK.get(verdict, verdict)
     reason = str(row.get("reason", ""))
     if "competence gate" in reason:
-        return "never competent"
+        best = row.get("best_top1")
+        return "never competent" + (f"\nbest top-1 {float(best):.0%}" if _finite(best) else "")
     if "middle-layer value" in reason:
         return "no middle layer"
     return "no verdict"
