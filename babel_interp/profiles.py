@@ -357,4 +357,15 @@ def harness_profile(name: str) -> dict[str, Any]:
 # appears") measured at a study profile's scale. The study report adds the profile's note to
 # its answer when no new language shows the signature and the study kept the profile's model
 # and primary training.
-SCALE_NOTES: dict[str, str] = {}
+SCALE_NOTES: dict[str, str] = {
+    "quick": (
+        "the scale scan measured this model's shape (2 layers, d_model 128) after the same 400 "
+        "Python steps in two seeds: no signature, continued − scratch middle-layer excess "
+        "−1.21 [−2.28, −0.13] at the first competent checkpoint (the continued model leans to "
+        "PHP more than the scratch one), and no cell of its CPU grid (2–8 layers, d_model "
+        "64–128, 0.2M–1.6M Python tokens) shows the signature either. See the README's phase "
+        "diagram (`python -m babel_interp.experiments.scan --grid cpu`) and the `gpu` profile: "
+        "the scale (8 layers, d_model 512, about 30M Python tokens) where the project's GPU "
+        "pilot saw it."
+    ),
+}

@@ -56,11 +56,18 @@ PROFILE_OF_CORPUS = {"synthetic": "scan", "real": "scan-real"}
 
 
 # Named grids (``--grid``). ``cpu`` is what a 2-core machine finishes in about two hours (the
-# README's phase diagram); ``gpu`` reaches the scale where the CPU scan cannot go, the GPU
+# README's phase diagram: four depths at d_model 64, three at 128, which holds the demo's
+# shape); ``gpu`` reaches the scale where the CPU scan cannot go, the GPU
 # pilot's 8 layers x 512 and tens of millions of primary tokens (x16 is 13M tokens at batch
 # 16 x 128, 52M at the grid's batch of 64), for one H100/H200 with bf16 and torch.compile.
 GRIDS: dict[str, dict[str, Any]] = {
-    "cpu": dict(depths=[2, 4, 6, 8], widths=[64], primary_x=[0.25, 1.0, 2.0], seeds=[0, 1]),
+    "cpu": dict(
+        depths=[2, 4, 6, 8],
+        widths=[64],
+        extra_shapes=["L2-d128", "L4-d128", "L8-d128"],
+        primary_x=[0.25, 1.0, 2.0],
+        seeds=[0, 1],
+    ),
     "gpu": dict(
         depths=[4, 8],
         widths=[256, 512],
