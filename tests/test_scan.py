@@ -154,9 +154,8 @@ def test_named_grids_are_valid_scans():
     cell = gpu.cell_config((8, 512))
     model = babel_tower.study_model(cell)
     assert (model.n_heads, model.d_head, cell.dtype, cell.compile) == (8, 64, "bfloat16", True)
-    assert (
-        scan.ScanConfig.from_dict(dict(scan.GRIDS["cpu"])).to_dict() == scan.ScanConfig().to_dict()
-    )
+    cpu = scan.ScanConfig.from_dict(dict(scan.GRIDS["cpu"]))
+    assert len(cpu.shapes()) * len(cpu.primary_x) == 21 and (2, 128) in cpu.shapes()
 
 
 def test_the_markdown_table_has_one_line_per_cell(finished):
