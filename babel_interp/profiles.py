@@ -359,13 +359,10 @@ def harness_profile(name: str) -> dict[str, Any]:
 # and primary training.
 SCALE_NOTES: dict[str, str] = {
     "quick": (
-        "the scale scan measured this model's shape (2 layers, d_model 128) after the same 400 "
-        "Python steps in two seeds: no signature, continued − scratch middle-layer excess "
-        "−1.21 [−2.28, −0.13] at the first competent checkpoint (the continued model leans to "
-        "PHP more than the scratch one), and no cell of its CPU grid (2–8 layers, d_model "
-        "64–128, 0.2M–1.6M Python tokens) shows the signature either. See the README's phase "
-        "diagram (`python -m babel_interp.experiments.scan --grid cpu`) and the `gpu` profile: "
-        "the scale (8 layers, d_model 512, about 30M Python tokens) where the project's GPU "
-        "pilot saw it."
+        "the scale scan found no signature at this shape after the same Python training "
+        "(continued − scratch −1.21 [−2.28, −0.13], two seeds), nor in any cell a 2-core "
+        "machine trains (2–8 layers, d_model 64–128, up to 1.6M Python tokens). See the "
+        "README's phase diagram and the `gpu` profile (8 layers, d_model 512, about 30M "
+        "Python tokens), where the project's GPU pilot saw it."
     ),
 }
