@@ -264,18 +264,25 @@ def analyze_run(scfg: bt.BabelTowerConfig, run: Path, seed: int, random_inits: i
     run whose saved analysis already covers every checkpoint is not opened again)."""
     from babel_interp.analysis.working_language import logit_lens
 
-    wl_cfg = logit_lens.WorkingLanguageConfig(
+    wl_cfg = _wl_config(scfg, seed, random_inits)
+    if _analyzed(Path(run), wl_cfg):
+        return
+
+    _log(f"analyze: working language, {run}")
+    logit_lens.analyze_run(run, wl_cfg, device=scfg.device, progress=scfg.progress)
+
+
+def _wl_config(scfg: bt.BabelTowerConfig, seed: int, random_inits: int) -> Any:
+    """The working-language analyzer's settings for one of the scan's runs."""
+    from babel_interp.analysis.working_language import logit_lens
+
+    return logit_lens.WorkingLanguageConfig(
         primary=scfg.primary,
         target=scfg.targets[0],
         n_per_pair=scfg.n_per_pair,
         seed=seed,
         n_random_init=random_inits,
     )
-    if _analyzed(Path(run), wl_cfg):
-        return
-
-    _log(f"analyze: working language, {run}")
-    logit_lens.analyze_run(run, wl_cfg, device=scfg.device, progress=scfg.progress)
 
 
 def _analyzed(run: Path, wl_cfg: Any) -> bool:
@@ -459,21 +466,57 @@ def scan_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_scan(cfg: ScanConfig) -> Path:
-    """Run (or resume) the scan; write ``scan.csv``, ``scan.json`` and the phase diagram after
-    every shape, and return the CSV's path."""
+def finished(cfg: ScanConfig) -> dict[str, list[int]]:
+    """Shape id -> the seeds whose runs and analyses of every cell are complete on disk (what
+    the table reads; another process may have finished some)."""
+    out: dict[str, list[int]] = {}
+    for shape in cfg.shapes():
+        scfg = cfg.cell_config(shape)
+        root = Study(Path(scfg.out))
+        for seed in cfg.seeds:
+            runs = [(root.scratch(seed, cfg.target), scfg.scratch_steps, 0)]
+            runs += [
+                (
+                    Study(root.root / x_id(x)).continual(seed, cfg.target),
+                    scfg.continual_steps,
+                    scfg.random_inits,
+                )
+                for x in cfg.primary_x
+            ]
+            if all(_complete(run, steps, scfg, seed, inits) for run, steps, inits in runs):
+                out.setdefault(shape_id(shape), []).append(seed)
+    return out
+
+
+def _complete(run: Path, steps: int, scfg: bt.BabelTowerConfig, seed: int, inits: int) -> bool:
+    if not (run / "checkpoints").is_dir():
+        return False
+    if steps not in {c.step for c in Run(run).checkpoints()}:
+        return False
+    return _analyzed(run, _wl_config(scfg, seed, inits))
+
+
+def _record(state_path: Path, cfg: ScanConfig, **fields: Any) -> None:
+    """Merge ``fields`` into ``scan.json`` (re-read first: per-unit minutes of other
+    invocations are kept)."""
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    minutes = {**state.get("minutes", {}), **fields.pop("minutes", {})}
+    write_json_atomic(state_path, {**state, "config": cfg.to_dict(), "minutes": minutes, **fields})
+
+
+def run_scan(cfg: ScanConfig, train: bool = True) -> Path:
+    """Run (or resume) the scan, then write ``scan.csv``, ``scan.md``, ``scan.json`` and the
+    phase diagram of every finished cell; returns the CSV's path. ``train=False`` only reads
+    what is finished (``--table-only``)."""
     from babel_interp.report.scan_plots import plot_phase_diagram
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     budget = Budget(cfg.max_minutes)
     state_path = out / SCAN_JSON
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    done: dict[str, list[int]] = {k: list(v) for k, v in state.get("done", {}).items()}
-    minutes = state.get("minutes", {})
-    corpus = shared_corpus(cfg)
     stopped = False
-    for shape in cfg.shapes():
+    corpus = shared_corpus(cfg) if train else None
+    for shape in cfg.shapes() if train else []:
         sid = shape_id(shape)
         for seed in cfg.seeds:
             # Finished shapes are visited again: every unit resumes, so this costs seconds and
@@ -483,33 +526,24 @@ def run_scan(cfg: ScanConfig) -> Path:
                 break
             t = time.time()
             _log(f"{sid} seed {seed}: {budget.elapsed_min():.0f} min spent")
+            assert corpus is not None
             if not train_shape(cfg, shape, seed, corpus, budget):
                 stopped = True
                 break
-            if seed not in done.setdefault(sid, []):
-                done[sid].append(seed)
-            minutes[f"{sid}/seed_{seed}"] = round((time.time() - t) / 60, 2)
-            write_json_atomic(
-                state_path, {"config": cfg.to_dict(), "done": done, "minutes": minutes}
+            _record(
+                state_path, cfg, minutes={f"{sid}/seed_{seed}": round((time.time() - t) / 60, 2)}
             )
         if stopped:
             _log(f"budget of {cfg.max_minutes:g} min spent: stopping before {sid}")
             break
     import pandas as pd
 
+    done = finished(cfg)
     rows = scan_table(cfg, done)
     csv = out / SCAN_CSV
     write_csv_atomic(csv, pd.DataFrame(rows))
     write_text_atomic(out / SCAN_MD, scan_markdown(rows))
-    write_json_atomic(
-        state_path,
-        {
-            "config": cfg.to_dict(),
-            "done": done,
-            "minutes": minutes,
-            "stopped_by_budget": stopped,
-        },
-    )
+    _record(state_path, cfg, done=done, stopped_by_budget=stopped)
     plot_phase_diagram(rows, out / PHASE_FIGURE, target=cfg.target)
     _log(f"table: {csv}; figure: {out / PHASE_FIGURE}")
     return csv
@@ -582,6 +616,11 @@ def main(argv: list[str] | None = None) -> int:
         help="draw one phase diagram of these finished scans (to --figure) and stop",
     )
     parser.add_argument("--figure", help="where --combine writes its figure")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="train nothing: write the table and the diagram of the cells already finished",
+    )
     args = parser.parse_args(argv)
     if args.combine:
         if not args.figure:
@@ -626,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scan: error: {exc}", file=sys.stderr)
         return 2
     try:
-        csv = run_scan(cfg)
+        csv = run_scan(cfg, train=not args.table_only)
     except bt.StudyInterrupted as exc:
         print(f"scan: {exc}", file=sys.stderr)
         return exc.exit_code

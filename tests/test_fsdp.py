@@ -404,7 +404,7 @@ def test_activation_checkpointing_changes_memory_not_losses(tmp_path):
         [sys.executable, "-c", _AC_SCRIPT, str(corpus), str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # two training runs in one process; shared CI cores are slow
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
