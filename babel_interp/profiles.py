@@ -137,37 +137,6 @@ STUDY_PROFILES: dict[str, dict[str, Any]] = {
         dtype="bfloat16",
         compile=True,
     ),
-    # One cell of the scale scan (:mod:`babel_interp.experiments.scan`, which sets the depth,
-    # width and primary steps of each cell): the quick profile's corpus, context, batch and
-    # learning rate, one new language, two seeds, and short continued and scratch runs with
-    # dense checkpoints (the verdict is read at the first competent one: the quick profile's
-    # model reaches it within about 60 steps, a d_model-64 one after a few hundred Python steps
-    # only past 128).
-    "scan": dict(
-        targets=["php"],
-        seeds=[0, 1],
-        docs_per_language=1500,
-        vocab_size=2048,
-        preset="tiny",
-        seq_len=128,
-        batch_size=16,
-        primary_steps=400,
-        continual_steps=256,
-        scratch_steps=256,
-        n_checkpoints=8,
-        eval_windows=8,
-        lr=2e-3,
-        neuron_tokens=8192,
-        neuron_permutations=10,
-        ablation=False,
-        n_per_pair=10,
-        random_inits=2,
-        completion_docs=0,
-        completion_tokens=16,
-        execution=True,
-        execution_problems=24,
-        execution_tokens=48,
-    ),
     # The scan's cell on real code (Python's standard library, then Debian PHP), at the
     # synthetic scan's context and batch; no execution (HumanEval pass@1 of models this size
     # is 0, as the cpu profile measured).
@@ -192,6 +161,24 @@ STUDY_PROFILES: dict[str, dict[str, Any]] = {
         random_inits=2,
     ),
 }
+
+# One cell of the scale scan (:mod:`babel_interp.experiments.scan`, which sets the depth,
+# width and primary steps of each cell): the quick profile's corpus, context, batch and
+# learning rate, one new language, two seeds, and short continued and scratch runs with
+# dense checkpoints (the verdict is read at the first competent one: the quick profile's
+# model reaches it within about 60 steps, a d_model-64 one after a few hundred Python steps
+# only past 128).
+STUDY_PROFILES["scan"] = dict(
+    STUDY_PROFILES["quick"],
+    targets=["php"],
+    seeds=[0, 1],
+    continual_steps=256,
+    scratch_steps=256,
+    n_checkpoints=8,
+    eval_windows=8,
+    random_inits=2,
+    completion_docs=0,
+)
 
 # The harness's quick profile is sized for the test suite on 2 CPU cores: a two-layer model,
 # three languages, a few dozen steps. The full profile is the comparison reported in the docs.
