@@ -391,6 +391,7 @@ SAVED_TRAIN_CONFIG = {
     "init_from": "runs/py", "init_optimizer": False, "resume": False, "seed": 3,
     "device": "auto", "dtype": "auto", "compile": False, "deterministic": None,
     "fast_path": True, "hooks": ["activation-norms"], "on_nan": "stop", "progress": False,
+    "parallel": "ddp", "activation_checkpointing": False,
 }  # fmt: skip
 
 
@@ -407,10 +408,12 @@ def test_saved_run_configs_load_and_are_written_the_same_way():
     assert cfg.hooks == ["activation-norms"] and cfg.seed == 3
     assert cfg.to_dict() == SAVED_TRAIN_CONFIG
     # A config from before some fields existed takes their defaults.
-    older = {k: v for k, v in SAVED_TRAIN_CONFIG.items() if k not in ("schedule_steps", "hooks")}
+    newer = ("schedule_steps", "hooks", "parallel", "activation_checkpointing")
+    older = {k: v for k, v in SAVED_TRAIN_CONFIG.items() if k not in newer}
     older["checkpoints"] = {"schedule": {"kind": "log"}}
     cfg = TrainConfig.from_dict(older)
     assert cfg.schedule_steps is None and cfg.hooks == []
+    assert cfg.parallel == "ddp" and cfg.activation_checkpointing is False
     assert cfg.checkpoints == CheckpointConfig()
 
 
