@@ -25,10 +25,13 @@ done are read back, and ``max_minutes`` stops before starting a unit once the bu
 leaving the table and the figure of what was finished. Units run from the cheapest shape to the
 most expensive, so a budget cut drops the largest models.
 
-    python -m babel_interp.experiments.scan --out runs/scan --max-minutes 180
-    python -m babel_interp.experiments.scan --corpus real --out runs/scan_real \\
-        --depths 2,4 --primary-x 1,4
-    python -m babel_interp.experiments.babel_tower --profile scan --out runs/scan  # the same
+    python -m babel_interp.experiments.scan --grid cpu --out runs/scan --max-minutes 180
+    python -m babel_interp.experiments.scan --corpus real --out runs/scan-real \\
+        --depths 2,4 --widths 64 --primary-x 0.5,1
+    python -m babel_interp.experiments.scan --grid cpu --out runs/scan --table-only
+    python -m babel_interp.experiments.scan --combine runs/scan runs/scan-real \\
+        --figure phase_diagram.png
+    python -m babel_interp.experiments.babel_tower --profile scan --grid cpu  # the same scan
 """
 
 from __future__ import annotations
