@@ -8,6 +8,7 @@ has one code path.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,17 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
-    """Leave the process group (if this module joined one)."""
+    """Leave the process group (if this module joined one).
+
+    The ranks meet first: a rank that tears its gloo connections down while another is still
+    finishing (rank 0 writes the last checkpoint) can abort at exit ("terminate called without
+    an active exception"). The meeting is bounded, so a rank whose peer died still leaves."""
     if info.enabled and dist.is_initialized():
+        try:
+            if info.backend == "gloo":
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=120))
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass  # a peer is gone: nothing left to wait for
         dist.destroy_process_group()
